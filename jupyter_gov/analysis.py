@@ -1,0 +1,275 @@
+"""Parse a cell into statements and describe what each one touches, with sqlglot.
+
+Nothing here decides anything: ``guardrails`` decides, ``masking`` rewrites. This module
+answers "what is this statement?" in the connection's dialect: its kind, the tables it
+reads and writes (each resolved to a catalog relation, a CTE or a session result), the
+functions and table functions it calls, and its literal-free fingerprint for the audit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
+
+from jupyter_gov.errors import GovError
+
+# sqlglot warns when it falls back to exp.Command; we deny those explicitly instead.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+#: Root types a statement may have. Everything else (DDL, SET, PRAGMA, COPY, ATTACH,
+#: Command fallbacks, a bare Column such as CHECKPOINT, ...) is denied by guardrails.
+READ_ROOTS: tuple[type[exp.Expr], ...] = (exp.Select, exp.SetOperation)
+WRITE_ROOTS: tuple[type[exp.Expr], ...] = (exp.Insert, exp.Update, exp.Delete)
+
+#: Which node types name a write target (its ``this``), never a source to mask.
+_WRITE_TARGET_PARENTS = (exp.Insert, exp.Update, exp.Delete)
+
+
+class SqlSyntaxError(GovError):
+    """The cell does not parse; carries the line and column of the first error."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None):
+        super().__init__(message)
+        self.line = line
+        self.column = column
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """One table name as written, and what it resolves to."""
+
+    node: exp.Table
+    name: str
+    schema: str | None
+    kind: str  # "catalog", "cte", "result", "function", "unknown", "path"
+
+    @property
+    def is_write_target(self) -> bool:
+        parent = self.node.parent
+        if isinstance(parent, exp.Schema):  # INSERT INTO t (a, b)
+            parent = parent.parent
+        return isinstance(parent, _WRITE_TARGET_PARENTS) and parent.this is (
+            self.node if not isinstance(self.node.parent, exp.Schema) else self.node.parent
+        )
+
+
+@dataclass
+class StatementInfo:
+    """What one statement is and touches."""
+
+    expression: exp.Expr
+    kind: str
+    tables: list[TableRef] = field(default_factory=list)
+    functions: list[tuple[str, exp.Func]] = field(default_factory=list)
+    table_functions: list[tuple[str, exp.Expr]] = field(default_factory=list)
+    fingerprint: str = ""
+    normalized: str = ""
+
+    @property
+    def is_write(self) -> bool:
+        return isinstance(self.expression, WRITE_ROOTS)
+
+    @property
+    def is_read(self) -> bool:
+        return isinstance(self.expression, READ_ROOTS)
+
+
+def statement_kind(expression: exp.Expr) -> str:
+    """A short lower-case name for the statement's root: select, insert, drop, command, ..."""
+    if isinstance(expression, exp.SetOperation):
+        return "select"
+    if isinstance(expression, exp.Command):
+        return str(expression.this or "command").split()[0].lower()
+    return type(expression).__name__.lower()
+
+
+def parse(sql: str, dialect: str) -> list[exp.Expr]:
+    """Split and parse a cell into statements; raise :class:`SqlSyntaxError` with a position."""
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+    except ParseError as error:
+        first = error.errors[0] if error.errors else {}
+        line, column = first.get("line"), first.get("col")
+        description = first.get("description") or "invalid syntax"
+        near = (first.get("highlight") or "").strip()
+        where = f" at line {line}, column {column}" if line else ""
+        hint = f" near {near!r}" if near else ""
+        raise SqlSyntaxError(
+            f"The SQL does not parse{where}{hint} ({description}); fix the statement and rerun.",
+            line,
+            column,
+        ) from error
+    except TokenError as error:
+        raise SqlSyntaxError(
+            f"The SQL does not parse ({error}); check for an unclosed quote or comment."
+        ) from error
+    if not statements:
+        raise SqlSyntaxError("The cell holds no SQL statement.")
+    return statements
+
+
+def describe(
+    expression: exp.Expr,
+    dialect: str,
+    catalog_tables: Mapping[str, object],
+    results: Mapping[str, object] | None = None,
+) -> StatementInfo:
+    """Walk the whole tree once and list what the statement touches.
+
+    ``catalog_tables`` maps lower-case table names (``t`` and ``schema.t``) to catalog
+    entries; ``results`` maps names of this session's registered results.
+    """
+    info = StatementInfo(expression=expression, kind=statement_kind(expression))
+    results = results or {}
+    for node in expression.walk():
+        if isinstance(node, exp.Table):
+            info.tables.append(_resolve_table(node, catalog_tables, results))
+            if not isinstance(node.this, exp.Identifier) and node.this is not None:
+                info.table_functions.append((_function_name(node.this), node))
+        elif isinstance(node, (exp.Unnest, exp.Lateral)) and isinstance(node.parent, (exp.From, exp.Join)):
+            info.table_functions.append((type(node).__name__.lower(), node))
+        elif isinstance(node, exp.Func) and not isinstance(node.parent, exp.Table):
+            info.functions.append((_function_name(node), node))
+    info.normalized = normalize(expression, dialect)
+    info.fingerprint = hashlib.sha256(info.normalized.encode()).hexdigest()[:16]
+    return info
+
+
+def _function_name(node: exp.Expr) -> str:
+    if isinstance(node, exp.Anonymous):
+        return str(node.name).lower()
+    if isinstance(node, exp.Func):
+        return node.sql_name().lower()
+    return type(node).__name__.lower()
+
+
+def _resolve_table(
+    node: exp.Table, catalog_tables: Mapping[str, object], results: Mapping[str, object]
+) -> TableRef:
+    name = node.name.lower()
+    schema = node.db.lower() if node.db else None
+    if node.this is not None and not isinstance(node.this, exp.Identifier):
+        return TableRef(node, name, schema, "function")
+    if isinstance(node.this, exp.Identifier) and node.this.quoted and _looks_like_path(node.name):
+        return TableRef(node, node.name, schema, "path")
+    if not schema and not node.catalog and _is_cte_reference(node, name):
+        if name in catalog_tables:
+            return TableRef(node, name, schema, "shadowing_cte")
+        return TableRef(node, name, schema, "cte")
+    key = f"{schema}.{name}" if schema else name
+    if node.catalog:
+        key = f"{node.catalog.lower()}.{key}"
+    if key in catalog_tables:
+        return TableRef(node, name, schema, "catalog")
+    if not schema and name in results:
+        return TableRef(node, name, schema, "result")
+    return TableRef(node, name, schema, "unknown")
+
+
+def _looks_like_path(name: str) -> bool:
+    return any(ch in name for ch in "/\\*:") or "." in name
+
+
+def _is_cte_reference(node: exp.Table, name: str) -> bool:
+    """True when an enclosing WITH defines a CTE of this name."""
+    for ancestor in _ancestors(node):
+        with_ = ancestor.args.get("with_") or ancestor.args.get("with")
+        if isinstance(with_, exp.With) and any(
+            cte.alias_or_name.lower() == name for cte in with_.expressions
+        ):
+            return True
+    return False
+
+
+def _ancestors(node: exp.Expr):
+    parent = node.parent
+    while parent is not None:
+        yield parent
+        parent = parent.parent
+
+
+def normalize(expression: exp.Expr, dialect: str) -> str:
+    """The statement with every literal replaced by ``?``: what the audit stores."""
+
+    def strip(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Literal):
+            return exp.Placeholder()
+        return node
+
+    return expression.transform(strip, copy=True).sql(dialect=dialect, comments=False)
+
+
+def statement_fingerprint(normalized_statements: list[str]) -> str:
+    return hashlib.sha256("\n;\n".join(normalized_statements).encode()).hexdigest()[:16]
+
+
+# -- templates ----------------------------------------------------------------------------
+
+
+def template_to_placeholders(sql: str, dialect: str) -> tuple[str, list[str]]:
+    """Turn ``{{ name }}`` / ``{{ user.attr }}`` into bound placeholders, using sqlglot's tokenizer.
+
+    Returns the SQL with each template replaced by ``:name`` (dots become ``__``) and the
+    names found, in order. Text inside string literals and comments is never touched, and
+    values are never pasted into SQL: they are bound when the statement runs.
+    """
+    tokenizer_class = sqlglot.Dialect.get_or_raise(dialect).tokenizer_class
+    try:
+        tokens = tokenizer_class().tokenize(sql)
+    except TokenError as error:
+        raise SqlSyntaxError(f"The SQL does not parse ({error}).") from error
+    pieces: list[str] = []
+    names: list[str] = []
+    cursor = 0
+    i = 0
+    while i < len(tokens):
+        match = _match_template(tokens, i)
+        if match is None:
+            i += 1
+            continue
+        end_index, dotted = match
+        start, end = tokens[i].start, tokens[end_index].end
+        pieces.append(sql[cursor:start])
+        placeholder = dotted.replace(".", "__")
+        pieces.append(f":{placeholder}")
+        names.append(dotted)
+        cursor = end + 1
+        i = end_index + 1
+    pieces.append(sql[cursor:])
+    return "".join(pieces), names
+
+
+def _match_template(tokens: list, i: int) -> tuple[int, str] | None:
+    """Match ``{ { name(.name)* } }`` starting at token i; return (last index, dotted name)."""
+    kinds = [t.token_type for t in tokens[i : i + 2]]
+    if kinds != [TokenType.L_BRACE, TokenType.L_BRACE]:
+        return None
+    j = i + 2
+    parts: list[str] = []
+    expect_name = True
+    while j < len(tokens):
+        token = tokens[j]
+        if expect_name and token.token_type in (TokenType.VAR,) or (
+            expect_name and token.text.isidentifier()
+        ):
+            parts.append(token.text)
+            expect_name = False
+        elif not expect_name and token.token_type == TokenType.DOT:
+            expect_name = True
+        elif not expect_name and token.token_type == TokenType.R_BRACE:
+            if j + 1 < len(tokens) and tokens[j + 1].token_type == TokenType.R_BRACE:
+                return j + 1, ".".join(parts)
+            return None
+        else:
+            return None
+        j += 1
+    return None
+
+

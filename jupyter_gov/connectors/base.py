@@ -1,0 +1,74 @@
+"""The connector interface and the catalog it reports."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+from sqlglot import exp
+
+from jupyter_gov.masking import TableEntry
+
+
+@dataclass
+class Catalog:
+    """The governed relations of a connection, keyed by lower-case ``table`` and ``schema.table``."""
+
+    tables: dict[str, TableEntry] = field(default_factory=dict)
+    version: str = ""
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple[str, str, str, str]], default_schema: str) -> Catalog:
+        """Build from ``(schema, table, column, type)`` rows in ordinal order."""
+        grouped: dict[tuple[str, str], dict[str, exp.DataType]] = {}
+        for schema, table, column, data_type in rows:
+            grouped.setdefault((schema, table), {})[column] = _parse_type(data_type)
+        catalog = cls()
+        for (schema, table), columns in grouped.items():
+            entry = TableEntry(schema=schema, name=table, columns=columns)
+            catalog.tables[f"{schema}.{table}".lower()] = entry
+            if schema.lower() == default_schema.lower():
+                catalog.tables.setdefault(table.lower(), entry)
+        digest = hashlib.sha256(repr(sorted(rows)).encode()).hexdigest()[:16]
+        catalog.version = digest
+        return catalog
+
+    def get(self, name: str, schema: str | None = None) -> TableEntry | None:
+        key = f"{schema}.{name}" if schema else name
+        return self.tables.get(key.lower())
+
+    def mapping(self) -> dict[str, dict[str, str]]:
+        """A sqlglot schema mapping ``{schema: {table: {column: type}}}``."""
+        out: dict[str, dict[str, dict[str, str]]] = {}
+        for entry in {id(e): e for e in self.tables.values()}.values():
+            out.setdefault(entry.schema, {})[entry.name] = {
+                column: dtype.sql() for column, dtype in entry.columns.items()
+            }
+        return out
+
+
+def _parse_type(data_type: str) -> exp.DataType:
+    try:
+        return exp.DataType.build(data_type, dialect="duckdb")
+    except Exception:  # an engine-specific type sqlglot does not know: treat as opaque
+        return exp.DataType.build("UNKNOWN")
+
+
+class Connector(Protocol):
+    """What the engine needs from a database."""
+
+    name: str
+    dialect: str
+
+    def catalog(self, refresh: bool = False) -> Catalog: ...
+
+    def execute(self, sql: str, params: Mapping[str, Any]) -> pa.Table: ...
+
+    def register_result(self, name: str, table: pa.Table) -> None: ...
+
+    def interrupt(self) -> None: ...
+
+    def close(self) -> None: ...

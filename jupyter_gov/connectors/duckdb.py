@@ -1,0 +1,114 @@
+"""DuckDB, locked down so the kernel cannot reach around the proxy through the engine.
+
+Replacement scans (``SELECT * FROM some_dataframe``), file and network access, extension
+installs and loads, persistent secrets are all off, then the configuration is locked so a
+later ``SET`` fails. The embedded ``demo`` database is built in memory from a fixed seed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from jupyter_gov.connectors.base import Catalog
+from jupyter_gov.errors import ConnectionFailed, QueryFailed
+from jupyter_gov.policy import Connection
+
+LOCKDOWN: dict[str, Any] = {
+    "python_enable_replacements": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "allow_unsigned_extensions": False,
+    "allow_persistent_secrets": False,
+}
+
+_CATALOG_SQL = """
+SELECT table_schema, table_name, column_name, data_type
+FROM information_schema.columns
+WHERE table_catalog = current_database()
+  AND table_schema NOT IN ('information_schema', 'pg_catalog')
+ORDER BY table_schema, table_name, ordinal_position
+"""
+
+
+class DuckDBConnector:
+    """A governed DuckDB connection: ``duckdb:demo``, ``duckdb:memory`` or ``duckdb:///path``."""
+
+    dialect = "duckdb"
+
+    def __init__(self, name: str, url: str, read_only: bool = False) -> None:
+        self.name = name
+        self.url = url
+        self._lock = threading.RLock()
+        self._catalog: Catalog | None = None
+        target = url.removeprefix("duckdb:")
+        try:
+            if target in ("demo", "memory", "", "//:memory:", "///:memory:"):
+                self.con = duckdb.connect(":memory:", config=dict(LOCKDOWN))
+                if target == "demo":
+                    from jupyter_gov.demo import load_demo
+
+                    load_demo(self.con)
+            else:
+                path = Path(target.removeprefix("///").removeprefix("//")).expanduser()
+                if not path.exists():
+                    raise ConnectionFailed(
+                        f"DuckDB file {path} does not exist; check the connection URL {url!r}."
+                    )
+                config = dict(LOCKDOWN, access_mode="READ_ONLY" if read_only else "AUTOMATIC")
+                self.con = duckdb.connect(str(path), config=config)
+            # Only now: the demo loader registers Arrow tables, which needs the API, not files.
+            self.con.execute("SET enable_external_access = false")
+            self.con.execute("SET lock_configuration = true")
+        except duckdb.Error as error:
+            raise ConnectionFailed(f"Could not open DuckDB connection {name!r}: {error}") from error
+
+    def catalog(self, refresh: bool = False) -> Catalog:
+        with self._lock:
+            if self._catalog is None or refresh:
+                rows = self.con.execute(_CATALOG_SQL).fetchall()
+                self._catalog = Catalog.from_rows(rows, default_schema="main")
+            return self._catalog
+
+    def execute(self, sql: str, params: Mapping[str, Any]) -> pa.Table:
+        with self._lock:
+            try:
+                cursor = self.con.execute(sql, dict(params) if params else None)
+                if cursor.description is None:
+                    return pa.table({})
+                return cursor.fetch_arrow_table()
+            except duckdb.InterruptException as error:
+                raise QueryFailed("The query was cancelled.") from error
+            except duckdb.Error as error:
+                message = str(error).split("\n")[0]
+                raise QueryFailed(f"DuckDB rejected the governed statement: {message}") from error
+
+    def changed_rows(self) -> int | None:
+        return None
+
+    def register_result(self, name: str, table: pa.Table) -> None:
+        with self._lock:
+            self.con.register(name, table)
+
+    def interrupt(self) -> None:
+        self.con.interrupt()
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def open_connector(connection: Connection) -> DuckDBConnector:
+    """Open the connector for a policy connection."""
+    url = connection.expanded_url
+    if url.startswith("duckdb:"):
+        return DuckDBConnector(connection.name, url)
+    raise ConnectionFailed(
+        f"Connection {connection.name!r} uses {url.split(':', 1)[0]!r}, which this version "
+        "of jupyter-gov cannot open yet; use a duckdb: URL."
+    )

@@ -1,0 +1,407 @@
+"""The governed session: one engine that every front end (magic, CLI, server, API) calls.
+
+identity -> policy -> analysis -> guardrails -> masking (rewrite) -> connector -> audit.
+
+The attempt is written to the audit before anything runs, and if it cannot be written
+nothing runs. A denied statement raises :class:`QueryDenied`; one that needs approval
+raises :class:`ApprovalRequired`; both carry the plan with its rules and reasons.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jupyter_gov import masking
+from jupyter_gov.audit import AuditStore, default_home
+from jupyter_gov.connectors import Connector, open_connector
+from jupyter_gov.errors import GovError, IdentityError, QueryFailed
+from jupyter_gov.guardrails import Context
+from jupyter_gov.identity import Identity, IdentityProvider, LocalProvider
+from jupyter_gov.plan import Plan, build_plan
+from jupyter_gov.policy import Policy
+from jupyter_gov.result import ApprovalRequired, GovernedResult, QueryDenied
+
+_PLAN_CACHE_SIZE = 512
+
+
+def connect(
+    policy: Policy | str | Path | None = None,
+    identity: Identity | IdentityProvider | str | None = None,
+    *,
+    connection: str | None = None,
+    audit: AuditStore | str | None = None,
+) -> GovernedSession:
+    """Open a governed session.
+
+    ``policy`` is a :class:`Policy`, a path, or None for ``$JUPYTER_GOV_POLICY`` or the
+    built-in demo. ``identity`` is an :class:`Identity`, a provider, a user name to act as
+    (local provider only), or None for the policy's provider.
+    """
+    return GovernedSession(policy, identity, connection=connection, audit=audit)
+
+
+def provider_for(policy: Policy, user: str | None = None) -> IdentityProvider:
+    """The identity provider the policy names, with ``user`` impersonation if allowed."""
+    config = policy.identity_config
+    kind = config.get("provider", "local")
+    if kind == "local":
+        return LocalProvider(config.get("users"), config.get("default_groups", ()), user=user)
+    if user is not None:
+        raise IdentityError(
+            "Impersonation with --user is only allowed with the local identity provider."
+        )
+    try:
+        from jupyter_gov.identity.factory import provider_from_config
+    except ImportError as error:  # pragma: no cover - shipped together
+        raise IdentityError(f"The {kind!r} identity provider is not available: {error}") from error
+    return provider_from_config(config)
+
+
+class _StaticProvider:
+    """Wraps a fixed :class:`Identity` (tests, service code that validated it already)."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self.name = identity.auth_method
+
+    def current(self) -> Identity:
+        if self.identity.expired():
+            raise IdentityError("Your sign-in has expired; sign in again.")
+        return self.identity
+
+
+class GovernedSession:
+    """A policy, an identity provider, open connectors and the audit store, together."""
+
+    def __init__(
+        self,
+        policy: Policy | str | Path | None = None,
+        identity: Identity | IdentityProvider | str | None = None,
+        *,
+        connection: str | None = None,
+        audit: AuditStore | str | None = None,
+    ) -> None:
+        self.policy = policy if isinstance(policy, Policy) else Policy.load(policy)
+        if isinstance(identity, Identity):
+            self.provider: IdentityProvider = _StaticProvider(identity)
+        elif isinstance(identity, str) or identity is None:
+            self.provider = provider_for(self.policy, identity)
+        else:
+            self.provider = identity
+        self.default_connection = self.policy.connection(connection).name
+        if isinstance(audit, AuditStore):
+            self.audit = audit
+        else:
+            self.audit = AuditStore(audit or self.policy.audit_store or None)
+        self.session_id = uuid.uuid4().hex[:16]
+        self._connectors: dict[str, Connector] = {}
+        self._results: dict[str, dict[str, str]] = {}  # connection -> {name: identity key}
+        self._plans: OrderedDict[tuple[Any, ...], Plan] = OrderedDict()
+        self._keys: dict[str, str] | None = None
+
+    # -- public API ----------------------------------------------------------------------
+
+    @property
+    def identity(self) -> Identity:
+        return self.provider.current()
+
+    def connector(self, name: str | None = None) -> Connector:
+        connection = self.policy.connection(name or self.default_connection)
+        if connection.name not in self._connectors:
+            self._connectors[connection.name] = open_connector(connection)
+        return self._connectors[connection.name]
+
+    def explain(
+        self,
+        text: str,
+        params: Mapping[str, Any] | Sequence[Any] | None = None,
+        *,
+        connection: str | None = None,
+        unmask: Iterable[str] = (),
+        limit: int | None = None,
+    ) -> Plan:
+        """Decide and rewrite without running anything (the audit records nothing)."""
+        identity = self.provider.current()
+        return self._plan(text, params, identity, connection, frozenset(unmask), limit)
+
+    def sql(
+        self,
+        text: str,
+        params: Mapping[str, Any] | Sequence[Any] | None = None,
+        *,
+        connection: str | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+        purpose: str | None = None,
+        unmask: Iterable[str] = (),
+        approval: Any = None,
+    ) -> GovernedResult:
+        """Run a cell through the proxy and return its last result.
+
+        Raises :class:`QueryDenied`, :class:`ApprovalRequired`, or a :class:`GovError`
+        with one sentence for anything else that stops it.
+        """
+        query_id = AuditStore.new_query_id()
+        connection_name = self.policy.connection(connection or self.default_connection).name
+        try:
+            identity = self.provider.current()
+        except IdentityError as error:
+            self._audit_identity_failure(query_id, connection_name, str(error))
+            raise
+        plan = self._plan(text, params, identity, connection_name, frozenset(unmask), limit)
+        base = self._event_base(identity, plan, query_id, purpose)
+        self.audit.append("attempt", **base)  # raises AuditError: then nothing runs
+        if approval is not None and plan.decision == "approval_required":
+            plan = approval.authorize(self, plan, identity, params)  # issue: approvals
+        decision_id = self.audit.append(
+            "decision", **base, decision=plan.decision, rules=plan.rules,
+            reasons=plan.reasons, masked_columns=plan.masked_columns,
+            rewritten_sql=plan.rewritten_sql and _normalized_rewrite(plan),
+            rewritten_hash=_hash(plan.rewritten_sql) if plan.rewritten_sql else None,
+            detail={"row_filters": plan.row_filters} if plan.row_filters else None,
+        )
+        if plan.decision == "deny":
+            raise QueryDenied(plan, decision_id)
+        if plan.decision == "approval_required":
+            raise ApprovalRequired(plan, decision_id, query_id)
+        if name is not None:
+            self._check_result_name(name, connection_name)
+        return self._execute(plan, identity, params, query_id, base, name)
+
+    def close(self) -> None:
+        for connector in self._connectors.values():
+            connector.close()
+        self._connectors.clear()
+        self.audit.close()
+
+    def __enter__(self) -> GovernedSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _context(self, identity: Identity, connection: str | None) -> Context:
+        conn = self.policy.connection(connection or self.default_connection)
+        return Context(
+            policy=self.policy,
+            identity=identity,
+            roles=self.policy.roles_for(identity),
+            connection=conn,
+            dialect=conn.dialect or self.connector(conn.name).dialect,
+        )
+
+    def _plan(
+        self,
+        text: str,
+        params: Mapping[str, Any] | Sequence[Any] | None,
+        identity: Identity,
+        connection: str | None,
+        unmask: frozenset[str],
+        limit: int | None,
+    ) -> Plan:
+        ctx = self._context(identity, connection)
+        connector = self.connector(ctx.connection.name)
+        catalog = connector.catalog()
+        results = self._owned_results(ctx.connection.name, identity)
+        key = (
+            text, _param_types(params), identity.key, self.policy.hash, catalog.version,
+            ctx.connection.name, unmask, limit, tuple(sorted(results)),
+        )
+        cached = self._plans.get(key)
+        if cached is not None:
+            self._plans.move_to_end(key)
+            return cached
+        plan = build_plan(text, ctx, catalog, results, unmask=unmask, limit=limit)
+        self._plans[key] = plan
+        if len(self._plans) > _PLAN_CACHE_SIZE:
+            self._plans.popitem(last=False)
+        return plan
+
+    def _owned_results(self, connection: str, identity: Identity) -> dict[str, str]:
+        return {
+            name: owner
+            for name, owner in self._results.get(connection, {}).items()
+            if owner == identity.key
+        }
+
+    def _check_result_name(self, name: str, connection: str) -> None:
+        if not name.isidentifier():
+            raise GovError(f"{name!r} is not a valid output name; use letters, digits and _.")
+        if self.connector(connection).catalog().get(name.lower()) is not None:
+            raise GovError(
+                f"{name!r} is a table of connection {connection!r}; choose another output name."
+            )
+
+    def _execute(
+        self,
+        plan: Plan,
+        identity: Identity,
+        params: Mapping[str, Any] | Sequence[Any] | None,
+        query_id: str,
+        base: dict[str, Any],
+        name: str | None,
+    ) -> GovernedResult:
+        connector = self.connector(plan.connection)
+        started = time.perf_counter()
+        table = None
+        try:
+            for statement in plan.statements:
+                bound = self._bind(statement, params)
+                table = connector.execute(statement.sql, bound)
+        except KeyboardInterrupt:
+            connector.interrupt()
+            self._audit_result(base, started, error="cancelled by the user")
+            raise QueryFailed("The query was cancelled; nothing after it ran.") from None
+        except GovError as error:
+            self._audit_result(base, started, error=str(error))
+            raise
+        duration_ms = (time.perf_counter() - started) * 1000
+        assert table is not None
+        result_id = self._audit_result(base, started, rows=table.num_rows, duration_ms=duration_ms)
+        if name is not None and table.num_columns:
+            connector.register_result(name, table)
+            self._results.setdefault(plan.connection, {})[name] = identity.key
+        return GovernedResult(
+            table, plan, identity, query_id=query_id, audit_id=result_id,
+            duration_ms=duration_ms, name=name,
+        )
+
+    def _bind(
+        self, statement: Any, params: Mapping[str, Any] | Sequence[Any] | None
+    ) -> dict[str, Any]:
+        values: dict[str, Any] = dict(statement.internal_params)
+        if "g_k1" in statement.placeholders:
+            values.update(self._masking_keys())
+        if isinstance(params, Mapping):
+            for user_name, bound in statement.user_params.items():
+                if user_name not in params:
+                    raise GovError(
+                        f"The statement uses parameter :{user_name} but no value was given "
+                        "for it; define it or pass params."
+                    )
+                values[bound] = params[user_name]
+        elif statement.user_params:
+            missing = ", ".join(f":{n}" for n in statement.user_params)
+            raise GovError(f"The statement uses {missing} but no parameters were given.")
+        if statement.positional:
+            if not isinstance(params, Sequence) or isinstance(params, (str, bytes)) or len(
+                params
+            ) != len(statement.positional):
+                raise GovError(
+                    f"The statement has {len(statement.positional)} ? placeholder(s); pass "
+                    "exactly that many positional parameters."
+                )
+            values.update(zip(statement.positional, params))
+        return {k: v for k, v in values.items() if k in statement.placeholders}
+
+    def _masking_keys(self) -> dict[str, str]:
+        if self._keys is None:
+            self._keys = masking.masking_keys(self.policy, os.environ, _home_key())
+        return self._keys
+
+    def _event_base(
+        self, identity: Identity, plan: Plan, query_id: str, purpose: str | None
+    ) -> dict[str, Any]:
+        fields = identity.audit_fields()
+        fields.pop("groups", None)
+        return {
+            **fields,
+            "query_id": query_id,
+            "session_id": self.session_id,
+            "roles": list(plan.roles),
+            "policy_name": self.policy.name,
+            "policy_version": self.policy.hash[:12],
+            "policy_hash": self.policy.hash,
+            "connection": plan.connection,
+            "statement": plan.normalized or None,
+            "statement_kind": plan.statement_kind,
+            "fingerprint": plan.fingerprint or None,
+            "purpose": purpose,
+        }
+
+    def _audit_result(
+        self,
+        base: dict[str, Any],
+        started: float,
+        *,
+        rows: int | None = None,
+        duration_ms: float | None = None,
+        error: str | None = None,
+    ) -> int:
+        if duration_ms is None:
+            duration_ms = (time.perf_counter() - started) * 1000
+        return self.audit.append(
+            "result", **base, rows=rows, duration_ms=round(duration_ms, 3), error=error,
+            decision="error" if error else "allow",
+        )
+
+    def _audit_identity_failure(self, query_id: str, connection: str, reason: str) -> None:
+        self.audit.append(
+            "decision", query_id=query_id, session_id=self.session_id, connection=connection,
+            policy_name=self.policy.name, policy_version=self.policy.hash[:12],
+            policy_hash=self.policy.hash, decision="deny", rules=["identity"], reasons=[reason],
+            auth_method=getattr(self.provider, "name", None),
+        )
+
+
+def _param_types(params: Mapping[str, Any] | Sequence[Any] | None) -> tuple[Any, ...]:
+    if params is None:
+        return ()
+    if isinstance(params, Mapping):
+        return tuple(sorted((k, type(v).__name__) for k, v in params.items()))
+    return tuple(type(v).__name__ for v in params)
+
+
+def _hash(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _normalized_rewrite(plan: Plan) -> str:
+    """The rewritten SQL with literals replaced, so the audit holds no PII from the query."""
+    import sqlglot
+
+    from jupyter_gov.analysis import normalize
+
+    try:
+        return ";\n".join(
+            normalize(sqlglot.parse_one(s.sql, read=plan.dialect), plan.dialect)
+            for s in plan.statements
+            if s.sql
+        )
+    except sqlglot.errors.SqlglotError:
+        return ""
+
+
+def _home_key() -> bytes:
+    """A per-installation masking key, created once with owner-only permissions."""
+    path = default_home() / "mask.key"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_bytes(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another kernel created it first: use theirs
+            return path.read_bytes()
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+        return key
+    except OSError as error:
+        raise GovError(
+            f"The masking key at {path} cannot be read ({error.strerror}); set "
+            "JUPYTER_GOV_MASK_KEY or fix the file's permissions."
+        ) from error
+
+

@@ -1,0 +1,321 @@
+"""Turn a cell into a decided, rewritten plan: analysis -> guardrails -> masking.
+
+A plan is pure: building it runs nothing and writes nothing, so ``explain`` and ``sql``
+share it, and it can be cached by statement text, parameter types, identity, policy hash
+and catalog version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlglot import exp
+from sqlglot.errors import OptimizeError, SqlglotError
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import traverse_scope
+
+from jupyter_gov import analysis, guardrails, masking
+from jupyter_gov.analysis import SqlSyntaxError, StatementInfo
+from jupyter_gov.connectors.base import Catalog
+from jupyter_gov.guardrails import Context, Finding, Verdict
+from jupyter_gov.policy import MaskSpec
+
+
+@dataclass
+class PlannedStatement:
+    """One statement of a cell, as it will run."""
+
+    info: StatementInfo
+    sql: str = ""  # rewritten, in the connection's dialect
+    internal_params: dict[str, Any] = field(default_factory=dict)
+    user_params: dict[str, str] = field(default_factory=dict)  # user name -> bound name
+    positional: list[str] = field(default_factory=list)  # bound names of ? placeholders
+    masked_columns: dict[str, str] = field(default_factory=dict)
+    unmasked_tags: set[str] = field(default_factory=set)
+    filters: tuple[str, ...] = ()
+    placeholders: tuple[str, ...] = ()  # every bound name the final SQL uses
+
+    @property
+    def returns_rows(self) -> bool:
+        return self.info.is_read
+
+
+@dataclass
+class Plan:
+    """The decision on a whole cell and, when it may run, the SQL that will run."""
+
+    decision: Verdict
+    findings: list[Finding]
+    statements: list[PlannedStatement]
+    connection: str
+    dialect: str
+    roles: tuple[str, ...]
+    fingerprint: str = ""
+    normalized: str = ""
+    error_position: tuple[int | None, int | None] | None = None
+
+    @property
+    def rules(self) -> list[str]:
+        return [f.rule for f in self.findings]
+
+    @property
+    def reasons(self) -> list[str]:
+        return [f.reason for f in self.findings]
+
+    @property
+    def masked_columns(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for statement in self.statements:
+            out.update(statement.masked_columns)
+        return out
+
+    @property
+    def row_filters(self) -> list[str]:
+        return sorted({f for s in self.statements for f in s.filters})
+
+    @property
+    def rewritten_sql(self) -> str:
+        return ";\n".join(s.sql for s in self.statements if s.sql)
+
+    @property
+    def statement_kind(self) -> str:
+        kinds = [s.info.kind for s in self.statements]
+        return ",".join(dict.fromkeys(kinds)) if kinds else "unparsed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "rules": self.rules,
+            "reasons": self.reasons,
+            "masked_columns": self.masked_columns,
+            "row_filters": self.row_filters,
+            "roles": list(self.roles),
+            "connection": self.connection,
+            "fingerprint": self.fingerprint,
+            "rewritten_sql": self.rewritten_sql,
+        }
+
+
+def build_plan(
+    text: str,
+    ctx: Context,
+    catalog: Catalog,
+    results: Mapping[str, object],
+    unmask: frozenset[str] = frozenset(),
+    limit: int | None = None,
+) -> Plan:
+    """Parse, decide and rewrite a cell. Never raises for bad SQL: that is a deny."""
+    plan = Plan("deny", [], [], ctx.connection.name, ctx.dialect, ctx.roles)
+    plan.findings.extend(guardrails.check_identity(ctx))
+    if plan.findings:
+        return plan
+    try:
+        expressions = analysis.parse(text, ctx.dialect)
+    except SqlSyntaxError as error:
+        plan.findings.append(Finding("deny", "parse-error", str(error)))
+        plan.error_position = (error.line, error.column)
+        return plan
+    if len(expressions) > ctx.policy.max_statements:
+        plan.findings.append(
+            Finding("deny", "too-many-statements", f"A cell may hold at most "
+                    f"{ctx.policy.max_statements} statements; split it.")
+        )
+        return plan
+
+    for index, expression in enumerate(expressions):
+        info = analysis.describe(expression, ctx.dialect, catalog.tables, results)
+        statement = PlannedStatement(info=info)
+        plan.statements.append(statement)
+        findings = guardrails.check_statement(info, ctx, index)
+        plan.findings.extend(findings)
+        if any(f.verdict == "deny" for f in findings):
+            continue
+        rewrite_findings = _rewrite(statement, ctx, catalog, unmask, limit, index)
+        plan.findings.extend(rewrite_findings)
+        if not any(f.verdict == "deny" for f in rewrite_findings):
+            plan.findings.extend(
+                guardrails.check_approvals(info, ctx, statement.unmasked_tags, index)
+            )
+    plan.normalized = ";\n".join(s.info.normalized for s in plan.statements)
+    plan.fingerprint = analysis.statement_fingerprint([s.info.normalized for s in plan.statements])
+    plan.decision = guardrails.verdict_of(plan.findings)
+    if unmask and plan.decision == "allow":
+        plan.findings.append(
+            Finding("approval_required", "approval:unmask", f"Unmasking {', '.join(sorted(unmask))} "
+                    "needs an approval for this statement.")
+        )
+        plan.decision = "approval_required"
+    return plan
+
+
+def _rewrite(
+    statement: PlannedStatement,
+    ctx: Context,
+    catalog: Catalog,
+    unmask: frozenset[str],
+    limit: int | None,
+    index: int,
+) -> list[Finding]:
+    """Substitute every catalog table scan with its masked source; bind parameters."""
+    findings: list[Finding] = []
+    info = statement.info
+    tree = info.expression  # describe() walked this tree; we rewrite it in place
+    references = _referenced_columns(tree, catalog, ctx.dialect)
+    filters: list[str] = []
+    for ref in info.tables:
+        if ref.kind != "catalog":
+            continue
+        entry = catalog.get(ref.name, ref.schema)
+        assert entry is not None
+        source, params = masking.masked_source(
+            entry, ctx.policy, ctx.roles, ctx.identity, ctx.dialect, unmask
+        )
+        used = references.get(id(entry), set(entry.columns)) if references is not None else set(entry.columns)
+        for column in sorted(used):
+            spec = source.masks.get(column)
+            if spec is not None and spec.function == "deny":
+                findings.append(Finding("deny", "column-denied", f"Column {entry.name}.{column} "
+                                        "is denied to your roles; remove it from the query.", index))
+            elif spec is not None:
+                statement.masked_columns[_column_key(statement, entry.name, column, spec)] = spec.label
+            elif source.tags.get(column):
+                statement.unmasked_tags.update(source.tags[column])
+        if ref.is_write_target:
+            findings.extend(_check_write_target(ref.node, tree, entry.name, source, ctx, index))
+            filters.extend(source.filters)
+            if source.filters and isinstance(tree, (exp.Update, exp.Delete)):
+                condition = source.subquery.args["where"].this.copy()
+                tree.where(condition, copy=False)
+            statement.internal_params.update(params)
+            continue
+        subquery = exp.Subquery(this=source.subquery, alias=_alias_for(ref.node))
+        for carried in ("pivots", "sample"):
+            if ref.node.args.get(carried):
+                subquery.set(carried, ref.node.args[carried])
+        unsupported = [
+            k for k, v in ref.node.args.items()
+            if v and k not in ("this", "db", "catalog", "alias", "pivots", "sample")
+        ]
+        if unsupported:
+            findings.append(Finding("deny", "table-modifier", f"Table modifiers "
+                                    f"({', '.join(unsupported)}) on {entry.name} are not supported "
+                                    "on governed tables.", index))
+            continue
+        ref.node.replace(subquery)
+        statement.internal_params.update(params)
+        filters.extend(source.filters)
+    statement.filters = tuple(dict.fromkeys(filters))
+    if any(f.verdict == "deny" for f in findings):
+        return findings
+    _bind_user_placeholders(statement, tree)
+    final = tree
+    if limit is not None and info.is_read:
+        final = exp.select("*").from_(tree.subquery("_gov_limited")).limit(limit)
+    statement.placeholders = tuple(dict.fromkeys(_placeholders(final)))
+    statement.sql = final.sql(dialect=ctx.dialect)
+    return findings
+
+
+def _column_key(statement: PlannedStatement, table: str, column: str, spec: MaskSpec) -> str:
+    existing = statement.masked_columns.get(column)
+    return column if existing in (None, spec.label) else f"{table}.{column}"
+
+
+def _alias_for(table: exp.Table) -> exp.TableAlias:
+    alias = table.args.get("alias")
+    if isinstance(alias, exp.TableAlias):
+        return alias.copy()
+    return exp.TableAlias(this=exp.to_identifier(table.name))
+
+
+def _check_write_target(
+    node: exp.Table,
+    tree: exp.Expr,
+    table: str,
+    source: masking.MaskedSource,
+    ctx: Context,
+    index: int,
+) -> list[Finding]:
+    """A write may not read masked columns of its target: WHERE ssn = ... would be an oracle."""
+    masked = {c.lower() for c in source.masks}
+    if not masked:
+        return []
+    touched = sorted({c.name for c in tree.find_all(exp.Column) if c.name.lower() in masked})
+    if isinstance(tree, exp.Insert):
+        touched = []  # INSERT supplies values; its SELECT part reads masked sources
+    if touched:
+        return [Finding("deny", "write-reads-masked", f"This write reads masked column(s) "
+                        f"{', '.join(touched)} of {table}, which would reveal raw values; "
+                        "ask an administrator.", index)]
+    return []
+
+
+def _placeholders(tree: exp.Expr) -> list[str]:
+    return [str(p.name) for p in tree.find_all(exp.Placeholder) if p.name]
+
+
+def _bind_user_placeholders(statement: PlannedStatement, tree: exp.Expr) -> None:
+    """Rename user parameters to ``u_*`` so they can never collide with internal ``g_*`` ones."""
+    position = 0
+    for placeholder in list(tree.find_all(exp.Placeholder)):
+        name = str(placeholder.name or "")
+        if name.startswith("g_"):
+            continue
+        if not name or name == "?":
+            position += 1
+            bound = f"u_{position}"
+            statement.positional.append(bound)
+        else:
+            bound = f"u_{name}"
+            statement.user_params[name.replace("__", ".")] = bound
+        placeholder.set("this", bound)
+
+
+def _referenced_columns(
+    tree: exp.Expr, catalog: Catalog, dialect: str
+) -> dict[int, set[str]] | None:
+    """Catalog columns the statement reads, keyed by ``id(TableEntry)``; None if unknown.
+
+    Uses sqlglot's qualify (stars expanded against the catalog) and scopes. When qualify
+    cannot handle a shape, the caller falls back to "every column of every table read",
+    which is conservative for reporting and approvals; masking itself does not depend on it.
+    """
+    try:
+        qualified = qualify(
+            tree.copy(),
+            schema=catalog.mapping(),
+            dialect=dialect,
+            expand_stars=True,
+            validate_qualify_columns=False,
+            quote_identifiers=False,
+            infer_schema=False,
+        )
+        used: dict[int, set[str]] = {}
+        for scope in traverse_scope(qualified):
+            for column in scope.columns:
+                source = scope.sources.get(column.table)
+                if isinstance(source, exp.Table):
+                    entry = catalog.get(source.name, source.db or None)
+                    if entry is not None:
+                        used.setdefault(id(entry), set()).add(_match_case(entry, column.name))
+            for star_source in scope.sources.values():
+                if isinstance(star_source, exp.Table) and scope.expression.find(exp.Star):
+                    entry = catalog.get(star_source.name, star_source.db or None)
+                    if entry is not None and not isinstance(scope.expression, exp.Select):
+                        used.setdefault(id(entry), set()).update(entry.columns)
+        for table in qualified.find_all(exp.Table):
+            entry = catalog.get(table.name, table.db or None)
+            if entry is not None:
+                used.setdefault(id(entry), set())
+        return used
+    except (OptimizeError, SqlglotError, KeyError, ValueError, AttributeError, TypeError):
+        return None
+
+
+def _match_case(entry: masking.TableEntry, name: str) -> str:
+    for column in entry.columns:
+        if column.lower() == name.lower():
+            return column
+    return name

@@ -1,0 +1,378 @@
+"""The validated policy as objects: roles, connections, classifications, masks, filters, rules.
+
+The policy answers questions (which roles does this identity hold? which mask applies to
+this column for these roles?) and never touches SQL text: that is ``analysis`` and
+``masking``'s job.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from jupyter_gov.errors import PolicyError
+from jupyter_gov.identity.base import Identity
+from jupyter_gov.policy import loader
+
+#: Mask functions from least to most restrictive; where several apply, the last wins.
+MASK_ORDER = ("none", "email", "partial", "year", "scrub", "token", "hash", "redact", "null", "deny")
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """One mask function with its options, e.g. ``partial`` keeping the last 4 characters."""
+
+    function: str
+    keep_first: int = 0
+    keep_last: int = 0
+    value: str | None = None
+    entities: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, raw: str | Mapping[str, Any]) -> MaskSpec:
+        if isinstance(raw, str):
+            return cls(raw)
+        return cls(
+            function=raw["function"],
+            keep_first=int(raw.get("keep_first", 0)),
+            keep_last=int(raw.get("keep_last", 0)),
+            value=raw.get("value"),
+            entities=tuple(raw.get("entities", ())),
+        )
+
+    @property
+    def rank(self) -> int:
+        return MASK_ORDER.index(self.function)
+
+    @property
+    def label(self) -> str:
+        """Short human name, as the decision banner shows it."""
+        if self.function == "partial":
+            kept = [f"first {self.keep_first}"] if self.keep_first else []
+            kept += [f"last {self.keep_last}"] if self.keep_last else []
+            return f"partial ({', '.join(kept) or 'nothing'} kept)"
+        return self.function
+
+
+NO_MASK = MaskSpec("none")
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    groups: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+    claims: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    access: str = "read_only"
+    connections: tuple[str, ...] = ()
+    approve: bool = False
+    unmask_with_approval: tuple[str, ...] = ()
+    description: str = ""
+
+    def matches(self, identity: Identity) -> bool:
+        if identity.subject in self.users or set(identity.groups) & set(self.groups):
+            return True
+        return any(
+            _claim_matches(identity.attributes.get(claim), allowed)
+            for claim, allowed in self.claims.items()
+        )
+
+    @property
+    def can_write(self) -> bool:
+        return self.access == "read_write"
+
+
+def _claim_matches(value: Any, allowed: Iterable[Any]) -> bool:
+    values = value if isinstance(value, (list, tuple, set)) else [value]
+    return any(v in allowed for v in values if v is not None)
+
+
+@dataclass(frozen=True)
+class Connection:
+    name: str
+    url: str
+    dialect: str | None = None
+    environment: str = "development"
+    description: str = ""
+    default: bool = False
+
+    @property
+    def expanded_url(self) -> str:
+        """The URL with ``${VAR}`` expanded, so secrets stay in the environment."""
+        return os.path.expandvars(self.url)
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    id: str
+    table: str
+    where: str
+    roles: tuple[str, ...] = ()
+    when: str | None = None  # "user.region": apply only to identities with that attribute
+
+    def applies(self, roles: Iterable[str], identity: Identity) -> bool:
+        if self.roles and not set(self.roles) & set(roles):
+            return False
+        if self.when:
+            return identity.attributes.get(self.when.split(".", 1)[1]) is not None
+        return True
+
+
+@dataclass(frozen=True)
+class ApprovalRule:
+    id: str
+    approvers: tuple[str, ...]
+    description: str = ""
+    statements: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    environments: tuple[str, ...] = ()
+    connections: tuple[str, ...] = ()
+    unmasked_tags: tuple[str, ...] = ()
+    max_rows: int | None = None
+
+
+class Policy:
+    """A validated policy. Build one with :meth:`load` or :meth:`from_text`."""
+
+    def __init__(self, data: Mapping[str, Any], origin: str = "<policy>") -> None:
+        self.data = dict(data)
+        self.origin = origin
+        self.name: str = data["name"]
+        self.version: int = data["version"]
+        self.hash = loader.content_hash(data)
+        self.identity_config: dict[str, Any] = dict(data.get("identity") or {"provider": "local"})
+        self.roles: dict[str, Role] = {
+            name: Role(
+                name=name,
+                groups=tuple(spec.get("groups", ())),
+                users=tuple(spec.get("users", ())),
+                claims={k: tuple(v) for k, v in spec.get("claims", {}).items()},
+                access=spec.get("access", "read_only"),
+                connections=tuple(spec.get("connections", ())),
+                approve=bool(spec.get("approve", False)),
+                unmask_with_approval=tuple(spec.get("unmask_with_approval", ())),
+                description=spec.get("description", ""),
+            )
+            for name, spec in data["roles"].items()
+        }
+        self.connections: dict[str, Connection] = {
+            name: Connection(
+                name=name,
+                url=spec["url"],
+                dialect=spec.get("dialect"),
+                environment=spec.get("environment", "development"),
+                description=spec.get("description", ""),
+                default=bool(spec.get("default", False)),
+            )
+            for name, spec in data["connections"].items()
+        }
+        self.classifications: dict[str, tuple[str, ...]] = {
+            tag: tuple(p.lower() for p in patterns)
+            for tag, patterns in (data.get("classifications") or {}).items()
+        }
+        self.masks: dict[str, dict[str, MaskSpec]] = {
+            tag: {role: MaskSpec.parse(raw) for role, raw in per_role.items()}
+            for tag, per_role in (data.get("masks") or {}).items()
+        }
+        raw_unclassified = data.get("unclassified", "allow")
+        self.unclassified: MaskSpec = (
+            NO_MASK
+            if raw_unclassified == "allow"
+            else MaskSpec("deny")
+            if raw_unclassified == "deny"
+            else MaskSpec.parse(raw_unclassified)
+        )
+        self.row_filters: tuple[RowFilter, ...] = tuple(
+            RowFilter(
+                id=spec["id"],
+                table=spec["table"].lower(),
+                where=spec["where"],
+                roles=tuple(spec.get("roles", ())),
+                when=spec.get("when"),
+            )
+            for spec in data.get("row_filters") or ()
+        )
+        approvals = data.get("approvals") or {}
+        self.approval_ttl: int = int(approvals.get("ttl_seconds", 3600))
+        self.approval_max_uses: int = int(approvals.get("max_uses", 1))
+        self.break_glass_roles: tuple[str, ...] = tuple(
+            (approvals.get("break_glass") or {}).get("roles", ())
+        )
+        self.approval_rules: tuple[ApprovalRule, ...] = tuple(
+            ApprovalRule(
+                id=spec["id"],
+                approvers=tuple(spec["approvers"]),
+                description=spec.get("description", ""),
+                statements=tuple(spec.get("statements", ())),
+                roles=tuple(spec.get("roles", ())),
+                environments=tuple(spec.get("environments", ())),
+                connections=tuple(spec.get("connections", ())),
+                unmasked_tags=tuple(spec.get("unmasked_tags", ())),
+                max_rows=spec.get("max_rows"),
+            )
+            for spec in approvals.get("rules", ())
+        )
+        guardrails = data.get("guardrails") or {}
+        self.allow_functions = frozenset(f.lower() for f in guardrails.get("allow_functions", ()))
+        self.deny_functions = frozenset(f.lower() for f in guardrails.get("deny_functions", ()))
+        self.allow_table_functions = frozenset(
+            f.lower() for f in guardrails.get("allow_table_functions", ())
+        )
+        self.max_statements: int = int(guardrails.get("max_statements", 20))
+        self.audit_store: str | None = (data.get("audit") or {}).get("store")
+        self.mask_key_env: str = (data.get("masking") or {}).get("key_env", "JUPYTER_GOV_MASK_KEY")
+        self._check_references()
+
+    # -- construction --------------------------------------------------------------------
+
+    @classmethod
+    def from_text(cls, text: str, origin: str = "<policy>") -> Policy:
+        return cls(loader.parse_policy(text, origin), origin)
+
+    @classmethod
+    def load(cls, source: str | Path | None = None) -> Policy:
+        """Load a policy file, ``"demo"`` or ``None`` for the built-in demo policy.
+
+        ``$JUPYTER_GOV_POLICY`` is used when no source is given.
+        """
+        if source is None:
+            source = os.environ.get("JUPYTER_GOV_POLICY") or None
+        text, origin = loader.read_policy_source(source)
+        return cls.from_text(text, origin)
+
+    def _check_references(self) -> None:
+        """Cross-references the schema cannot express: roles named in masks, filters, rules."""
+        known = set(self.roles)
+
+        def check(names: Iterable[str], where: str, extra: Iterable[str] = ()) -> None:
+            unknown = set(names) - known - set(extra)
+            if unknown:
+                raise PolicyError(
+                    f"{self.origin}: {where} names unknown role(s) {sorted(unknown)}; "
+                    f"known roles are {sorted(known)}."
+                )
+
+        for tag, per_role in self.masks.items():
+            check(per_role, f"masks.{tag}", extra=["default"])
+        for rf in self.row_filters:
+            check(rf.roles, f"row_filters {rf.id}")
+        for rule in self.approval_rules:
+            check(rule.roles, f"approvals rule {rule.id}")
+            check(rule.approvers, f"approvals rule {rule.id} approvers")
+        check(self.break_glass_roles, "approvals.break_glass")
+        defaults = [c.name for c in self.connections.values() if c.default]
+        if len(defaults) > 1:
+            raise PolicyError(f"{self.origin}: several connections are marked default: {defaults}.")
+
+    # -- questions -----------------------------------------------------------------------
+
+    def roles_for(self, identity: Identity) -> tuple[str, ...]:
+        return tuple(name for name, role in self.roles.items() if role.matches(identity))
+
+    @property
+    def default_connection(self) -> str:
+        for connection in self.connections.values():
+            if connection.default:
+                return connection.name
+        return next(iter(self.connections))
+
+    def connection(self, name: str | None) -> Connection:
+        name = name or self.default_connection
+        try:
+            return self.connections[name]
+        except KeyError:
+            raise PolicyError(
+                f"There is no connection named {name!r} in policy {self.name!r}; "
+                f"choose one of {sorted(self.connections)}."
+            ) from None
+
+    def tags_for(self, table: str, column: str, schema: str | None = None) -> tuple[str, ...]:
+        """Tags whose patterns match ``[schema.]table.column`` (case-insensitive)."""
+        short = f"{table}.{column}".lower()
+        full = f"{schema}.{table}.{column}".lower() if schema else None
+        return tuple(
+            tag
+            for tag, patterns in self.classifications.items()
+            if any(
+                fnmatch.fnmatchcase(full if p.count(".") == 2 and full else short, p)
+                for p in patterns
+                if p.count(".") == 1 or full
+            )
+        )
+
+    def mask_for_tag(self, tag: str, roles: Iterable[str]) -> MaskSpec:
+        """The most restrictive of the masks the given roles get for a tag."""
+        per_role = self.masks.get(tag)
+        if per_role is None:
+            return MaskSpec("redact")  # a classified tag with no rule is never shown raw
+        candidates = [per_role.get(role, per_role.get("default", MaskSpec("redact"))) for role in roles]
+        return max(candidates or [per_role.get("default", MaskSpec("redact"))], key=lambda m: m.rank)
+
+    def column_mask(
+        self, table: str, column: str, roles: Iterable[str], schema: str | None = None
+    ) -> tuple[MaskSpec, tuple[str, ...]]:
+        """The mask for one column for these roles, and the tags that caused it."""
+        roles = tuple(roles)
+        tags = self.tags_for(table, column, schema)
+        if not tags:
+            return self.unclassified, ()
+        return max((self.mask_for_tag(tag, roles) for tag in tags), key=lambda m: m.rank), tags
+
+    def row_filters_for(
+        self, table: str, roles: Iterable[str], identity: Identity
+    ) -> list[RowFilter]:
+        roles = tuple(roles)
+        table = table.lower()
+        return [
+            rf
+            for rf in self.row_filters
+            if (rf.table == table or rf.table.split(".")[-1] == table)
+            and rf.applies(roles, identity)
+        ]
+
+    def approvers_for(self, rule_ids: Iterable[str]) -> tuple[str, ...]:
+        wanted = set(rule_ids)
+        names: list[str] = []
+        for rule in self.approval_rules:
+            if rule.id in wanted:
+                names.extend(r for r in rule.approvers if r not in names)
+        return tuple(names)
+
+    @cached_property
+    def summary(self) -> dict[str, Any]:
+        """What the policy says, without connection URLs (they may hold credentials)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "hash": self.hash,
+            "origin": self.origin,
+            "identity_provider": self.identity_config.get("provider", "local"),
+            "roles": {
+                name: {
+                    "description": role.description,
+                    "access": role.access,
+                    "approve": role.approve,
+                    "groups": list(role.groups),
+                }
+                for name, role in self.roles.items()
+            },
+            "connections": {
+                name: {"environment": c.environment, "description": c.description}
+                for name, c in self.connections.items()
+            },
+            "masks": {
+                tag: {role: spec.label for role, spec in per_role.items()}
+                for tag, per_role in self.masks.items()
+            },
+            "classifications": {tag: list(p) for tag, p in self.classifications.items()},
+            "row_filters": [{"id": rf.id, "table": rf.table, "roles": list(rf.roles)} for rf in self.row_filters],
+            "approval_rules": [
+                {"id": r.id, "description": r.description, "approvers": list(r.approvers)}
+                for r in self.approval_rules
+            ],
+        }
