@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 
-def load_ipython_extension(ipython) -> None:  # noqa: ANN001 - IPython's signature
+def load_ipython_extension(ipython) -> None:
     """``%load_ext jupyter_gov``: register ``%gsql``/``%%gsql`` and friends."""
     from jupyter_gov.magic import load_ipython_extension as load
 

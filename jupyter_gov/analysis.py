@@ -133,7 +133,9 @@ def describe(
             info.tables.append(_resolve_table(node, catalog_tables, results))
             if not isinstance(node.this, exp.Identifier) and node.this is not None:
                 info.table_functions.append((_function_name(node.this), node))
-        elif isinstance(node, (exp.Unnest, exp.Lateral)) and isinstance(node.parent, (exp.From, exp.Join)):
+        elif isinstance(node, (exp.Unnest, exp.Lateral)) and isinstance(
+            node.parent, (exp.From, exp.Join)
+        ):
             info.table_functions.append((type(node).__name__.lower(), node))
         elif isinstance(node, exp.Func) and not isinstance(node.parent, exp.Table):
             info.functions.append((_function_name(node), node))
@@ -256,7 +258,7 @@ def _match_template(tokens: list, i: int) -> tuple[int, str] | None:
     expect_name = True
     while j < len(tokens):
         token = tokens[j]
-        if expect_name and token.token_type in (TokenType.VAR,) or (
+        if (expect_name and token.token_type in (TokenType.VAR,)) or (
             expect_name and token.text.isidentifier()
         ):
             parts.append(token.text)
@@ -271,5 +273,3 @@ def _match_template(tokens: list, i: int) -> tuple[int, str] | None:
             return None
         j += 1
     return None
-
-

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,16 +82,18 @@ KINDS = (
     "sign_out",
 )
 
+_REAL_FIELDS = {"rows", "duration_ms", "ts", "token_expires_at"}
+_COLUMNS = ", ".join(f"{name} {'REAL' if name in _REAL_FIELDS else 'TEXT'}" for name in FIELDS)
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
-    {", ".join(f"{name} TEXT" if name not in ("rows", "duration_ms", "ts", "token_expires_at") else f"{name} REAL" for name in FIELDS)},
+    {_COLUMNS},
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL UNIQUE
 );
 CREATE INDEX IF NOT EXISTS events_query ON events(query_id);
 CREATE INDEX IF NOT EXISTS events_subject ON events(subject);
-CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts)
 """
 
 
@@ -311,7 +313,11 @@ class AuditStore:
         return int(self._connect().execute("SELECT count(*) FROM events").fetchone()[0])
 
     def head(self) -> tuple[int, str]:
-        row = self._connect().execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+        row = (
+            self._connect()
+            .execute("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")
+            .fetchone()
+        )
         return (int(row[0]), row[1]) if row else (0, GENESIS)
 
     def checkpoint(self) -> dict[str, Any]:
@@ -331,8 +337,12 @@ class AuditStore:
             record = {name: row[name] for name in FIELDS}
             if row["prev_hash"] != prev:
                 return VerifyReport(
-                    False, rows, prev, row["id"], "its link to the previous event does not match "
-                    "(an event before it was deleted, inserted or reordered)"
+                    False,
+                    rows,
+                    prev,
+                    row["id"],
+                    "its link to the previous event does not match "
+                    "(an event before it was deleted, inserted or reordered)",
                 )
             if row_hash(prev, record) != row["hash"]:
                 return VerifyReport(False, rows, prev, row["id"], "its content was changed")
@@ -340,17 +350,27 @@ class AuditStore:
         if checkpoint is not None:
             if rows < int(checkpoint["count"]):
                 return VerifyReport(
-                    False, rows, prev, None,
+                    False,
+                    rows,
+                    prev,
+                    None,
                     f"the log has {rows} events but the checkpoint recorded {checkpoint['count']} "
                     "(its tail was truncated)",
                 )
-            found = self._connect().execute(
-                "SELECT 1 FROM events WHERE id = ? AND hash = ?",
-                (checkpoint["last_id"], checkpoint["head"]),
-            ).fetchone()
+            found = (
+                self._connect()
+                .execute(
+                    "SELECT 1 FROM events WHERE id = ? AND hash = ?",
+                    (checkpoint["last_id"], checkpoint["head"]),
+                )
+                .fetchone()
+            )
             if checkpoint["count"] and not found:
                 return VerifyReport(
-                    False, rows, prev, int(checkpoint["last_id"]),
+                    False,
+                    rows,
+                    prev,
+                    int(checkpoint["last_id"]),
                     "the checkpointed head is no longer in the log",
                 )
         return VerifyReport(True, rows, prev)
@@ -360,10 +380,8 @@ def _decode(row: sqlite3.Row) -> dict[str, Any]:
     out = dict(row)
     for name in _JSON_FIELDS:
         if out.get(name):
-            try:
+            with suppress(ValueError):
                 out[name] = json.loads(out[name])
-            except ValueError:
-                pass
     if out.get("verified") is not None:
         out["verified"] = out["verified"] == "true"
     return out

@@ -161,8 +161,12 @@ class GovernedSession:
         if approval is not None and plan.decision == "approval_required":
             plan = approval.authorize(self, plan, identity, params)  # issue: approvals
         decision_id = self.audit.append(
-            "decision", **base, decision=plan.decision, rules=plan.rules,
-            reasons=plan.reasons, masked_columns=plan.masked_columns,
+            "decision",
+            **base,
+            decision=plan.decision,
+            rules=plan.rules,
+            reasons=plan.reasons,
+            masked_columns=plan.masked_columns,
             rewritten_sql=plan.rewritten_sql and _normalized_rewrite(plan),
             rewritten_hash=_hash(plan.rewritten_sql) if plan.rewritten_sql else None,
             detail={"row_filters": plan.row_filters} if plan.row_filters else None,
@@ -213,8 +217,15 @@ class GovernedSession:
         catalog = connector.catalog()
         results = self._owned_results(ctx.connection.name, identity)
         key = (
-            text, _param_types(params), identity.key, self.policy.hash, catalog.version,
-            ctx.connection.name, unmask, limit, tuple(sorted(results)),
+            text,
+            _param_types(params),
+            identity.key,
+            self.policy.hash,
+            catalog.version,
+            ctx.connection.name,
+            unmask,
+            limit,
+            tuple(sorted(results)),
         )
         cached = self._plans.get(key)
         if cached is not None:
@@ -271,8 +282,13 @@ class GovernedSession:
             connector.register_result(name, table)
             self._results.setdefault(plan.connection, {})[name] = identity.key
         return GovernedResult(
-            table, plan, identity, query_id=query_id, audit_id=result_id,
-            duration_ms=duration_ms, name=name,
+            table,
+            plan,
+            identity,
+            query_id=query_id,
+            audit_id=result_id,
+            duration_ms=duration_ms,
+            name=name,
         )
 
     def _bind(
@@ -293,9 +309,11 @@ class GovernedSession:
             missing = ", ".join(f":{n}" for n in statement.user_params)
             raise GovError(f"The statement uses {missing} but no parameters were given.")
         if statement.positional:
-            if not isinstance(params, Sequence) or isinstance(params, (str, bytes)) or len(
-                params
-            ) != len(statement.positional):
+            if (
+                not isinstance(params, Sequence)
+                or isinstance(params, (str, bytes))
+                or len(params) != len(statement.positional)
+            ):
                 raise GovError(
                     f"The statement has {len(statement.positional)} ? placeholder(s); pass "
                     "exactly that many positional parameters."
@@ -340,15 +358,26 @@ class GovernedSession:
         if duration_ms is None:
             duration_ms = (time.perf_counter() - started) * 1000
         return self.audit.append(
-            "result", **base, rows=rows, duration_ms=round(duration_ms, 3), error=error,
+            "result",
+            **base,
+            rows=rows,
+            duration_ms=round(duration_ms, 3),
+            error=error,
             decision="error" if error else "allow",
         )
 
     def _audit_identity_failure(self, query_id: str, connection: str, reason: str) -> None:
         self.audit.append(
-            "decision", query_id=query_id, session_id=self.session_id, connection=connection,
-            policy_name=self.policy.name, policy_version=self.policy.hash[:12],
-            policy_hash=self.policy.hash, decision="deny", rules=["identity"], reasons=[reason],
+            "decision",
+            query_id=query_id,
+            session_id=self.session_id,
+            connection=connection,
+            policy_name=self.policy.name,
+            policy_version=self.policy.hash[:12],
+            policy_hash=self.policy.hash,
+            decision="deny",
+            rules=["identity"],
+            reasons=[reason],
             auth_method=getattr(self.provider, "name", None),
         )
 
@@ -403,5 +432,3 @@ def _home_key() -> bytes:
             f"The masking key at {path} cannot be read ({error.strerror}); set "
             "JUPYTER_GOV_MASK_KEY or fix the file's permissions."
         ) from error
-
-

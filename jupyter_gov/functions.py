@@ -17,7 +17,7 @@ SAFE_FUNCTIONS: frozenset[str] = frozenset(
     """
     abs acos acosh asin asinh atan atan2 atanh cbrt ceil cos cosh cot degrees exp factorial
     floor ln log pi power radians round sign sin sinh sqrt tan tanh trunc greatest least
-    nullif coalesce if case cast try_cast nvl2 safe_divide width_bucket
+    and or xor exists collate nullif coalesce if case cast try_cast nvl2 safe_divide width_bucket
     count count_if sum avg min max median mode any_value first last arg_max arg_min
     stddev stddev_pop stddev_samp variance variance_pop corr covar_pop covar_samp
     approx_distinct approx_quantile quantile percentile_cont percentile_disc kurtosis skewness

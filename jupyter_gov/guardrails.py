@@ -25,10 +25,27 @@ Verdict = Literal["allow", "deny", "approval_required"]
 
 #: Table functions (and their sqlglot classes) that read files, URLs or other catalogs.
 _FILE_READERS = {
-    "read_csv", "read_csv_auto", "read_parquet", "parquet_scan", "read_json", "read_json_auto",
-    "read_json_objects", "read_ndjson", "read_ndjson_objects", "read_text", "read_blob", "glob",
-    "sniff_csv", "read_xlsx", "iceberg_scan", "delta_scan", "parquet_metadata", "parquet_schema",
-    "readcsv", "readparquet", "readjson",
+    "read_csv",
+    "read_csv_auto",
+    "read_parquet",
+    "parquet_scan",
+    "read_json",
+    "read_json_auto",
+    "read_json_objects",
+    "read_ndjson",
+    "read_ndjson_objects",
+    "read_text",
+    "read_blob",
+    "glob",
+    "sniff_csv",
+    "read_xlsx",
+    "iceberg_scan",
+    "delta_scan",
+    "parquet_metadata",
+    "parquet_schema",
+    "readcsv",
+    "readparquet",
+    "readjson",
 }
 
 _ROOT_SENTENCES: dict[str, str] = {
@@ -53,7 +70,7 @@ _ROOT_SENTENCES: dict[str, str] = {
     "describe": "DESCRIBE is denied; use %gsql --tables (or jupyter-gov tables) to list columns.",
     "pivot": "The PIVOT statement is denied; write it as SELECT ... FROM t PIVOT (...).",
     "merge": "MERGE is not allowed yet; use INSERT, UPDATE or DELETE.",
-    "explain": "EXPLAIN is denied: plans leak metadata; use jupyter-gov explain to see the decision.",
+    "explain": "EXPLAIN is denied: plans leak metadata; use jupyter-gov explain for the decision.",
     "call": "CALL is denied: procedures and table functions run outside the policy.",
     "checkpoint": "CHECKPOINT is denied: it is database administration.",
     "vacuum": "VACUUM is denied: it is database administration.",
@@ -139,31 +156,47 @@ def check_statement(info: StatementInfo, ctx: Context, index: int = 0) -> list[F
         if node is root:
             continue
         if isinstance(node, exp.Command):
-            deny("command-fallback", "The statement contains a command jupyter-gov cannot "
-                 "analyse, so it is denied.")
+            deny(
+                "command-fallback",
+                "The statement contains a command jupyter-gov cannot analyse, so it is denied.",
+            )
         elif isinstance(node, WRITE_ROOTS):
-            deny("embedded-write", "A data-modifying statement inside a query (for example in a "
-                 "CTE) is denied; run the write on its own.")
+            deny(
+                "embedded-write",
+                "A data-modifying statement inside a query (for example in a "
+                "CTE) is denied; run the write on its own.",
+            )
         elif isinstance(node, (exp.Drop, exp.Create, exp.Alter, exp.Copy, exp.Set, exp.Pragma)):
             deny("embedded-ddl", "The statement embeds a DDL or settings statement and is denied.")
 
     for ref in info.tables:
         if ref.kind == "path":
-            deny("file-read", f"Reading files directly ({ref.name!r}) is denied; query a table "
-                 "of the connection instead.")
+            deny(
+                "file-read",
+                f"Reading files directly ({ref.name!r}) is denied; query a table "
+                "of the connection instead.",
+            )
         elif ref.kind == "function":
             name = _table_function_name(ref.node)
             if name in _FILE_READERS:
-                deny("file-read", f"{name}() reads files or URLs and is denied; query a table "
-                     "of the connection instead.")
+                deny(
+                    "file-read",
+                    f"{name}() reads files or URLs and is denied; query a table "
+                    "of the connection instead.",
+                )
             elif not table_function_allowed(name, ctx.policy.allow_table_functions):
                 deny("table-function", f"The table function {name}() is not on the allow-list.")
         elif ref.kind == "unknown":
-            deny("unknown-table", f"Table {ref.name!r} is not in connection "
-                 f"{ctx.connection.name!r} (or is outside the policy); check its name.")
+            deny(
+                "unknown-table",
+                f"Table {ref.name!r} is not in connection "
+                f"{ctx.connection.name!r} (or is outside the policy); check its name.",
+            )
         elif ref.kind == "shadowing_cte":
-            deny("cte-shadows-table", f"The CTE {ref.name!r} has the name of a governed table; "
-                 "rename the CTE.")
+            deny(
+                "cte-shadows-table",
+                f"The CTE {ref.name!r} has the name of a governed table; rename the CTE.",
+            )
 
     for name, node in info.functions:
         if isinstance(node, (exp.ReadCSV, exp.ReadParquet)) or name in _FILE_READERS:
@@ -171,8 +204,11 @@ def check_statement(info: StatementInfo, ctx: Context, index: int = 0) -> list[F
         elif not function_allowed(
             name, ctx.dialect, ctx.policy.allow_functions, ctx.policy.deny_functions
         ):
-            deny("function-not-allowed", f"The function {name}() is not on jupyter-gov's "
-                 "allow-list; ask a policy owner to add it to guardrails.allow_functions.")
+            deny(
+                "function-not-allowed",
+                f"The function {name}() is not on jupyter-gov's "
+                "allow-list; ask a policy owner to add it to guardrails.allow_functions.",
+            )
 
     for placeholder in root.find_all(exp.Placeholder):
         if str(placeholder.name).startswith("g_"):
@@ -197,8 +233,12 @@ def _check_write(info: StatementInfo, ctx: Context, index: int) -> list[Finding]
     root = info.expression
     if not ctx.can_write:
         findings.append(
-            Finding("deny", "read-only-role", f"Your roles ({', '.join(ctx.roles)}) are "
-                    "read-only; writes are denied.", index)
+            Finding(
+                "deny",
+                "read-only-role",
+                f"Your roles ({', '.join(ctx.roles)}) are read-only; writes are denied.",
+                index,
+            )
         )
         return findings
     if isinstance(root, (exp.Update, exp.Delete)):
@@ -206,13 +246,22 @@ def _check_write(info: StatementInfo, ctx: Context, index: int) -> list[Finding]
         if where is None or _is_tautology(where.this):
             verb = "UPDATE" if isinstance(root, exp.Update) else "DELETE"
             findings.append(
-                Finding("deny", "unbounded-write", f"{verb} without a WHERE clause that "
-                        "restricts rows is denied; add a real condition.", index)
+                Finding(
+                    "deny",
+                    "unbounded-write",
+                    f"{verb} without a WHERE clause that "
+                    "restricts rows is denied; add a real condition.",
+                    index,
+                )
             )
     if root.args.get("returning") is not None:
         findings.append(
-            Finding("deny", "write-returning", "RETURNING is denied on governed writes; "
-                    "query the table afterwards.", index)
+            Finding(
+                "deny",
+                "write-returning",
+                "RETURNING is denied on governed writes; query the table afterwards.",
+                index,
+            )
         )
     return findings
 
@@ -258,8 +307,10 @@ def check_approvals(
             hit = unmasked & set(rule.unmasked_tags)
             if not hit:
                 continue
-            if rule.max_rows is not None and _row_bound(info.expression) is not None and (
-                _row_bound(info.expression) <= rule.max_rows
+            if (
+                rule.max_rows is not None
+                and _row_bound(info.expression) is not None
+                and (_row_bound(info.expression) <= rule.max_rows)
             ):
                 continue
             reason = (

@@ -121,7 +121,7 @@ def _filter_condition(
 ) -> tuple[exp.Expr, dict[str, Any]]:
     import sqlglot
 
-    text, names = template_to_placeholders(where, dialect)
+    text, _ = template_to_placeholders(where, dialect)
     try:
         condition = sqlglot.parse_one(text, read=dialect)
     except sqlglot.errors.ParseError as error:
@@ -207,7 +207,9 @@ def mask_expression(spec: MaskSpec, ref: exp.Expr, dtype: exp.DataType, tag: str
             start=exp.Literal.number(1),
             length=exp.Literal.number(12),
         )
-        return _when_not_null(ref, exp.DPipe(this=exp.Literal.string(f"{prefix}_"), expression=digest))
+        return _when_not_null(
+            ref, exp.DPipe(this=exp.Literal.string(f"{prefix}_"), expression=digest)
+        )
     if function == "year":
         if _is_temporal(dtype):
             return exp.cast(exp.DateTrunc(this=ref, unit=exp.var("YEAR")), dtype.copy())
@@ -235,9 +237,7 @@ def mask_expression(spec: MaskSpec, ref: exp.Expr, dtype: exp.DataType, tag: str
 
 def _partial(text: exp.Expr, keep_first: int, keep_last: int) -> exp.Expr:
     length = exp.Length(this=text.copy())
-    hidden = exp.Sub(
-        this=length.copy(), expression=exp.Literal.number(keep_first + keep_last)
-    )
+    hidden = exp.Sub(this=length.copy(), expression=exp.Literal.number(keep_first + keep_last))
     pieces: list[exp.Expr] = []
     if keep_first:
         pieces.append(exp.Left(this=text.copy(), expression=exp.Literal.number(keep_first)))

@@ -119,8 +119,11 @@ def build_plan(
         return plan
     if len(expressions) > ctx.policy.max_statements:
         plan.findings.append(
-            Finding("deny", "too-many-statements", f"A cell may hold at most "
-                    f"{ctx.policy.max_statements} statements; split it.")
+            Finding(
+                "deny",
+                "too-many-statements",
+                f"A cell may hold at most {ctx.policy.max_statements} statements; split it.",
+            )
         )
         return plan
 
@@ -143,8 +146,11 @@ def build_plan(
     plan.decision = guardrails.verdict_of(plan.findings)
     if unmask and plan.decision == "allow":
         plan.findings.append(
-            Finding("approval_required", "approval:unmask", f"Unmasking {', '.join(sorted(unmask))} "
-                    "needs an approval for this statement.")
+            Finding(
+                "approval_required",
+                "approval:unmask",
+                f"Unmasking {', '.join(sorted(unmask))} needs an approval for this statement.",
+            )
         )
         plan.decision = "approval_required"
     return plan
@@ -172,14 +178,27 @@ def _rewrite(
         source, params = masking.masked_source(
             entry, ctx.policy, ctx.roles, ctx.identity, ctx.dialect, unmask
         )
-        used = references.get(id(entry), set(entry.columns)) if references is not None else set(entry.columns)
+        used = (
+            references.get(id(entry), set(entry.columns))
+            if references is not None
+            else set(entry.columns)
+        )
         for column in sorted(used):
             spec = source.masks.get(column)
             if spec is not None and spec.function == "deny":
-                findings.append(Finding("deny", "column-denied", f"Column {entry.name}.{column} "
-                                        "is denied to your roles; remove it from the query.", index))
+                findings.append(
+                    Finding(
+                        "deny",
+                        "column-denied",
+                        f"Column {entry.name}.{column} "
+                        "is denied to your roles; remove it from the query.",
+                        index,
+                    )
+                )
             elif spec is not None:
-                statement.masked_columns[_column_key(statement, entry.name, column, spec)] = spec.label
+                statement.masked_columns[_column_key(statement, entry.name, column, spec)] = (
+                    spec.label
+                )
             elif source.tags.get(column):
                 statement.unmasked_tags.update(source.tags[column])
         if ref.is_write_target:
@@ -195,13 +214,21 @@ def _rewrite(
             if ref.node.args.get(carried):
                 subquery.set(carried, ref.node.args[carried])
         unsupported = [
-            k for k, v in ref.node.args.items()
+            k
+            for k, v in ref.node.args.items()
             if v and k not in ("this", "db", "catalog", "alias", "pivots", "sample")
         ]
         if unsupported:
-            findings.append(Finding("deny", "table-modifier", f"Table modifiers "
-                                    f"({', '.join(unsupported)}) on {entry.name} are not supported "
-                                    "on governed tables.", index))
+            findings.append(
+                Finding(
+                    "deny",
+                    "table-modifier",
+                    f"Table modifiers "
+                    f"({', '.join(unsupported)}) on {entry.name} are not supported "
+                    "on governed tables.",
+                    index,
+                )
+            )
             continue
         ref.node.replace(subquery)
         statement.internal_params.update(params)
@@ -246,9 +273,16 @@ def _check_write_target(
     if isinstance(tree, exp.Insert):
         touched = []  # INSERT supplies values; its SELECT part reads masked sources
     if touched:
-        return [Finding("deny", "write-reads-masked", f"This write reads masked column(s) "
-                        f"{', '.join(touched)} of {table}, which would reveal raw values; "
-                        "ask an administrator.", index)]
+        return [
+            Finding(
+                "deny",
+                "write-reads-masked",
+                f"This write reads masked column(s) "
+                f"{', '.join(touched)} of {table}, which would reveal raw values; "
+                "ask an administrator.",
+                index,
+            )
+        ]
     return []
 
 
@@ -290,7 +324,6 @@ def _referenced_columns(
             expand_stars=True,
             validate_qualify_columns=False,
             quote_identifiers=False,
-            infer_schema=False,
         )
         used: dict[int, set[str]] = {}
         for scope in traverse_scope(qualified):

@@ -38,8 +38,9 @@ class ApprovalRequired(GovError):
         super().__init__(" ".join(plan.reasons) or "The statement needs an approval.")
 
 
-def banner_text(plan: Plan, identity: Identity | None, rows: int | None = None,
-                duration_ms: float | None = None) -> str:
+def banner_text(
+    plan: Plan, identity: Identity | None, rows: int | None = None, duration_ms: float | None = None
+) -> str:
     """One or two lines a person reads before the table: decision, who, masks, filters."""
     parts = [f"{_ICONS[plan.decision]} {_LABELS[plan.decision]}"]
     if identity is not None:
@@ -63,8 +64,9 @@ def banner_text(plan: Plan, identity: Identity | None, rows: int | None = None,
     return "\n".join([line, *details])
 
 
-def banner_html(plan: Plan, identity: Identity | None, rows: int | None = None,
-                duration_ms: float | None = None) -> str:
+def banner_html(
+    plan: Plan, identity: Identity | None, rows: int | None = None, duration_ms: float | None = None
+) -> str:
     lines = banner_text(plan, identity, rows, duration_ms).split("\n")
     color = _COLORS[plan.decision]
     head = html.escape(lines[0])
@@ -153,7 +155,11 @@ class GovernedResult:
 
     def to_dict(self, max_rows: int | None = None) -> dict[str, Any]:
         table = self._table if max_rows is None else self._table.slice(0, max_rows)
-        rows = [list(row) for row in zip(*(c.to_pylist() for c in table.columns))] if table.num_columns else []
+        rows = (
+            [list(row) for row in zip(*(c.to_pylist() for c in table.columns))]
+            if table.num_columns
+            else []
+        )
         return {
             **self.plan.to_dict(),
             "columns": self.columns,
@@ -179,8 +185,10 @@ class GovernedResult:
         widths = [
             max([len(str(c))] + [len(r[i]) for r in rows]) for i, c in enumerate(self.columns)
         ]
+
         def fmt(values: list[str]) -> str:
             return " | ".join(v.ljust(w) for v, w in zip(values, widths))
+
         lines = [self.banner(), fmt(self.columns), "-+-".join("-" * w for w in widths)]
         lines += [fmt(r) for r in rows]
         if self.rows > limit:
@@ -191,8 +199,9 @@ class GovernedResult:
         limit = self.displaylimit
         masked = set(self.masked_columns)
         head = "".join(
-            f"<th title=\"masked: {html.escape(self.masked_columns[c])}\">🔒 {html.escape(c)}</th>"
-            if c in masked else f"<th>{html.escape(c)}</th>"
+            f'<th title="masked: {html.escape(self.masked_columns[c])}">🔒 {html.escape(c)}</th>'
+            if c in masked
+            else f"<th>{html.escape(c)}</th>"
             for c in self.columns
         )
         body = "".join(
@@ -202,10 +211,12 @@ class GovernedResult:
         more = (
             f"<div style='font-size:11px;opacity:.7'>{self.rows - limit:,} more rows not shown "
             f"(displaylimit={limit}); use .df() or -o NAME for all of them.</div>"
-            if self.rows > limit else ""
+            if self.rows > limit
+            else ""
         )
         banner = banner_html(self.plan, self.identity, self.rows, self.duration_ms)
-        return f"{banner}<table class='jp-gov-result'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
+        table = f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+        return f"{banner}<table class='jp-gov-result'>{table}</table>{more}"
 
 
 def _cell(value: Any) -> str:

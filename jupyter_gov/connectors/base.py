@@ -15,7 +15,7 @@ from jupyter_gov.masking import TableEntry
 
 @dataclass
 class Catalog:
-    """The governed relations of a connection, keyed by lower-case ``table`` and ``schema.table``."""
+    """A connection's governed relations, keyed by lower-case ``table`` and ``schema.table``."""
 
     tables: dict[str, TableEntry] = field(default_factory=dict)
     version: str = ""

@@ -82,7 +82,7 @@ class DuckDBConnector:
                 cursor = self.con.execute(sql, dict(params) if params else None)
                 if cursor.description is None:
                     return pa.table({})
-                return cursor.fetch_arrow_table()
+                return cursor.to_arrow_table()
             except duckdb.InterruptException as error:
                 raise QueryFailed("The query was cancelled.") from error
             except duckdb.Error as error:

@@ -20,7 +20,18 @@ from jupyter_gov.identity.base import Identity
 from jupyter_gov.policy import loader
 
 #: Mask functions from least to most restrictive; where several apply, the last wins.
-MASK_ORDER = ("none", "email", "partial", "year", "scrub", "token", "hash", "redact", "null", "deny")
+MASK_ORDER = (
+    "none",
+    "email",
+    "partial",
+    "year",
+    "scrub",
+    "token",
+    "hash",
+    "redact",
+    "null",
+    "deny",
+)
 
 
 @dataclass(frozen=True)
@@ -310,8 +321,12 @@ class Policy:
         per_role = self.masks.get(tag)
         if per_role is None:
             return MaskSpec("redact")  # a classified tag with no rule is never shown raw
-        candidates = [per_role.get(role, per_role.get("default", MaskSpec("redact"))) for role in roles]
-        return max(candidates or [per_role.get("default", MaskSpec("redact"))], key=lambda m: m.rank)
+        candidates = [
+            per_role.get(role, per_role.get("default", MaskSpec("redact"))) for role in roles
+        ]
+        return max(
+            candidates or [per_role.get("default", MaskSpec("redact"))], key=lambda m: m.rank
+        )
 
     def column_mask(
         self, table: str, column: str, roles: Iterable[str], schema: str | None = None
@@ -370,7 +385,9 @@ class Policy:
                 for tag, per_role in self.masks.items()
             },
             "classifications": {tag: list(p) for tag, p in self.classifications.items()},
-            "row_filters": [{"id": rf.id, "table": rf.table, "roles": list(rf.roles)} for rf in self.row_filters],
+            "row_filters": [
+                {"id": rf.id, "table": rf.table, "roles": list(rf.roles)} for rf in self.row_filters
+            ],
             "approval_rules": [
                 {"id": r.id, "description": r.description, "approvers": list(r.approvers)}
                 for r in self.approval_rules

@@ -1,0 +1,273 @@
+"""``jupyter-gov``: a thin command line over the same engine the magic uses.
+
+Exit status: 0 ran, 3 denied, 4 approval required, 2 usage or policy error, 1 other
+failure (database down, audit store unwritable). ``--format json`` prints one object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from jupyter_gov.audit import AuditStore
+from jupyter_gov.engine import GovernedSession
+from jupyter_gov.errors import GovError, IdentityError, PolicyError
+from jupyter_gov.policy import Policy
+from jupyter_gov.result import ApprovalRequired, QueryDenied, banner_text
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DENIED, EXIT_APPROVAL = 0, 1, 2, 3, 4
+
+
+def _query_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sql", help="the SQL to run (use - to read it from standard input)")
+    parser.add_argument("--policy", help="policy file (default: $JUPYTER_GOV_POLICY or the demo)")
+    parser.add_argument("--user", help="act as this user (local identity provider only)")
+    parser.add_argument("--connection", help="connection name from the policy")
+    parser.add_argument("--format", choices=["table", "json"], default="table")
+    parser.add_argument("--store", help="audit store URL or path")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="bind :NAME to VALUE (repeatable)",
+    )
+    parser.add_argument(
+        "--unmask", default="", help="tags to unmask with an approval, comma-separated"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jupyter-gov",
+        description="Governed SQL: guardrails, masking by rewrite and a tamper-evident audit.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    query = commands.add_parser("query", help="run SQL through the proxy")
+    _query_options(query)
+    query.add_argument("--limit", type=int, help="server-side row limit")
+    query.add_argument("--purpose", help="why you run this (recorded in the audit)")
+    query.add_argument("--max-rows", type=int, default=50, help="rows printed in table format")
+
+    explain = commands.add_parser("explain", help="decide and rewrite without running")
+    _query_options(explain)
+
+    tables = commands.add_parser("tables", help="list tables and what you see of each column")
+    tables.add_argument("--policy")
+    tables.add_argument("--user")
+    tables.add_argument("--connection")
+    tables.add_argument("--format", choices=["table", "json"], default="table")
+
+    whoami = commands.add_parser("whoami", help="who the proxy thinks you are")
+    whoami.add_argument("--policy")
+    whoami.add_argument("--user")
+
+    audit = commands.add_parser("audit", help="read and verify the audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = audit_commands.add_parser("verify", help="walk the hash chain")
+    verify.add_argument("--store")
+    verify.add_argument("--checkpoint", help="a JSON checkpoint file to detect a truncated tail")
+    verify.add_argument("--format", choices=["table", "json"], default="table")
+    tail = audit_commands.add_parser("tail", help="the newest events")
+    tail.add_argument("--store")
+    tail.add_argument("-n", type=int, default=20)
+    tail.add_argument("--format", choices=["table", "json"], default="table")
+    checkpoint = audit_commands.add_parser("checkpoint", help="print head hash and count")
+    checkpoint.add_argument("--store")
+
+    policy = commands.add_parser("policy", help="check or show a policy")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    check = policy_commands.add_parser("check", help="validate a policy file")
+    check.add_argument("file")
+    show = policy_commands.add_parser("show", help="print the built-in demo policy or a summary")
+    show.add_argument("file", nargs="?")
+    policy_commands.add_parser("schema", help="print the policy JSON Schema")
+
+    demo = commands.add_parser("demo", help="run a notebook headlessly and print its outputs")
+    demo.add_argument("notebook", nargs="?", default="notebooks/quickstart.ipynb")
+    demo.add_argument("--timeout", type=int, default=300)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except (PolicyError, IdentityError) as error:
+        print(f"jupyter-gov: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except GovError as error:
+        print(f"jupyter-gov: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("jupyter-gov: interrupted.", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in ("query", "explain"):
+        return _run_query(args)
+    if args.command == "tables":
+        return _tables(args)
+    if args.command == "whoami":
+        session = GovernedSession(args.policy, args.user)
+        identity = session.identity
+        print(json.dumps({**identity.audit_fields(), "roles": session.policy.roles_for(identity)}))
+        return EXIT_OK
+    if args.command == "audit":
+        return _audit(args)
+    if args.command == "policy":
+        return _policy(args)
+    if args.command == "demo":
+        from jupyter_gov.demo.runner import run_notebook
+
+        return run_notebook(args.notebook, timeout=args.timeout)
+    raise AssertionError(args.command)  # argparse guarantees a command
+
+
+def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise PolicyError(f"--param takes NAME=VALUE, not {pair!r}.")
+        params[name] = value
+    return params
+
+
+def _run_query(args: argparse.Namespace) -> int:
+    sql = sys.stdin.read() if args.sql == "-" else args.sql
+    session = GovernedSession(args.policy, args.user, connection=args.connection, audit=args.store)
+    params = _parse_params(args.param) or None
+    unmask = [t for t in args.unmask.split(",") if t]
+    if args.command == "explain":
+        plan = session.explain(sql, params, connection=args.connection, unmask=unmask)
+        if args.format == "json":
+            print(json.dumps({**plan.to_dict(), "columns": [], "rows": [], "audit_id": None}))
+        else:
+            print(banner_text(plan, session.identity))
+            if plan.rewritten_sql:
+                print("\n" + plan.rewritten_sql)
+        return {"allow": EXIT_OK, "deny": EXIT_DENIED}.get(plan.decision, EXIT_APPROVAL)
+    try:
+        result = session.sql(
+            sql,
+            params,
+            connection=args.connection,
+            limit=args.limit,
+            purpose=args.purpose,
+            unmask=unmask,
+        )
+    except (QueryDenied, ApprovalRequired) as stopped:
+        status = EXIT_DENIED if isinstance(stopped, QueryDenied) else EXIT_APPROVAL
+        if args.format == "json":
+            payload = {
+                **stopped.plan.to_dict(),
+                "columns": [],
+                "rows": [],
+                "audit_id": stopped.audit_id,
+            }
+            print(json.dumps(payload, default=str))
+        else:
+            print(banner_text(stopped.plan, session.identity), file=sys.stderr)
+        return status
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), default=str))
+    else:
+        result.displaylimit = args.max_rows
+        print(repr(result))
+    return EXIT_OK
+
+
+def _tables(args: argparse.Namespace) -> int:
+    session = GovernedSession(args.policy, args.user, connection=args.connection)
+    identity = session.identity
+    roles = session.policy.roles_for(identity)
+    catalog = session.connector(args.connection).catalog()
+    rows = []
+    for entry in {id(e): e for e in catalog.tables.values()}.values():
+        for column, dtype in entry.columns.items():
+            spec, tags = session.policy.column_mask(entry.name, column, roles, entry.schema)
+            rows.append(
+                {
+                    "table": entry.name,
+                    "column": column,
+                    "type": dtype.sql(),
+                    "tags": list(tags),
+                    "mask": spec.label,
+                }
+            )
+    if args.format == "json":
+        print(json.dumps(rows))
+    else:
+        for row in rows:
+            tags = ",".join(row["tags"]) or "-"
+            print(
+                f"{row['table']:<18} {row['column']:<16} {row['type']:<14} {tags:<12} {row['mask']}"
+            )
+    return EXIT_OK
+
+
+def _audit(args: argparse.Namespace) -> int:
+    store = AuditStore(args.store) if args.store else AuditStore()
+    if args.audit_command == "verify":
+        checkpoint = None
+        if args.checkpoint:
+            with open(args.checkpoint) as handle:
+                checkpoint = json.load(handle)
+        report = store.verify(checkpoint)
+        print(json.dumps(report.to_dict()) if args.format == "json" else str(report))
+        return EXIT_OK if report.ok else EXIT_FAILED
+    if args.audit_command == "checkpoint":
+        print(json.dumps(store.checkpoint()))
+        return EXIT_OK
+    events = store.events(limit=args.n)
+    if args.format == "json":
+        print(json.dumps(events, default=str))
+        return EXIT_OK
+    for event in reversed(events):
+        print(_event_line(event))
+    return EXIT_OK
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    import datetime as dt
+
+    when = dt.datetime.fromtimestamp(event["ts"]).strftime("%Y-%m-%d %H:%M:%S")
+    who = event.get("subject") or "?"
+    what = event.get("decision") or ""
+    rules = ",".join(event.get("rules") or [])
+    rows = f" rows={int(event['rows'])}" if event.get("rows") is not None else ""
+    statement = (event.get("statement") or "").replace("\n", " ")[:60]
+    return f"#{event['id']:<5} {when} {event['kind']:<9} {who:<10} {what:<17} {rules}{rows} {statement}"
+
+
+def _policy(args: argparse.Namespace) -> int:
+    if args.policy_command == "check":
+        policy = Policy.load(args.file)
+        print(
+            f"{args.file}: ok (policy {policy.name!r}, {len(policy.roles)} roles, "
+            f"{len(policy.connections)} connections, hash {policy.hash[:12]})"
+        )
+        return EXIT_OK
+    if args.policy_command == "schema":
+        from jupyter_gov.policy.loader import schema
+
+        print(json.dumps(schema(), indent=2))
+        return EXIT_OK
+    if args.file:
+        print(json.dumps(Policy.load(args.file).summary, indent=2))
+    else:
+        from jupyter_gov.policy.loader import demo_policy_text
+
+        print(demo_policy_text(), end="")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,329 @@
+"""``%gsql`` / ``%%gsql``: SQL cells that go through the governed proxy, never around it.
+
+    %load_ext jupyter_gov
+    %%gsql [CONNECTION] [-o NAME | NAME <<] [--purpose TEXT] [--limit N] [--user NAME]
+    SELECT full_name, email FROM customers WHERE segment = {{ segment }} LIMIT 5
+
+``{{ var }}`` and ``:var`` are bound as parameters from the notebook's variables, never
+pasted into the SQL. User errors are one line (``UsageError``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.display import HTML, display
+from sqlglot import exp
+from traitlets import Bool, Int, Unicode
+from traitlets.config import Configurable
+
+from jupyter_gov import analysis
+from jupyter_gov.engine import GovernedSession
+from jupyter_gov.errors import GovError
+from jupyter_gov.policy import Policy
+from jupyter_gov.result import ApprovalRequired, QueryDenied, banner_html, banner_text
+
+_VALUE_OPTIONS = {"-o", "--out", "--purpose", "--limit", "--user", "--unmask", "--connection"}
+_FLAG_OPTIONS = {"--explain", "--tables", "--quiet"}
+
+
+@dataclass
+class CellArgs:
+    """What the magic's line said, and the SQL that follows it."""
+
+    sql: str = ""
+    connection: str | None = None
+    out: str | None = None
+    purpose: str | None = None
+    limit: int | None = None
+    user: str | None = None
+    unmask: list[str] = field(default_factory=list)
+    explain: bool = False
+    tables: bool = False
+    quiet: bool = False
+
+
+def parse_line(line: str, cell: str | None, connections: set[str]) -> CellArgs:
+    """Split the magic line into options and (for ``%gsql``) the SQL that follows them."""
+    args = CellArgs()
+    rest = line.strip()
+    while rest:
+        try:
+            lexer = shlex.shlex(rest, posix=True, punctuation_chars=False)
+            lexer.whitespace_split = True
+            word = lexer.get_token() or ""
+            after = lexer.instream.read()
+        except ValueError as error:
+            raise UsageError(f"Could not read the %gsql options: {error}.") from None
+        following = after.lstrip()
+        if word in _VALUE_OPTIONS:
+            try:
+                lexer2 = shlex.shlex(following, posix=True)
+                lexer2.whitespace_split = True
+                value = lexer2.get_token()
+                remainder = lexer2.instream.read()
+            except ValueError as error:
+                raise UsageError(f"Could not read the value of {word}: {error}.") from None
+            if value is None:
+                raise UsageError(f"{word} needs a value.")
+            _set_option(args, word, value)
+            rest = remainder.strip()
+        elif word in _FLAG_OPTIONS:
+            setattr(args, word[2:], True)
+            rest = following
+        elif following.startswith("<<") and word.isidentifier():
+            args.out = word
+            rest = following[2:].strip()
+        elif word.startswith("--") or (word.startswith("-") and len(word) == 2):
+            raise UsageError(
+                f"Unknown option {word}; %gsql takes [CONNECTION] [-o NAME | NAME <<] "
+                "[--purpose TEXT] [--limit N] [--user NAME] [--unmask COLS] [--explain] [--tables]."
+            )
+        elif word in connections and args.connection is None and not args.sql:
+            args.connection = word
+            rest = following
+        else:
+            args.sql = rest
+            break
+    if cell is not None:
+        if args.sql:
+            raise UsageError(
+                f"Unexpected text on the %%gsql line: {args.sql!r}; put the SQL in the cell body."
+            )
+        args.sql = cell
+    return args
+
+
+def _set_option(args: CellArgs, word: str, value: str) -> None:
+    if word in ("-o", "--out"):
+        if not value.isidentifier():
+            raise UsageError(f"{value!r} is not a valid variable name for -o.")
+        args.out = value
+    elif word == "--purpose":
+        args.purpose = value
+    elif word == "--limit":
+        if not value.isdigit():
+            raise UsageError(f"--limit takes a whole number of rows, not {value!r}.")
+        args.limit = int(value)
+    elif word == "--user":
+        args.user = value
+    elif word == "--unmask":
+        args.unmask = [v.strip() for v in value.split(",") if v.strip()]
+    elif word == "--connection":
+        args.connection = value
+
+
+@magics_class
+class GovMagic(Magics, Configurable):
+    """The governed SQL magics. Configure with ``%config GovMagic.displaylimit = 20``."""
+
+    displaylimit = Int(10, config=True, help="Rows shown under a result (all rows are kept).")
+    policy = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="Policy file; defaults to $JUPYTER_GOV_POLICY or the built-in demo policy.",
+    )
+    user = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="Act as this user (local identity provider only; recorded as unverified).",
+    )
+    connection = Unicode(None, allow_none=True, config=True, help="Default connection name.")
+    audit_store = Unicode(None, allow_none=True, config=True, help="Audit store URL or path.")
+    autolimit = Int(0, config=True, help="Server-side row limit for every query (0 = none).")
+    show_banner = Bool(True, config=True, help="Show the decision banner above results.")
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        Configurable.__init__(self, config=shell.config if shell is not None else None)
+        Magics.__init__(self, shell=shell, **kwargs)
+        self._sessions: dict[tuple[str | None, str | None], GovernedSession] = {}
+        self._policy: Policy | None = None
+
+    # -- sessions ------------------------------------------------------------------------
+
+    def loaded_policy(self) -> Policy:
+        if self._policy is None or (self.policy or None) != getattr(self, "_policy_source", None):
+            self._policy = Policy.load(self.policy or None)
+            self._policy_source = self.policy or None
+            self._sessions.clear()
+        return self._policy
+
+    def session(self, user: str | None = None) -> GovernedSession:
+        policy = self.loaded_policy()
+        user = user or self.user or None
+        key = (user, self.connection)
+        if key not in self._sessions:
+            self._sessions[key] = GovernedSession(
+                policy, user, connection=self.connection or None, audit=self.audit_store or None
+            )
+        return self._sessions[key]
+
+    # -- magics --------------------------------------------------------------------------
+
+    @line_cell_magic
+    def gsql(self, line: str = "", cell: str | None = None) -> Any:
+        """Run SQL through the governed proxy. ``%gsql?`` for the options."""
+        try:
+            policy = self.loaded_policy()
+            args = parse_line(line, cell, set(policy.connections))
+            session = self.session(args.user)
+            if args.tables:
+                return self._show_tables(session, args.connection)
+            if not args.sql.strip():
+                raise UsageError("There is no SQL to run; write a statement after %%gsql.")
+            sql, params = self._bind_variables(args.sql, session, args.connection)
+            limit = args.limit or self.autolimit or None
+            if args.explain:
+                plan = session.explain(
+                    sql, params, connection=args.connection, unmask=args.unmask, limit=limit
+                )
+                return _Explained(plan, session.identity)
+            result = session.sql(
+                sql,
+                params,
+                connection=args.connection,
+                name=args.out,
+                purpose=args.purpose,
+                limit=limit,
+                unmask=args.unmask,
+            )
+        except QueryDenied as denied:
+            display(HTML(banner_html(denied.plan, _identity_or_none(session))))
+            return None
+        except ApprovalRequired as pending:
+            return self._approval_required(pending, args, sql, params, session)
+        except GovError as error:
+            raise UsageError(str(error)) from None
+        result.displaylimit = self.displaylimit
+        if args.out:
+            self.shell.user_ns[args.out] = result
+        if args.quiet:
+            return None
+        return result
+
+    def _approval_required(
+        self, pending: ApprovalRequired, args: Any, sql: Any, params: Any, session: Any
+    ) -> Any:
+        """Show the approval widget when the approvals module is there, else the banner."""
+        try:
+            from jupyter_gov.widgets import approval_widget_for
+        except ImportError:
+            display(HTML(banner_html(pending.plan, session.identity if session else None)))
+            return None
+        return approval_widget_for(self, pending, args, sql, params, session)
+
+    @line_magic
+    def gsql_whoami(self, line: str = "") -> str:
+        """Who the proxy thinks you are, and your roles."""
+        try:
+            session = self.session(line.strip() or None)
+            identity = session.identity
+        except GovError as error:
+            raise UsageError(str(error)) from None
+        roles = ", ".join(session.policy.roles_for(identity)) or "no role"
+        state = "verified" if identity.verified else "unverified"
+        print(
+            f"{identity.display_name} [{identity.subject}] via {identity.auth_method} "
+            f"({state}); roles: {roles}; policy {session.policy.name}@{session.policy.hash[:12]}"
+        )
+        return None
+
+    def _bind_variables(
+        self, sql: str, session: GovernedSession, connection: str | None
+    ) -> tuple[str, dict[str, Any]]:
+        """Turn ``{{ var }}`` into ``:var`` and collect the values of every ``:var`` used."""
+        dialect = session._context(session.identity, connection).dialect
+        sql, _ = analysis.template_to_placeholders(sql, dialect)
+        try:
+            statements = analysis.parse(sql, dialect)
+        except analysis.SqlSyntaxError:
+            return sql, {}  # the engine denies it, with the position, and audits the attempt
+        params: dict[str, Any] = {}
+        for statement in statements:
+            for placeholder in statement.find_all(exp.Placeholder):
+                name = str(placeholder.name or "")
+                if not name or name.startswith("g_"):
+                    continue
+                if name not in self.shell.user_ns:
+                    raise UsageError(
+                        f"The SQL uses :{name} (or {{{{ {name} }}}}) but no variable {name!r} "
+                        "is defined in the notebook."
+                    )
+                params[name] = self.shell.user_ns[name]
+        return sql, params
+
+    def _show_tables(self, session: GovernedSession, connection: str | None) -> Any:
+        """Tables of the connection and, per column, what the current user sees."""
+        identity = session.identity
+        roles = session.policy.roles_for(identity)
+        catalog = session.connector(connection).catalog()
+        rows = []
+        for entry in {id(e): e for e in catalog.tables.values()}.values():
+            for column, dtype in entry.columns.items():
+                spec, tags = session.policy.column_mask(entry.name, column, roles, entry.schema)
+                rows.append((entry.name, column, dtype.sql(), ", ".join(tags), spec.label))
+        import pyarrow as pa
+
+        table = pa.table(
+            {
+                name: [r[i] for r in rows]
+                for i, name in enumerate(
+                    [
+                        "table",
+                        "column",
+                        "type",
+                        "tags",
+                        f"you see ({', '.join(roles) or 'no role'})",
+                    ]
+                )
+            }
+        )
+        return table.to_pandas() if _has_pandas() else table
+
+
+def _identity_or_none(session: GovernedSession) -> Any:
+    try:
+        return session.identity
+    except GovError:  # the banner is still useful without a name
+        return None
+
+
+def _has_pandas() -> bool:
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _Explained:
+    """What ``%gsql --explain`` shows: decision, rules, masks, the SQL that would run."""
+
+    def __init__(self, plan: Any, identity: Any) -> None:
+        self.plan = plan
+        self.identity = identity
+
+    def __repr__(self) -> str:
+        return banner_text(self.plan, self.identity) + "\n\n" + (self.plan.rewritten_sql or "")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        sql = html.escape(self.plan.rewritten_sql or "(nothing would run)")
+        return banner_html(self.plan, self.identity) + f"<pre>{sql}</pre>"
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    magic = GovMagic(shell=ipython)
+    ipython.register_magics(magic)
+    try:
+        from jupyter_gov.widgets import register_widget_magics
+    except ImportError:
+        return
+    register_widget_magics(ipython, magic)

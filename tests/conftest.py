@@ -1,0 +1,67 @@
+"""Shared fixtures: a temporary jupyter-gov home, the demo database, sessions per user."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from jupyter_gov.connectors.duckdb import DuckDBConnector
+from jupyter_gov.engine import GovernedSession
+from jupyter_gov.policy import Policy
+
+
+def require_server(reason: str) -> None:
+    """Skip a test that needs a server, unless CI=true, where a missing server is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def gov_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own audit store and masking key."""
+    home = tmp_path / "gov-home"
+    monkeypatch.setenv("JUPYTER_GOV_HOME", str(home))
+    monkeypatch.delenv("JUPYTER_GOV_POLICY", raising=False)
+    monkeypatch.setenv("JUPYTER_GOV_MASK_KEY", "test-masking-key-0123456789abcdef")
+    return home
+
+
+@pytest.fixture(scope="session")
+def demo_connector() -> Iterator[DuckDBConnector]:
+    """One locked-down demo database shared by read-only tests (building it takes ~1 s)."""
+    connector = DuckDBConnector("demo", "duckdb:demo")
+    yield connector
+    connector.close()
+
+
+@pytest.fixture(scope="session")
+def demo_policy() -> Policy:
+    return Policy.load()
+
+
+@pytest.fixture
+def session_for(
+    demo_connector: DuckDBConnector, demo_policy: Policy
+) -> Callable[[str], GovernedSession]:
+    """``session_for("bob")``: a governed session on the shared demo database."""
+
+    def make(user: str, policy: Policy | None = None) -> GovernedSession:
+        session = GovernedSession(policy or demo_policy, user)
+        session._connectors["demo"] = demo_connector
+        return session
+
+    return make
+
+
+@pytest.fixture
+def raw(demo_connector: DuckDBConnector):
+    """Ungoverned reads of the demo database, to compare against."""
+
+    def query(sql: str) -> list[tuple]:
+        return demo_connector.con.execute(sql).fetchall()
+
+    return query
