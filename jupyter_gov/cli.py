@@ -244,7 +244,8 @@ def _event_line(event: dict[str, Any]) -> str:
     rules = ",".join(event.get("rules") or [])
     rows = f" rows={int(event['rows'])}" if event.get("rows") is not None else ""
     statement = (event.get("statement") or "").replace("\n", " ")[:60]
-    return f"#{event['id']:<5} {when} {event['kind']:<9} {who:<10} {what:<17} {rules}{rows} {statement}"
+    head = f"#{event['id']:<5} {when} {event['kind']:<9} {who:<10} {what:<17}"
+    return f"{head} {rules}{rows} {statement}"
 
 
 def _policy(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
-from IPython.display import HTML, display
+from IPython.display import display
 from sqlglot import exp
 from traitlets import Bool, Int, Unicode
 from traitlets.config import Configurable
@@ -25,7 +25,7 @@ from jupyter_gov import analysis
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.errors import GovError
 from jupyter_gov.policy import Policy
-from jupyter_gov.result import ApprovalRequired, QueryDenied, banner_html, banner_text
+from jupyter_gov.result import ApprovalRequired, Banner, QueryDenied, banner_html, banner_text
 
 _VALUE_OPTIONS = {"-o", "--out", "--purpose", "--limit", "--user", "--unmask", "--connection"}
 _FLAG_OPTIONS = {"--explain", "--tables", "--quiet"}
@@ -194,7 +194,7 @@ class GovMagic(Magics, Configurable):
                 unmask=args.unmask,
             )
         except QueryDenied as denied:
-            display(HTML(banner_html(denied.plan, _identity_or_none(session))))
+            display(Banner(denied.plan, _identity_or_none(session)))
             return None
         except ApprovalRequired as pending:
             return self._approval_required(pending, args, sql, params, session)
@@ -214,7 +214,7 @@ class GovMagic(Magics, Configurable):
         try:
             from jupyter_gov.widgets import approval_widget_for
         except ImportError:
-            display(HTML(banner_html(pending.plan, session.identity if session else None)))
+            display(Banner(pending.plan, _identity_or_none(session)))
             return None
         return approval_widget_for(self, pending, args, sql, params, session)
 
@@ -263,28 +263,47 @@ class GovMagic(Magics, Configurable):
         identity = session.identity
         roles = session.policy.roles_for(identity)
         catalog = session.connector(connection).catalog()
-        rows = []
+        listing = TableListing(", ".join(roles) or "no role")
         for entry in {id(e): e for e in catalog.tables.values()}.values():
             for column, dtype in entry.columns.items():
                 spec, tags = session.policy.column_mask(entry.name, column, roles, entry.schema)
-                rows.append((entry.name, column, dtype.sql(), ", ".join(tags), spec.label))
-        import pyarrow as pa
+                listing.add(entry.name, column, dtype.sql(), tags, spec.label)
+        return listing
 
-        table = pa.table(
-            {
-                name: [r[i] for r in rows]
-                for i, name in enumerate(
-                    [
-                        "table",
-                        "column",
-                        "type",
-                        "tags",
-                        f"you see ({', '.join(roles) or 'no role'})",
-                    ]
-                )
-            }
+
+class TableListing:
+    """What ``%gsql --tables`` shows: columns per table, with the mask your roles get."""
+
+    def __init__(self, roles: str) -> None:
+        self.roles = roles
+        self.rows: list[tuple[str, str, str, tuple[str, ...], str]] = []
+
+    def add(self, table: str, column: str, dtype: str, tags: tuple[str, ...], mask: str) -> None:
+        self.rows.append((table, column, dtype, tags, mask))
+
+    def __repr__(self) -> str:
+        lines = [f"What you see as {self.roles}:"]
+        current = None
+        for table, column, dtype, tags, mask in self.rows:
+            if table != current:
+                lines.append(f"{table}")
+                current = table
+            shown = "" if mask == "none" else f"  [{', '.join(tags)} → {mask}]"
+            lines.append(f"    {column:<16} {dtype:<16}{shown}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        body = "".join(
+            f"<tr><td>{html.escape(t)}</td><td>{html.escape(c)}</td><td>{html.escape(d)}</td>"
+            f"<td>{html.escape(', '.join(g))}</td><td>{'' if m == 'none' else '🔒 '}"
+            f"{html.escape(m)}</td></tr>"
+            for t, c, d, g, m in self.rows
         )
-        return table.to_pandas() if _has_pandas() else table
+        head = "<tr><th>table</th><th>column</th><th>type</th><th>tags</th><th>you see</th></tr>"
+        title = f"<div>What you see as <b>{html.escape(self.roles)}</b>:</div>"
+        return f"{title}<table>{head}{body}</table>"
 
 
 def _identity_or_none(session: GovernedSession) -> Any:
@@ -292,14 +311,6 @@ def _identity_or_none(session: GovernedSession) -> Any:
         return session.identity
     except GovError:  # the banner is still useful without a name
         return None
-
-
-def _has_pandas() -> bool:
-    try:
-        import pandas  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 class _Explained:

@@ -178,10 +178,10 @@ def _rewrite(
         source, params = masking.masked_source(
             entry, ctx.policy, ctx.roles, ctx.identity, ctx.dialect, unmask
         )
-        used = (
-            references.get(id(entry), set(entry.columns))
-            if references is not None
-            else set(entry.columns)
+        everything = set(entry.columns)
+        used = references.read.get(id(entry), set()) if references is not None else everything
+        projected = (
+            references.projected.get(id(entry), set()) if references is not None else everything
         )
         for column in sorted(used):
             spec = source.masks.get(column)
@@ -199,7 +199,7 @@ def _rewrite(
                 statement.masked_columns[_column_key(statement, entry.name, column, spec)] = (
                     spec.label
                 )
-            elif source.tags.get(column):
+            elif source.tags.get(column) and column in projected:
                 statement.unmasked_tags.update(source.tags[column])
         if ref.is_write_target:
             findings.extend(_check_write_target(ref.node, tree, entry.name, source, ctx, index))
@@ -307,10 +307,20 @@ def _bind_user_placeholders(statement: PlannedStatement, tree: exp.Expr) -> None
         placeholder.set("this", bound)
 
 
-def _referenced_columns(
-    tree: exp.Expr, catalog: Catalog, dialect: str
-) -> dict[int, set[str]] | None:
-    """Catalog columns the statement reads, keyed by ``id(TableEntry)``; None if unknown.
+@dataclass
+class ColumnUse:
+    """Catalog columns a statement reads, keyed by ``id(TableEntry)``.
+
+    ``projected`` holds those that appear in a SELECT list (outside ``count``), so they may
+    reach the output; a column used only in a predicate or a join is in ``read`` alone.
+    """
+
+    read: dict[int, set[str]] = field(default_factory=dict)
+    projected: dict[int, set[str]] = field(default_factory=dict)
+
+
+def _referenced_columns(tree: exp.Expr, catalog: Catalog, dialect: str) -> ColumnUse | None:
+    """Which catalog columns the statement reads and projects; None when unknown.
 
     Uses sqlglot's qualify (stars expanded against the catalog) and scopes. When qualify
     cannot handle a shape, the caller falls back to "every column of every table read",
@@ -325,24 +335,31 @@ def _referenced_columns(
             validate_qualify_columns=False,
             quote_identifiers=False,
         )
-        used: dict[int, set[str]] = {}
+        use = ColumnUse()
         for scope in traverse_scope(qualified):
+            projections = (
+                scope.expression.expressions if isinstance(scope.expression, exp.Select) else []
+            )
+            projected_ids = {
+                id(c)
+                for p in projections
+                for c in p.find_all(exp.Column)
+                if c.find_ancestor(exp.Count) is None
+            }
             for column in scope.columns:
                 source = scope.sources.get(column.table)
-                if isinstance(source, exp.Table):
-                    entry = catalog.get(source.name, source.db or None)
-                    if entry is not None:
-                        used.setdefault(id(entry), set()).add(_match_case(entry, column.name))
-            for star_source in scope.sources.values():
-                if isinstance(star_source, exp.Table) and scope.expression.find(exp.Star):
-                    entry = catalog.get(star_source.name, star_source.db or None)
-                    if entry is not None and not isinstance(scope.expression, exp.Select):
-                        used.setdefault(id(entry), set()).update(entry.columns)
-        for table in qualified.find_all(exp.Table):
-            entry = catalog.get(table.name, table.db or None)
-            if entry is not None:
-                used.setdefault(id(entry), set())
-        return used
+                entry = (
+                    catalog.get(source.name, source.db or None)
+                    if isinstance(source, exp.Table)
+                    else None
+                )
+                if entry is None:
+                    continue
+                name = _match_case(entry, column.name)
+                use.read.setdefault(id(entry), set()).add(name)
+                if id(column) in projected_ids:
+                    use.projected.setdefault(id(entry), set()).add(name)
+        return use
     except (OptimizeError, SqlglotError, KeyError, ValueError, AttributeError, TypeError):
         return None
 

@@ -79,6 +79,20 @@ def banner_html(
     )
 
 
+class Banner:
+    """A decision banner on its own (denied, or approval required), for notebook display."""
+
+    def __init__(self, plan: Plan, identity: Identity | None) -> None:
+        self.plan = plan
+        self.identity = identity
+
+    def __repr__(self) -> str:
+        return banner_text(self.plan, self.identity)
+
+    def _repr_html_(self) -> str:
+        return banner_html(self.plan, self.identity)
+
+
 class GovernedResult:
     """Rows that passed the policy, as Arrow, with the decision that produced them.
 

@@ -82,7 +82,7 @@ def _message(error: jsonschema.ValidationError) -> str:
         return error.message.replace("Additional properties are not allowed", "unknown key")
     if error.validator == "enum":
         return f"{error.instance!r} is not one of {error.validator_value}"
-    if error.validator == "oneOf" and isinstance(error.instance, (str, dict)):
+    if error.validator in ("oneOf", "anyOf") and isinstance(error.instance, (str, dict)):
         return f"{json.dumps(error.instance)} is not a valid value here"
     return error.message
 

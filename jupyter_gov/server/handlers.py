@@ -1,0 +1,374 @@
+"""REST handlers under ``{base_url}/jupyter-gov/api/``; every route needs a signed-in user.
+
+``GET audit``         events, newest first, paged and filtered
+``GET audit/verify``  walk the hash chain (:meth:`AuditStore.verify`)
+``GET audit/stats``   decision counts per time bucket, for the panel's chart
+``GET policy``        a summary of the configured policy (``{}`` when none is configured)
+
+Bad parameters are answered with a JSON 400 naming the parameter; an audit store that
+cannot be opened or read with a JSON 503. Nothing here writes to the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager
+from typing import Any
+
+import tornado.web
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+
+from jupyter_gov.audit import KINDS, AuditStore
+from jupyter_gov.errors import AuditError, GovError
+
+API_PREFIX = ("jupyter-gov", "api")
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+MAX_TEXT = 200
+MIN_BUCKET = 60
+MAX_BUCKET = 7 * 24 * 3600
+MAX_BUCKETS = 1000
+DEFAULT_BUCKETS = 24
+
+#: The panel's badge for each decision; ``allow`` with masked columns becomes ``masked``.
+CATEGORIES = ("allowed", "masked", "denied", "approval", "error")
+_CATEGORY_OF_DECISION = {
+    "allow": "allowed",
+    "deny": "denied",
+    "approval_required": "approval",
+    "error": "error",
+}
+
+_FILTER_PARAMS = ("user", "connection", "decision", "kind", "since", "until", "text", "query_id")
+_AUDIT_PARAMS = frozenset({"limit", "offset", *_FILTER_PARAMS})
+_STATS_PARAMS = frozenset({"bucket", *_FILTER_PARAMS})
+
+# SQL fragment that is true when an event has at least one masked column (stored as JSON).
+_MASKED_SQL = "(masked_columns IS NOT NULL AND masked_columns NOT IN ('', '{}', '[]', 'null'))"
+
+
+def category(event: Mapping[str, Any]) -> str | None:
+    """The badge of one event: allowed / masked / denied / approval / error, or None."""
+    decision = event.get("decision")
+    if decision == "allow" and event.get("masked_columns"):
+        return "masked"
+    return _CATEGORY_OF_DECISION.get(decision) if decision else None
+
+
+class GovAPIHandler(APIHandler):
+    """Shared parsing and store access; ``auth_resource`` lets an Authorizer gate the API."""
+
+    auth_resource = "jupyter_gov"
+
+    @property
+    def gov(self) -> Any:
+        return self.settings["jupyter_gov"]
+
+    # -- the store -----------------------------------------------------------------------
+
+    def store(self) -> AuditStore:
+        """One store per server; opened on first use so a bad path only fails requests."""
+        cache = self.settings.setdefault("jupyter_gov_store", {})
+        url = self.gov.audit_store
+        if url not in cache:
+            try:
+                cache[url] = AuditStore(url)
+            except (AuditError, GovError) as error:
+                raise tornado.web.HTTPError(503, str(error)) from error
+        return cache[url]
+
+    async def in_thread(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a blocking store call off the event loop; store errors become a JSON 503."""
+        try:
+            return await asyncio.to_thread(function, *args, **kwargs)
+        except (AuditError, sqlite3.Error) as error:
+            raise tornado.web.HTTPError(503, f"The audit store cannot be read: {error}") from error
+
+    # -- parameters ----------------------------------------------------------------------
+
+    def check_params(self, allowed: frozenset[str]) -> None:
+        unknown = sorted(set(self.request.query_arguments) - allowed)
+        if unknown:
+            raise tornado.web.HTTPError(
+                400,
+                f"Unknown parameter {unknown[0]!r}; expected one of {', '.join(sorted(allowed))}.",
+            )
+
+    def one(self, name: str) -> str | None:
+        values = self.get_query_arguments(name)
+        if not values:
+            return None
+        if len(values) > 1 and name != "kind":
+            raise tornado.web.HTTPError(400, f"Parameter {name!r} is given more than once.")
+        value = values[-1].strip()
+        return value or None
+
+    def integer(self, name: str, default: int, low: int, high: int | None = None) -> int:
+        raw = self.one(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise tornado.web.HTTPError(
+                400, f"Parameter {name!r} must be an integer, not {raw[:40]!r}."
+            ) from None
+        if value < low or (high is not None and value > high):
+            upper = f" and {high}" if high is not None else " or more"
+            between = f"between {low}{upper}" if high is not None else f"{low}{upper}"
+            raise tornado.web.HTTPError(400, f"Parameter {name!r} must be {between}, not {value}.")
+        return value
+
+    def epoch(self, name: str) -> float | None:
+        raw = self.one(name)
+        if raw is None:
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0:
+            raise tornado.web.HTTPError(
+                400, f"Parameter {name!r} must be a time in epoch seconds, not {raw[:40]!r}."
+            )
+        return value
+
+    def filters(self) -> dict[str, Any]:
+        """The filters shared by ``audit`` and ``audit/stats``, as ``AuditStore.events`` kwargs."""
+        kinds: list[str] = []
+        for raw in self.get_query_arguments("kind"):
+            kinds.extend(k.strip() for k in raw.split(",") if k.strip())
+        for kind in kinds:
+            if kind not in KINDS:
+                raise tornado.web.HTTPError(
+                    400, f"Unknown kind {kind[:40]!r}; expected one of {', '.join(KINDS)}."
+                )
+        since, until = self.epoch("since"), self.epoch("until")
+        if since is not None and until is not None and since > until:
+            raise tornado.web.HTTPError(400, "Parameter 'since' is after 'until'.")
+        text = self.one("text")
+        if text is not None and len(text) > MAX_TEXT:
+            raise tornado.web.HTTPError(
+                400, f"Parameter 'text' is longer than {MAX_TEXT} characters."
+            )
+        out: dict[str, Any] = {
+            "subject": self.one("user"),
+            "connection": self.one("connection"),
+            "decision": self.one("decision"),
+            "query_id": self.one("query_id"),
+            "kinds": tuple(dict.fromkeys(kinds)) or None,
+            "since": since,
+            "until": until,
+            "text": text,
+        }
+        for name in ("subject", "connection", "decision", "query_id"):
+            if out[name] is not None and len(out[name]) > MAX_TEXT:
+                raise tornado.web.HTTPError(400, f"A filter is longer than {MAX_TEXT} characters.")
+        return out
+
+    def reply(self, body: Any) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(body, default=str))
+
+
+# -- SQL shared by the count and the stats: the same filters as AuditStore.events ----------
+
+
+def _where(filters: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """Mirror of the WHERE clause :meth:`AuditStore.events` builds for the same filters."""
+    where: list[str] = []
+    args: list[Any] = []
+    for column in ("subject", "connection", "decision", "query_id"):
+        value = filters.get(column)
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    kinds = filters.get("kinds")
+    if kinds:
+        where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+        args.extend(kinds)
+    if filters.get("since") is not None:
+        where.append("ts >= ?")
+        args.append(filters["since"])
+    if filters.get("until") is not None:
+        where.append("ts <= ?")
+        args.append(filters["until"])
+    if filters.get("text"):
+        where.append("(statement LIKE ? OR reasons LIKE ? OR subject LIKE ?)")
+        args.extend([f"%{filters['text']}%"] * 3)
+    return (f"WHERE {' AND '.join(where)}" if where else ""), args
+
+
+@contextmanager
+def _reader(store: AuditStore) -> Iterator[sqlite3.Connection]:
+    """A short-lived read-only connection to the store's SQLite file."""
+    uri = f"{store.path.resolve().as_uri()}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
+        db.execute("PRAGMA busy_timeout=30000")
+        yield db
+
+
+def count_events(store: AuditStore, filters: Mapping[str, Any]) -> int:
+    """How many events match ``filters`` (``AuditStore.count`` counts them all)."""
+    clause, args = _where(filters)
+    with _reader(store) as db:
+        return int(db.execute(f"SELECT count(*) FROM events {clause}", args).fetchone()[0])
+
+
+def page_events(
+    store: AuditStore, filters: Mapping[str, Any], limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    events = store.events(limit=limit, offset=offset, newest_first=True, **filters)
+    if not events and offset == 0:
+        total = 0
+    elif offset == 0 and len(events) < limit:
+        total = len(events)
+    else:
+        total = count_events(store, filters)
+    for event in events:
+        event["category"] = category(event)
+    return events, total
+
+
+def decision_stats(
+    store: AuditStore, filters: Mapping[str, Any], bucket: int, since: float, until: float
+) -> list[dict[str, Any]]:
+    """Zero-filled buckets from ``since`` to ``until``, each with counts per category."""
+    clause, args = _where({**filters, "since": since, "until": until})
+    sql = (
+        f"SELECT CAST(ts / ? AS INTEGER) AS slot, decision, {_MASKED_SQL} AS masked, count(*) "
+        f"FROM events {clause} GROUP BY slot, decision, masked"
+    )
+    first, last = int(since // bucket), int(until // bucket)
+    buckets = {
+        slot: {"start": slot * bucket, "counts": dict.fromkeys(CATEGORIES, 0), "total": 0}
+        for slot in range(first, last + 1)
+    }
+    with _reader(store) as db:
+        rows = db.execute(sql, [bucket, *args]).fetchall()
+    for slot, decision, masked, n in rows:
+        entry = buckets.get(int(slot))
+        name = category({"decision": decision, "masked_columns": masked})
+        if entry is None or name is None:
+            continue
+        entry["counts"][name] += n
+        entry["total"] += n
+    return [buckets[slot] for slot in sorted(buckets)]
+
+
+# -- handlers ------------------------------------------------------------------------------
+
+
+class AuditHandler(GovAPIHandler):
+    """``GET audit?limit=&offset=&user=&connection=&decision=&kind=&since=&until=&text=``"""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.check_params(_AUDIT_PARAMS)
+        limit = self.integer("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        offset = self.integer("offset", 0, 0)
+        filters = self.filters()
+        store = self.store()
+        events, total = await self.in_thread(page_events, store, filters, limit, offset)
+        self.reply({"events": events, "limit": limit, "offset": offset, "total": total})
+
+
+class VerifyHandler(GovAPIHandler):
+    """``GET audit/verify``: the chain walk, as :meth:`VerifyReport.to_dict`."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.check_params(frozenset())
+        store = self.store()
+        report = await self.in_thread(store.verify)
+        self.reply({**report.to_dict(), "checked_at": time.time()})
+
+
+class StatsHandler(GovAPIHandler):
+    """``GET audit/stats?bucket=3600``: decisions per time bucket (``kind`` defaults to
+    ``decision``, one event per statement; the window defaults to the last 24 buckets)."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.check_params(_STATS_PARAMS)
+        bucket = self.integer("bucket", 3600, MIN_BUCKET, MAX_BUCKET)
+        filters = self.filters()
+        until = filters.pop("until")
+        since = filters.pop("since")
+        until = time.time() if until is None else until
+        since = until - bucket * DEFAULT_BUCKETS + 1 if since is None else since
+        if since > until:
+            raise tornado.web.HTTPError(400, "Parameter 'since' is after 'until'.")
+        if (until - since) / bucket > MAX_BUCKETS:
+            raise tornado.web.HTTPError(
+                400,
+                f"The window holds more than {MAX_BUCKETS} buckets; "
+                "use a larger 'bucket' or a shorter 'since'..'until'.",
+            )
+        filters["kinds"] = filters["kinds"] or ("decision",)
+        store = self.store()
+        buckets = await self.in_thread(decision_stats, store, filters, bucket, since, until)
+        self.reply(
+            {
+                "bucket": bucket,
+                "since": since,
+                "until": until,
+                "kinds": list(filters["kinds"]),
+                "categories": list(CATEGORIES),
+                "buckets": buckets,
+            }
+        )
+
+
+class PolicyHandler(GovAPIHandler):
+    """``GET policy``: a summary of the configured policy, ``{}`` when none is configured.
+
+    Kept on its own so the lead can swap in the engine's own summary function.
+    """
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.check_params(frozenset())
+        self.reply(await asyncio.to_thread(policy_summary, self.gov.policy))
+
+
+def policy_summary(path: str | None) -> dict[str, Any]:
+    """The policy's public summary (no connection URLs), or ``{}`` if it is unavailable."""
+    if not path:
+        return {}
+    try:
+        from jupyter_gov.policy import Policy
+
+        summary = dict(Policy.load(path).summary)
+    except (GovError, OSError, ValueError) as error:
+        return {"error": str(error)}
+    # The placeholder shape the panel expects: role names in ``roles``, details beside them.
+    summary["role_details"] = summary.get("roles") or {}
+    summary["roles"] = sorted(summary["role_details"])
+    return summary
+
+
+def setup_handlers(web_app: Any, config: Any) -> None:
+    """Mount the API under ``{base_url}/jupyter-gov/api/``."""
+    web_app.settings["jupyter_gov"] = config
+    base = url_path_join(web_app.settings.get("base_url", "/"), *API_PREFIX)
+    web_app.add_handlers(
+        ".*$",
+        [
+            (url_path_join(base, "audit"), AuditHandler),
+            (url_path_join(base, "audit", "verify"), VerifyHandler),
+            (url_path_join(base, "audit", "stats"), StatsHandler),
+            (url_path_join(base, "policy"), PolicyHandler),
+        ],
+    )
