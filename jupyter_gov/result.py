@@ -237,4 +237,4 @@ def _cell(value: Any) -> str:
     if value is None:
         return "NULL"
     text = str(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= 100 else text[:97] + "..."

@@ -1,0 +1,40 @@
+# jupyter-gov: two commands set everything up on a fresh clone.
+#   make demo   run the quickstart notebook headlessly on the embedded demo
+#   make test   install and run the whole test suite
+#   make lab    open JupyterLab on notebooks/
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD = 1
+
+.PHONY: install demo test lab bench lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test,dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	@$(BIN)/jupyter-gov demo notebooks/quickstart.ipynb
+
+test: install
+	$(BIN)/python -m pytest
+
+lab: install
+	$(BIN)/jupyter lab notebooks/
+
+bench: install
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python bench/run.py
+
+lint: install
+	$(BIN)/ruff check jupyter_gov tests bench
+	$(BIN)/ruff format --check jupyter_gov
+
+clean:
+	rm -rf $(VENV) build dist jupyter_gov/labextension .pytest_cache
