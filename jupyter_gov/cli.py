@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     whoami = commands.add_parser("whoami", help="who the proxy thinks you are")
     whoami.add_argument("--policy")
     whoami.add_argument("--user")
+    login = commands.add_parser("login", help="sign in with the policy's identity provider")
+    login.add_argument("--policy")
+    login.add_argument("--flow", choices=["device", "browser"], default="device")
+    logout = commands.add_parser("logout", help="forget the cached sign-in")
+    logout.add_argument("--policy")
 
     audit = commands.add_parser("audit", help="read and verify the audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
@@ -118,6 +123,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         session = GovernedSession(args.policy, args.user)
         identity = session.identity
         print(json.dumps({**identity.audit_fields(), "roles": session.policy.roles_for(identity)}))
+        return EXIT_OK
+    if args.command == "login":
+        from jupyter_gov.signin import login_in_terminal
+
+        session = GovernedSession(args.policy)
+        identity = login_in_terminal(session.provider, session.audit, flow=args.flow)
+        print(f"Signed in as {identity.display_name} ({identity.subject}, {identity.auth_method}).")
+        return EXIT_OK
+    if args.command == "logout":
+        from jupyter_gov.identity.factory import logout
+
+        session = GovernedSession(args.policy)
+        print("Signed out." if logout(session.provider) else "There was no sign-in to forget.")
         return EXIT_OK
     if args.command == "audit":
         return _audit(args)

@@ -23,7 +23,7 @@ from jupyter_gov.audit import AuditStore, default_home
 from jupyter_gov.connectors import Connector, open_connector
 from jupyter_gov.errors import GovError, IdentityError, QueryFailed
 from jupyter_gov.guardrails import Context
-from jupyter_gov.identity import Identity, IdentityProvider, LocalProvider
+from jupyter_gov.identity import Identity, IdentityProvider
 from jupyter_gov.plan import Plan, build_plan
 from jupyter_gov.policy import Policy
 from jupyter_gov.result import ApprovalRequired, GovernedResult, QueryDenied
@@ -49,19 +49,9 @@ def connect(
 
 def provider_for(policy: Policy, user: str | None = None) -> IdentityProvider:
     """The identity provider the policy names, with ``user`` impersonation if allowed."""
-    config = policy.identity_config
-    kind = config.get("provider", "local")
-    if kind == "local":
-        return LocalProvider(config.get("users"), config.get("default_groups", ()), user=user)
-    if user is not None:
-        raise IdentityError(
-            "Impersonation with --user is only allowed with the local identity provider."
-        )
-    try:
-        from jupyter_gov.identity.factory import provider_from_config
-    except ImportError as error:  # pragma: no cover - shipped together
-        raise IdentityError(f"The {kind!r} identity provider is not available: {error}") from error
-    return provider_from_config(config)
+    from jupyter_gov.identity.factory import provider_from_config
+
+    return provider_from_config(policy.identity_config, user)
 
 
 class _StaticProvider:

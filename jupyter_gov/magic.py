@@ -234,6 +234,46 @@ class GovMagic(Magics, Configurable):
         )
         return None
 
+    @line_magic
+    def gsql_login(self, line: str = "") -> Any:
+        """Sign in with the policy's identity provider: ``%gsql_login [--flow device|browser]``.
+
+        The device flow shows the code and link as a widget and waits in the background;
+        ``browser`` opens a browser on this machine (local kernels only).
+        """
+        words = line.split()
+        flow = words[words.index("--flow") + 1] if "--flow" in words[:-1] else "device"
+        if flow not in ("device", "browser"):
+            raise UsageError("--flow takes device or browser.")
+        try:
+            from jupyter_gov.signin import login_in_notebook
+
+            session = self.session()
+            outcome = login_in_notebook(session.provider, session.audit, flow=flow)
+        except GovError as error:
+            raise UsageError(str(error)) from None
+        if hasattr(outcome, "widget"):
+            return outcome
+        print(f"Signed in as {outcome.display_name} ({outcome.subject}, {outcome.auth_method}).")
+        return None
+
+    @line_magic
+    def gsql_logout(self, line: str = "") -> None:
+        """Forget the cached sign-in (token cache included)."""
+        from jupyter_gov.identity.factory import logout
+
+        session = self.session()
+        try:
+            identity = session.identity
+        except GovError:
+            identity = None
+        had = logout(session.provider)
+        if identity is not None and had:
+            from jupyter_gov.signin import audit_sign_in
+
+            audit_sign_in(session.audit, identity, kind="sign_out")
+        print("Signed out." if had else "There was no sign-in to forget.")
+
     def _bind_variables(
         self, sql: str, session: GovernedSession, connection: str | None
     ) -> tuple[str, dict[str, Any]]:

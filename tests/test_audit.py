@@ -95,8 +95,11 @@ def test_statement_is_stored_without_its_literals(session_for):
 def test_query_does_not_run_when_the_audit_cannot_be_written(session_for, raw, tmp_path):
     session = session_for("alice")
     before = raw("SELECT count(*) FROM orders")
-    tamper(session.audit, "CREATE TRIGGER no_more BEFORE INSERT ON events "
-           "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    tamper(
+        session.audit,
+        "CREATE TRIGGER no_more BEFORE INSERT ON events "
+        "BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+    )
     with pytest.raises(AuditError, match="was not run"):
         session.sql("SELECT count(*) FROM orders")
     assert raw("SELECT count(*) FROM orders") == before

@@ -16,8 +16,15 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_query_json_contract(capsys):
-    status, out, _ = run(capsys, "query", "--user", "bob", "--format", "json",
-                         "SELECT email, city FROM customers ORDER BY customer_id LIMIT 2")
+    status, out, _ = run(
+        capsys,
+        "query",
+        "--user",
+        "bob",
+        "--format",
+        "json",
+        "SELECT email, city FROM customers ORDER BY customer_id LIMIT 2",
+    )
     payload = json.loads(out)
     assert status == 0
     assert payload["decision"] == "allow"
@@ -36,8 +43,15 @@ def test_denied_query_exits_3_with_reasons(capsys):
 
 
 def test_approval_required_exits_4(capsys):
-    status, out, _ = run(capsys, "query", "--user", "alice", "--format", "json",
-                         "DELETE FROM orders WHERE order_id = 1")
+    status, out, _ = run(
+        capsys,
+        "query",
+        "--user",
+        "alice",
+        "--format",
+        "json",
+        "DELETE FROM orders WHERE order_id = 1",
+    )
     assert status == 4
     assert json.loads(out)["decision"] == "approval_required"
 
@@ -51,8 +65,10 @@ def test_explain_runs_nothing_and_shows_the_rewrite(capsys):
 
 def test_policy_check_reports_line_numbers(capsys, tmp_path):
     bad = tmp_path / "p.yaml"
-    bad.write_text("version: 1\nname: p\nroles:\n  r: {access: write_everything}\n"
-                   "connections: {d: {url: 'duckdb:demo'}}\n")
+    bad.write_text(
+        "version: 1\nname: p\nroles:\n  r: {access: write_everything}\n"
+        "connections: {d: {url: 'duckdb:demo'}}\n"
+    )
     status, _, err = run(capsys, "policy", "check", str(bad))
     assert status == 2
     assert "p.yaml:4:" in err and "write_everything" in err
@@ -60,6 +76,7 @@ def test_policy_check_reports_line_numbers(capsys, tmp_path):
 
 def test_policy_check_accepts_the_demo_policy(capsys, tmp_path):
     status, out, _ = run(capsys, "policy", "show")
+    assert status == 0
     path = tmp_path / "demo.yaml"
     path.write_text(out)
     assert run(capsys, "policy", "check", str(path))[0] == 0
@@ -75,8 +92,10 @@ def test_audit_verify_and_tail(capsys):
 
 def test_impersonation_needs_the_local_provider(capsys, tmp_path):
     policy = tmp_path / "hub.yaml"
-    policy.write_text("version: 1\nname: hub\nidentity: {provider: jupyterhub}\n"
-                      "roles: {r: {groups: [g]}}\nconnections: {d: {url: 'duckdb:demo'}}\n")
+    policy.write_text(
+        "version: 1\nname: hub\nidentity: {provider: jupyterhub}\n"
+        "roles: {r: {groups: [g]}}\nconnections: {d: {url: 'duckdb:demo'}}\n"
+    )
     status, _, err = run(capsys, "query", "--policy", str(policy), "--user", "alice", "SELECT 1")
     assert status == 2 and "only allowed with the local identity provider" in err
 

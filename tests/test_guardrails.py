@@ -103,8 +103,15 @@ def test_unparseable_sql_names_the_position(session_for):
 
 
 @pytest.mark.parametrize(
-    "where", ["", "WHERE 1=1", "WHERE true", "WHERE 1 = 1 OR order_id = 3",
-              "WHERE order_id = order_id", "WHERE status LIKE '%'"],
+    "where",
+    [
+        "",
+        "WHERE 1=1",
+        "WHERE true",
+        "WHERE 1 = 1 OR order_id = 3",
+        "WHERE order_id = order_id",
+        "WHERE status LIKE '%'",
+    ],
 )
 def test_delete_without_real_where_is_denied(session_for, where):
     with pytest.raises(QueryDenied) as denied:

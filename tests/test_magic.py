@@ -41,7 +41,9 @@ def test_line_magic_runs_the_rest_of_the_line(shell):
 
 
 def test_output_name_with_double_angle_assigns_the_result(shell):
-    shell.run_cell_magic("gsql", "--user bob by_status <<", "SELECT status, count(*) n FROM orders GROUP BY 1")
+    shell.run_cell_magic(
+        "gsql", "--user bob by_status <<", "SELECT status, count(*) n FROM orders GROUP BY 1"
+    )
     assert isinstance(shell.user_ns["by_status"], GovernedResult)
     again = shell.run_line_magic("gsql", "--user bob SELECT sum(n) FROM by_status")
     assert again.fetchall()[0][0] > 0
@@ -125,7 +127,11 @@ def test_explain_shows_the_rewritten_sql(shell):
 def test_parse_line_takes_connection_output_and_purpose():
     args = parse_line("demo -o out --purpose 'quarterly report' --limit 5", "SELECT 1", {"demo"})
     assert (args.connection, args.out, args.purpose, args.limit) == (
-        "demo", "out", "quarterly report", 5)
+        "demo",
+        "out",
+        "quarterly report",
+        5,
+    )
     assert args.sql == "SELECT 1"
 
 

@@ -44,15 +44,18 @@ def assert_no_raw(result: GovernedResult, raw_values: set[str]) -> None:
 
 def test_admin_sees_raw_values(session_for, raw):
     result = session_for("alice").sql("SELECT email FROM customers ORDER BY customer_id LIMIT 3")
-    assert values(result) == [r[0] for r in raw(
-        "SELECT email FROM customers ORDER BY customer_id LIMIT 3")]
+    assert values(result) == [
+        r[0] for r in raw("SELECT email FROM customers ORDER BY customer_id LIMIT 3")
+    ]
     assert result.masked_columns == {}
 
 
 def test_analyst_sees_email_domain_only(bob, raw):
     result = bob.sql("SELECT email FROM customers ORDER BY customer_id LIMIT 5")
-    expected = ["***@" + r[0].split("@")[1] for r in raw(
-        "SELECT email FROM customers ORDER BY customer_id LIMIT 5")]
+    expected = [
+        "***@" + r[0].split("@")[1]
+        for r in raw("SELECT email FROM customers ORDER BY customer_id LIMIT 5")
+    ]
     assert values(result) == expected
     assert result.masked_columns == {"email": "email"}
 
@@ -177,15 +180,18 @@ def test_json_packing_of_whole_row_is_masked(bob, raw):
 
 def test_unclassified_columns_pass_through(bob, raw):
     assert bob.sql("SELECT city FROM customers WHERE customer_id = 5").fetchall() == raw(
-        "SELECT city FROM customers WHERE customer_id = 5")
+        "SELECT city FROM customers WHERE customer_id = 5"
+    )
 
 
 def test_most_restrictive_mask_wins_for_several_roles(session_for, demo_policy):
     from jupyter_gov.policy import Policy
 
     data = dict(demo_policy.data)
-    data["identity"] = {**data["identity"], "users": {
-        **data["identity"]["users"], "zed": {"groups": ["admins", "analysts"]}}}
+    data["identity"] = {
+        **data["identity"],
+        "users": {**data["identity"]["users"], "zed": {"groups": ["admins", "analysts"]}},
+    }
     policy = Policy(data)
     result = session_for("zed", policy).sql("SELECT email FROM customers LIMIT 1")
     assert result.masked_columns == {"email": "email"}

@@ -12,8 +12,12 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 def execute(name: str) -> nbformat.NotebookNode:
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(notebook, timeout=180, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    NotebookClient(
+        notebook,
+        timeout=180,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    ).execute()
     return notebook
 
 
@@ -33,3 +37,11 @@ def test_quickstart_runs_and_shows_masks_denials_and_a_valid_audit():
     assert "row filters: orders-by-region" in text
     assert "<CREDIT_CARD>" in text or "<EMAIL_ADDRESS>" in text or "<PHONE_NUMBER>" in text
     assert "audit chain ok" in text
+
+
+def test_identity_notebook_runs_and_validates_each_provider_config():
+    text = "\n".join(plain_outputs(execute("identity.ipynb")))
+    assert "via local (unverified)" in text
+    assert "Carol [carol]" in text
+    assert "'provider': 'jupyterhub'" in text
+    assert "msal policy ok" in text

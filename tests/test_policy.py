@@ -60,7 +60,9 @@ def test_masks_naming_an_unknown_role_are_rejected():
 
 def test_content_hash_changes_with_content_not_formatting():
     a = Policy.from_text(MINIMAL)
-    b = Policy.from_text(MINIMAL.replace("  demo: {url: \"duckdb:demo\"}", "  demo:\n    url: duckdb:demo"))
+    b = Policy.from_text(
+        MINIMAL.replace('  demo: {url: "duckdb:demo"}', "  demo:\n    url: duckdb:demo")
+    )
     c = Policy.from_text(MINIMAL.replace("minimal", "other"))
     assert a.hash == b.hash != c.hash
 

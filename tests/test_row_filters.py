@@ -35,14 +35,21 @@ def test_row_filter_counts_match_the_raw_filter(carol, raw):
 
 
 def test_analyst_without_region_sees_every_region(session_for):
-    regions = {r[0] for r in session_for("bob").sql("SELECT DISTINCT region FROM orders").fetchall()}
+    regions = {
+        r[0] for r in session_for("bob").sql("SELECT DISTINCT region FROM orders").fetchall()
+    }
     assert regions == {"AMER", "EMEA", "APAC"}
 
 
 def test_identity_attribute_is_bound_not_pasted(session_for, demo_policy):
     """An attribute value with a quote cannot change the filter's SQL."""
-    hostile = Identity(subject="mallory", display_name="m", auth_method="local",
-                       groups=("analysts",), attributes={"region": "EMEA' OR '1'='1"})
+    hostile = Identity(
+        subject="mallory",
+        display_name="m",
+        auth_method="local",
+        groups=("analysts",),
+        attributes={"region": "EMEA' OR '1'='1"},
+    )
     session = session_for("bob")
     from jupyter_gov.engine import _StaticProvider
 
