@@ -18,6 +18,7 @@ import pyarrow as pa
 from jupyter_gov.connectors.base import Catalog
 from jupyter_gov.errors import ConnectionFailed, QueryFailed
 from jupyter_gov.policy import Connection
+from jupyter_gov.scrub import scrub_text
 
 LOCKDOWN: dict[str, Any] = {
     "python_enable_replacements": False,
@@ -86,7 +87,9 @@ class DuckDBConnector:
             except duckdb.InterruptException as error:
                 raise QueryFailed("The query was cancelled.") from error
             except duckdb.Error as error:
-                message = str(error).split("\n")[0]
+                # Engine errors can echo values ("could not convert 'x@y.com'"): scrub them,
+                # so neither the audit nor a notebook output holds PII from an error.
+                message = scrub_text(str(error).split("\n")[0])
                 raise QueryFailed(f"DuckDB rejected the governed statement: {message}") from error
 
     def changed_rows(self) -> int | None:
