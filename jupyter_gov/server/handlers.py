@@ -94,12 +94,21 @@ class GovAPIHandler(APIHandler):
     # -- parameters ----------------------------------------------------------------------
 
     def check_params(self, allowed: frozenset[str]) -> None:
-        unknown = sorted(set(self.request.query_arguments) - allowed)
+        # JupyterLab's ServerConnection appends a bare timestamp (``?1718000000000``) to
+        # every GET to defeat caches: an all-digit name without a value is not a filter.
+        given = {
+            name
+            for name, values in self.request.query_arguments.items()
+            if not (name.isdigit() and values in ([b""], []))
+        }
+        unknown = sorted(given - allowed)
         if unknown:
-            raise tornado.web.HTTPError(
-                400,
-                f"Unknown parameter {unknown[0]!r}; expected one of {', '.join(sorted(allowed))}.",
+            expected = (
+                f"expected one of {', '.join(sorted(allowed))}"
+                if allowed
+                else "this route takes no parameters"
             )
+            raise tornado.web.HTTPError(400, f"Unknown parameter {unknown[0][:40]!r}; {expected}.")
 
     def one(self, name: str) -> str | None:
         values = self.get_query_arguments(name)

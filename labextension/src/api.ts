@@ -1,0 +1,170 @@
+/**
+ * The server extension's REST API under `{baseUrl}/jupyter-gov/api/`, and its shapes.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+/** The badge of an event, computed by the server from its decision. */
+export type Category = 'allowed' | 'masked' | 'denied' | 'approval' | 'error';
+
+/** One audit event; `id` is its position in the hash chain. */
+export interface IAuditEvent {
+  id: number;
+  ts: number;
+  kind: string;
+  category: Category | null;
+  subject: string | null;
+  display_name: string | null;
+  auth_method: string | null;
+  verified: boolean | null;
+  decision: string | null;
+  rules: string[] | null;
+  reasons: string[] | null;
+  masked_columns: Record<string, string> | null;
+  fingerprint: string | null;
+  statement: string | null;
+  statement_kind: string | null;
+  rewritten_sql: string | null;
+  rows: number | null;
+  duration_ms: number | null;
+  error: string | null;
+  connection: string | null;
+  query_id: string | null;
+  policy_name: string | null;
+  policy_hash: string | null;
+  purpose: string | null;
+  hash: string;
+  [key: string]: unknown;
+}
+
+export interface IAuditPage {
+  events: IAuditEvent[];
+  limit: number;
+  offset: number;
+  total: number;
+}
+
+export interface IVerifyReport {
+  ok: boolean;
+  rows: number;
+  head: string;
+  broken_at: number | null;
+  reason: string;
+}
+
+export interface IStatsBucket {
+  start: number;
+  total: number;
+  counts: Record<Category, number>;
+}
+
+export interface IStats {
+  bucket: number;
+  since: number;
+  until: number;
+  categories: Category[];
+  buckets: IStatsBucket[];
+}
+
+/** What `GET policy` returns; `{}` when the server has no policy configured. */
+export interface IPolicySummary {
+  name?: string;
+  version?: number;
+  hash?: string;
+  origin?: string;
+  error?: string;
+  identity_provider?: string;
+  roles?: string[];
+  role_details?: Record<
+    string,
+    {
+      description?: string;
+      access?: string;
+      approve?: boolean;
+      groups?: string[];
+    }
+  >;
+  connections?: Record<string, { environment?: string; description?: string }>;
+  masks?: Record<string, Record<string, string>>;
+  row_filters?: { id: string; table: string; roles: string[] }[];
+  approval_rules?: { id: string; description: string; approvers: string[] }[];
+}
+
+/** A pending approval, as far as the panel needs to know it (the module is still coming). */
+export interface IApproval {
+  id: string;
+  state?: string;
+  subject?: string;
+  display_name?: string;
+  requester?: string;
+  statement?: string;
+  connection?: string;
+  rules?: string[];
+  reasons?: string[];
+  requested_at?: number;
+  expires_at?: number;
+  [key: string]: unknown;
+}
+
+/** An error answer of the API, with the server's one-line message. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string
+  ) {
+    super(message);
+  }
+}
+
+/** Query parameters: empty values are left out. */
+export type Params = Record<string, string | number | undefined | null>;
+
+/**
+ * Call `{baseUrl}/jupyter-gov/api/{path}` and decode the JSON answer.
+ *
+ * @throws ApiError with the HTTP status (0 for a network failure) and the server's message.
+ */
+export async function requestAPI<T>(
+  path: string,
+  params: Params = {},
+  init: RequestInit = {}
+): Promise<T> {
+  const settings = ServerConnection.makeSettings();
+  const query = Object.entries(params)
+    .filter(
+      ([, value]) => value !== undefined && value !== null && value !== ''
+    )
+    .map(
+      ([key, value]) =>
+        `${encodeURIComponent(key)}=${encodeURIComponent(String(value))}`
+    )
+    .join('&');
+  const url =
+    URLExt.join(settings.baseUrl, 'jupyter-gov', 'api', path) +
+    (query ? `?${query}` : '');
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, init, settings);
+  } catch (error) {
+    throw new ApiError(
+      0,
+      `The Jupyter server cannot be reached (${String(error)}).`
+    );
+  }
+  const text = await response.text();
+  let body: any = null;
+  if (text) {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = null;
+    }
+  }
+  if (!response.ok) {
+    const message =
+      (body && typeof body.message === 'string' && body.message) ||
+      `${response.status} ${response.statusText}`;
+    throw new ApiError(response.status, message);
+  }
+  return body as T;
+}

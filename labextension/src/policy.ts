@@ -1,0 +1,202 @@
+/**
+ * The Policy tab: what the server's policy says (roles, connections, masks, approval rules).
+ *
+ * It reads `GET policy`, which answers `{}` while no policy is configured for the server.
+ * A richer view (who am I, which masks apply to me) comes with the lead's policy API.
+ */
+import { Widget } from '@lumino/widgets';
+
+import { type IPolicySummary, requestAPI } from './api';
+import { AuditPanel } from './audit';
+import { h, replaceChildren } from './dom';
+
+export class PolicyPanel extends Widget {
+  constructor() {
+    super();
+    this.addClass('jp-gov-policy');
+    this._body = h('div', { class: 'jp-gov-policy-body' });
+    const refresh = h(
+      'button',
+      {
+        class: 'jp-gov-button jp-gov-refresh',
+        type: 'button',
+        title: 'Reload the policy'
+      },
+      '↻'
+    );
+    refresh.addEventListener('click', () => void this.load());
+    this.node.append(
+      h('div', { class: 'jp-gov-policy-header' }, refresh),
+      this._body
+    );
+  }
+
+  /** Fetch and show the policy summary (the tab loads it when first shown). */
+  async load(): Promise<void> {
+    let summary: IPolicySummary;
+    try {
+      summary = await requestAPI<IPolicySummary>('policy');
+    } catch (error) {
+      replaceChildren(
+        this._body,
+        h(
+          'div',
+          { class: 'jp-gov-message', role: 'status' },
+          AuditPanel.explain(error)
+        )
+      );
+      return;
+    }
+    this._loaded = true;
+    replaceChildren(this._body, ...PolicyPanel.render(summary));
+  }
+
+  protected onAfterShow(): void {
+    if (!this._loaded) {
+      void this.load();
+    }
+  }
+
+  static render(summary: IPolicySummary): Node[] {
+    if (summary.error) {
+      return [
+        h('div', { class: 'jp-gov-message', role: 'status' }, summary.error)
+      ];
+    }
+    if (!summary.name) {
+      return [
+        h(
+          'div',
+          { class: 'jp-gov-coming', 'data-testid': 'policy-coming' },
+          h('h3', {}, 'No policy configured for this server'),
+          h(
+            'p',
+            {},
+            'Set c.GovServer.policy (or JUPYTER_GOV_POLICY) to the policy file your kernels ' +
+              'use, and this tab shows its roles, connections, masks and approval rules.'
+          )
+        )
+      ];
+    }
+    const out: Node[] = [
+      h(
+        'div',
+        { class: 'jp-gov-policy-title' },
+        h('h3', {}, summary.name),
+        h(
+          'span',
+          { class: 'jp-gov-muted', title: summary.hash ?? '' },
+          `version ${summary.version ?? '?'}${summary.hash ? ` · ${summary.hash.slice(0, 12)}` : ''}`
+        )
+      )
+    ];
+    if (summary.origin) {
+      out.push(h('p', { class: 'jp-gov-muted' }, summary.origin));
+    }
+    const roles = summary.roles ?? [];
+    if (roles.length) {
+      const details = summary.role_details ?? {};
+      out.push(
+        h('h4', {}, 'Roles'),
+        h(
+          'ul',
+          { class: 'jp-gov-policy-roles' },
+          ...roles.map(name => {
+            const role = details[name] ?? {};
+            const facts = [role.access, role.approve ? 'approves' : null]
+              .filter(Boolean)
+              .join(' · ');
+            return h(
+              'li',
+              {},
+              h('code', { class: 'jp-gov-chip' }, name),
+              facts ? h('span', { class: 'jp-gov-muted' }, ` ${facts}`) : null,
+              role.description ? h('div', {}, role.description) : null
+            );
+          })
+        )
+      );
+    }
+    const connections = Object.entries(summary.connections ?? {});
+    if (connections.length) {
+      out.push(
+        h('h4', {}, 'Connections'),
+        h(
+          'ul',
+          {},
+          ...connections.map(([name, c]) =>
+            h(
+              'li',
+              {},
+              h('code', {}, name),
+              c.environment
+                ? h('span', { class: 'jp-gov-muted' }, ` ${c.environment}`)
+                : null,
+              c.description ? h('div', {}, c.description) : null
+            )
+          )
+        )
+      );
+    }
+    const masks = Object.entries(summary.masks ?? {});
+    if (masks.length) {
+      out.push(
+        h('h4', {}, 'Masks'),
+        h(
+          'table',
+          { class: 'jp-gov-detail-masked' },
+          h(
+            'thead',
+            {},
+            h('tr', {}, h('th', {}, 'Tag'), h('th', {}, 'Per role'))
+          ),
+          h(
+            'tbody',
+            {},
+            ...masks.map(([tag, perRole]) =>
+              h(
+                'tr',
+                {},
+                h('td', {}, h('code', {}, tag)),
+                h(
+                  'td',
+                  {},
+                  Object.entries(perRole)
+                    .map(([role, mask]) => `${role}: ${mask}`)
+                    .join(', ')
+                )
+              )
+            )
+          )
+        )
+      );
+    }
+    const rules = summary.approval_rules ?? [];
+    if (rules.length) {
+      out.push(
+        h('h4', {}, 'Approval rules'),
+        h(
+          'ul',
+          {},
+          ...rules.map(rule =>
+            h(
+              'li',
+              {},
+              h('code', {}, rule.id),
+              ` ${rule.description}`,
+              h(
+                'div',
+                { class: 'jp-gov-muted' },
+                `approvers: ${rule.approvers.join(', ')}`
+              )
+            )
+          )
+        )
+      );
+    }
+    return out;
+  }
+
+  private _body: HTMLElement;
+  private _loaded = false;
+}

@@ -1,0 +1,125 @@
+/**
+ * The sidebar: a title, then tabs Audit / Approvals / Policy over a stacked body.
+ */
+import { Panel, StackedPanel, Widget } from '@lumino/widgets';
+
+import { ApprovalsPanel } from './approvals';
+import { AuditPanel, type IAuditOptions } from './audit';
+import { h } from './dom';
+import { shieldIcon } from './icons';
+import { PolicyPanel } from './policy';
+
+export const SIDEBAR_ID = 'jupyter-gov:sidebar';
+
+export type TabName = 'audit' | 'approvals' | 'policy';
+
+export class GovSidebar extends Panel {
+  constructor(options: Partial<IAuditOptions> = {}) {
+    super();
+    this.id = SIDEBAR_ID;
+    this.addClass('jp-gov-sidebar');
+    this.title.icon = shieldIcon;
+    this.title.caption = 'Governed SQL: audit, approvals, policy';
+
+    this.audit = new AuditPanel(options);
+    this.approvals = new ApprovalsPanel(options.refreshInterval ?? 5);
+    this.policy = new PolicyPanel();
+
+    const header = new Widget({
+      node: h(
+        'header',
+        { class: 'jp-gov-sidebar-header' },
+        h('h2', { class: 'jp-gov-sidebar-title' }, 'Governed SQL')
+      )
+    });
+    const tabs = h('div', {
+      class: 'jp-gov-tabs',
+      role: 'tablist',
+      'aria-label': 'jupyter-gov'
+    });
+    const entries: [TabName, string, Widget][] = [
+      ['audit', 'Audit', this.audit],
+      ['approvals', 'Approvals', this.approvals],
+      ['policy', 'Policy', this.policy]
+    ];
+    this._stack = new StackedPanel();
+    this._stack.addClass('jp-gov-stack');
+    for (const [name, label, widget] of entries) {
+      widget.id = `jupyter-gov-${name}`;
+      widget.node.setAttribute('role', 'tabpanel');
+      const tab = h(
+        'button',
+        {
+          class: 'jp-gov-tab',
+          type: 'button',
+          role: 'tab',
+          id: `jupyter-gov-tab-${name}`,
+          'aria-controls': widget.id,
+          'data-tab': name
+        },
+        label
+      );
+      widget.node.setAttribute('aria-labelledby', tab.id);
+      tab.addEventListener('click', () => this.showTab(name));
+      tabs.append(tab);
+      this._tabs.set(name, [tab, widget]);
+      this._stack.addWidget(widget);
+    }
+    tabs.addEventListener('keydown', event => this._onTabKey(event));
+    header.node.append(tabs);
+    this.addWidget(header);
+    this.addWidget(this._stack);
+    this.showTab('audit');
+  }
+
+  readonly audit: AuditPanel;
+  readonly approvals: ApprovalsPanel;
+  readonly policy: PolicyPanel;
+
+  get current(): TabName {
+    return this._current;
+  }
+
+  /** Show one tab; the others stand by (their polls pause while hidden). */
+  showTab(name: TabName): void {
+    this._current = name;
+    for (const [tabName, [tab, widget]] of this._tabs) {
+      const selected = tabName === name;
+      tab.setAttribute('aria-selected', String(selected));
+      tab.tabIndex = selected ? 0 : -1;
+      tab.classList.toggle('jp-mod-current', selected);
+      if (selected) {
+        widget.show();
+      } else {
+        widget.hide();
+      }
+    }
+  }
+
+  set options(options: Partial<IAuditOptions>) {
+    this.audit.options = options;
+    if (options.refreshInterval !== undefined) {
+      this.approvals.refreshInterval = options.refreshInterval;
+    }
+  }
+
+  private _onTabKey(event: KeyboardEvent): void {
+    const names = [...this._tabs.keys()];
+    const index = names.indexOf(this._current);
+    let next: number;
+    if (event.key === 'ArrowRight') {
+      next = (index + 1) % names.length;
+    } else if (event.key === 'ArrowLeft') {
+      next = (index - 1 + names.length) % names.length;
+    } else {
+      return;
+    }
+    event.preventDefault();
+    this.showTab(names[next]);
+    this._tabs.get(names[next])![0].focus();
+  }
+
+  private _stack: StackedPanel;
+  private _tabs = new Map<TabName, [HTMLButtonElement, Widget]>();
+  private _current: TabName = 'audit';
+}
