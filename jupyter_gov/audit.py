@@ -268,39 +268,10 @@ class AuditStore:
         limit: int = 100,
         offset: int = 0,
         newest_first: bool = True,
-        subject: str | None = None,
-        connection: str | None = None,
-        decision: str | None = None,
-        kinds: Sequence[str] | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        text: str | None = None,
-        query_id: str | None = None,
+        **filters: Any,
     ) -> list[dict[str, Any]]:
-        """Events matching every given filter, as plain dicts with JSON fields decoded."""
-        where, args = [], []
-        for column, value in (
-            ("subject", subject),
-            ("connection", connection),
-            ("decision", decision),
-            ("query_id", query_id),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if kinds:
-            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
-            args.extend(kinds)
-        if since is not None:
-            where.append("ts >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("ts <= ?")
-            args.append(until)
-        if text:
-            where.append("(statement LIKE ? OR reasons LIKE ? OR subject LIKE ?)")
-            args.extend([f"%{text}%"] * 3)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        """Events matching every given filter (see :func:`filter_clause`), JSON fields decoded."""
+        clause, args = filter_clause(**filters)
         order = "DESC" if newest_first else "ASC"
         sql = f"SELECT * FROM events {clause} ORDER BY id {order} LIMIT ? OFFSET ?"
         try:
@@ -309,8 +280,14 @@ class AuditStore:
             raise AuditError(f"The audit store at {self.path} cannot be read ({error}).") from error
         return [_decode(row) for row in rows]
 
-    def count(self) -> int:
-        return int(self._connect().execute("SELECT count(*) FROM events").fetchone()[0])
+    def count(self, **filters: Any) -> int:
+        """How many events match the filters (all of them without filters)."""
+        clause, args = filter_clause(**filters)
+        try:
+            row = self._connect().execute(f"SELECT count(*) FROM events {clause}", args).fetchone()
+        except sqlite3.Error as error:
+            raise AuditError(f"The audit store at {self.path} cannot be read ({error}).") from error
+        return int(row[0])
 
     def head(self) -> tuple[int, str]:
         row = (
@@ -374,6 +351,44 @@ class AuditStore:
                     "the checkpointed head is no longer in the log",
                 )
         return VerifyReport(True, rows, prev)
+
+
+def filter_clause(
+    *,
+    subject: str | None = None,
+    connection: str | None = None,
+    decision: str | None = None,
+    query_id: str | None = None,
+    kinds: Sequence[str] | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    text: str | None = None,
+) -> tuple[str, list[Any]]:
+    """The ``WHERE`` clause and arguments for the audit's filters; every value is bound."""
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (
+        ("subject", subject),
+        ("connection", connection),
+        ("decision", decision),
+        ("query_id", query_id),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if kinds:
+        where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+        args.extend(kinds)
+    if since is not None:
+        where.append("ts >= ?")
+        args.append(since)
+    if until is not None:
+        where.append("ts <= ?")
+        args.append(until)
+    if text:
+        where.append("(statement LIKE ? OR reasons LIKE ? OR subject LIKE ?)")
+        args.extend([f"%{text}%"] * 3)
+    return (f"WHERE {' AND '.join(where)}" if where else ""), args
 
 
 def _decode(row: sqlite3.Row) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from jupyter_gov.audit import KINDS, AuditStore
+from jupyter_gov.audit import KINDS, AuditStore, filter_clause
 from jupyter_gov.errors import AuditError, GovError
 
 API_PREFIX = ("jupyter-gov", "api")
@@ -187,34 +187,6 @@ class GovAPIHandler(APIHandler):
         self.finish(json.dumps(body, default=str))
 
 
-# -- SQL shared by the count and the stats: the same filters as AuditStore.events ----------
-
-
-def _where(filters: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    """Mirror of the WHERE clause :meth:`AuditStore.events` builds for the same filters."""
-    where: list[str] = []
-    args: list[Any] = []
-    for column in ("subject", "connection", "decision", "query_id"):
-        value = filters.get(column)
-        if value is not None:
-            where.append(f"{column} = ?")
-            args.append(value)
-    kinds = filters.get("kinds")
-    if kinds:
-        where.append(f"kind IN ({', '.join('?' * len(kinds))})")
-        args.extend(kinds)
-    if filters.get("since") is not None:
-        where.append("ts >= ?")
-        args.append(filters["since"])
-    if filters.get("until") is not None:
-        where.append("ts <= ?")
-        args.append(filters["until"])
-    if filters.get("text"):
-        where.append("(statement LIKE ? OR reasons LIKE ? OR subject LIKE ?)")
-        args.extend([f"%{filters['text']}%"] * 3)
-    return (f"WHERE {' AND '.join(where)}" if where else ""), args
-
-
 @contextmanager
 def _reader(store: AuditStore) -> Iterator[sqlite3.Connection]:
     """A short-lived read-only connection to the store's SQLite file."""
@@ -222,13 +194,6 @@ def _reader(store: AuditStore) -> Iterator[sqlite3.Connection]:
     with closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
         db.execute("PRAGMA busy_timeout=30000")
         yield db
-
-
-def count_events(store: AuditStore, filters: Mapping[str, Any]) -> int:
-    """How many events match ``filters`` (``AuditStore.count`` counts them all)."""
-    clause, args = _where(filters)
-    with _reader(store) as db:
-        return int(db.execute(f"SELECT count(*) FROM events {clause}", args).fetchone()[0])
 
 
 def page_events(
@@ -240,7 +205,7 @@ def page_events(
     elif offset == 0 and len(events) < limit:
         total = len(events)
     else:
-        total = count_events(store, filters)
+        total = store.count(**filters)
     for event in events:
         event["category"] = category(event)
     return events, total
@@ -250,7 +215,7 @@ def decision_stats(
     store: AuditStore, filters: Mapping[str, Any], bucket: int, since: float, until: float
 ) -> list[dict[str, Any]]:
     """Zero-filled buckets from ``since`` to ``until``, each with counts per category."""
-    clause, args = _where({**filters, "since": since, "until": until})
+    clause, args = filter_clause(**{**filters, "since": since, "until": until})
     sql = (
         f"SELECT CAST(ts / ? AS INTEGER) AS slot, decision, {_MASKED_SQL} AS masked, count(*) "
         f"FROM events {clause} GROUP BY slot, decision, masked"
