@@ -13,8 +13,8 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD = 1
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,dev]"
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq -e ".[test,dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -29,7 +29,7 @@ lab: install
 	$(BIN)/jupyter lab notebooks/
 
 bench: install
-	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m pip install -qq -e ".[bench]"
 	$(BIN)/python bench/run.py
 
 lint: install
