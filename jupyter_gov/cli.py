@@ -204,30 +204,13 @@ def _run_query(args: argparse.Namespace) -> int:
 
 def _tables(args: argparse.Namespace) -> int:
     session = GovernedSession(args.policy, args.user, connection=args.connection)
-    identity = session.identity
-    roles = session.policy.roles_for(identity)
-    catalog = session.connector(args.connection).catalog()
-    rows = []
-    for entry in {id(e): e for e in catalog.tables.values()}.values():
-        for column, dtype in entry.columns.items():
-            spec, tags = session.policy.column_mask(entry.name, column, roles, entry.schema)
-            rows.append(
-                {
-                    "table": entry.name,
-                    "column": column,
-                    "type": dtype.sql(),
-                    "tags": list(tags),
-                    "mask": spec.label,
-                }
-            )
+    rows = session.visible_columns(args.connection)
     if args.format == "json":
         print(json.dumps(rows))
-    else:
-        for row in rows:
-            tags = ",".join(row["tags"]) or "-"
-            print(
-                f"{row['table']:<18} {row['column']:<16} {row['type']:<14} {tags:<12} {row['mask']}"
-            )
+        return EXIT_OK
+    for row in rows:
+        tags = ",".join(row["tags"]) or "-"
+        print(f"{row['table']:<18} {row['column']:<16} {row['type']:<14} {tags:<12} {row['mask']}")
     return EXIT_OK
 
 

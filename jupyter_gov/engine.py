@@ -169,6 +169,25 @@ class GovernedSession:
             self._check_result_name(name, connection_name)
         return self._execute(plan, identity, params, query_id, base, name)
 
+    def visible_columns(self, connection: str | None = None) -> list[dict[str, Any]]:
+        """Every column of the connection with its tags and the mask the caller's roles get."""
+        roles = self.policy.roles_for(self.identity)
+        catalog = self.connector(connection).catalog()
+        rows = []
+        for entry in {id(e): e for e in catalog.tables.values()}.values():
+            for column, dtype in entry.columns.items():
+                spec, tags = self.policy.column_mask(entry.name, column, roles, entry.schema)
+                rows.append(
+                    {
+                        "table": entry.name,
+                        "column": column,
+                        "type": dtype.sql(),
+                        "tags": list(tags),
+                        "mask": spec.label,
+                    }
+                )
+        return rows
+
     def close(self) -> None:
         for connector in self._connectors.values():
             connector.close()

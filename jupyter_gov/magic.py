@@ -300,14 +300,9 @@ class GovMagic(Magics, Configurable):
 
     def _show_tables(self, session: GovernedSession, connection: str | None) -> Any:
         """Tables of the connection and, per column, what the current user sees."""
-        identity = session.identity
-        roles = session.policy.roles_for(identity)
-        catalog = session.connector(connection).catalog()
-        listing = TableListing(", ".join(roles) or "no role")
-        for entry in {id(e): e for e in catalog.tables.values()}.values():
-            for column, dtype in entry.columns.items():
-                spec, tags = session.policy.column_mask(entry.name, column, roles, entry.schema)
-                listing.add(entry.name, column, dtype.sql(), tags, spec.label)
+        listing = TableListing(", ".join(session.policy.roles_for(session.identity)) or "no role")
+        for row in session.visible_columns(connection):
+            listing.add(row["table"], row["column"], row["type"], tuple(row["tags"]), row["mask"])
         return listing
 
 

@@ -105,3 +105,12 @@ def test_usage_errors_exit_2(argv):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2
+
+
+def test_tables_lists_each_column_with_the_callers_mask(capsys):
+    status, out, _ = run(capsys, "tables", "--user", "bob", "--format", "json")
+    rows = {(r["table"], r["column"]): r for r in json.loads(out)}
+    assert status == 0
+    assert rows[("customers", "ssn")]["mask"] == "partial (last 4 kept)"
+    assert rows[("customers", "ssn")]["tags"] == ["ssn"]
+    assert rows[("orders", "amount")]["mask"] == "none"
