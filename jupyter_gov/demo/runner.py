@@ -6,6 +6,7 @@ with nbclient and prints each cell's source and its plain-text outputs.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ def run_notebook(path: str | Path, timeout: int = 300, kernel: str = "python3") 
     """Execute ``path``; print sources and outputs; return 0 if every cell ran."""
     import nbformat
     from nbclient import NotebookClient
+    from jupyter_client.kernelspec import NoSuchKernel
     from nbclient.exceptions import CellExecutionError
 
     path = Path(path)
@@ -32,15 +34,24 @@ def run_notebook(path: str | Path, timeout: int = 300, kernel: str = "python3") 
     print(f"Running {path} in a real kernel ...", flush=True)
     status = 0
     try:
-        client.execute()
+        # The kernel's own stderr is start-up chatter; cell errors come back as outputs.
+        client.execute(stderr=subprocess.DEVNULL)
     except CellExecutionError as error:
         print(f"jupyter-gov: a cell failed: {str(error).splitlines()[0]}", file=sys.stderr)
         status = 1
+    except (NoSuchKernel, RuntimeError, OSError, TimeoutError) as error:
+        print(
+            f"jupyter-gov: could not run a {kernel!r} kernel ({error}); install ipykernel in "
+            "this environment (make install does).",
+            file=sys.stderr,
+        )
+        return 1
     for index, cell in enumerate(notebook.cells, 1):
         if cell.cell_type != "code":
             continue
         print(_RULE)
-        print(f"In [{index}]: " + cell.source.replace("\n", "\n" + " " * 8))
+        label = f"In [{cell.get('execution_count') or index}]: "
+        print(label + cell.source.replace("\n", "\n" + " " * len(label)))
         for output in cell.get("outputs", []):
             text = _output_text(output)
             if text:
