@@ -16,8 +16,8 @@ _RULE = "─" * 78
 def run_notebook(path: str | Path, timeout: int = 300, kernel: str = "python3") -> int:
     """Execute ``path``; print sources and outputs; return 0 if every cell ran."""
     import nbformat
-    from nbclient import NotebookClient
     from jupyter_client.kernelspec import NoSuchKernel
+    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     path = Path(path)
