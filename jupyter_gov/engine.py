@@ -157,8 +157,8 @@ class GovernedSession:
             rules=plan.rules,
             reasons=plan.reasons,
             masked_columns=plan.masked_columns,
-            rewritten_sql=plan.rewritten_sql and _normalized_rewrite(plan),
-            rewritten_hash=_hash(plan.rewritten_sql) if plan.rewritten_sql else None,
+            rewritten_sql=plan.audited_sql or None,
+            rewritten_hash=plan.rewritten_hash,
             detail={"row_filters": plan.row_filters} if plan.row_filters else None,
         )
         if plan.decision == "deny":
@@ -397,28 +397,6 @@ def _param_types(params: Mapping[str, Any] | Sequence[Any] | None) -> tuple[Any,
     if isinstance(params, Mapping):
         return tuple(sorted((k, type(v).__name__) for k, v in params.items()))
     return tuple(type(v).__name__ for v in params)
-
-
-def _hash(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _normalized_rewrite(plan: Plan) -> str:
-    """The rewritten SQL with literals replaced, so the audit holds no PII from the query."""
-    import sqlglot
-
-    from jupyter_gov.analysis import normalize
-
-    try:
-        return ";\n".join(
-            normalize(sqlglot.parse_one(s.sql, read=plan.dialect), plan.dialect)
-            for s in plan.statements
-            if s.sql
-        )
-    except sqlglot.errors.SqlglotError:
-        return ""
 
 
 def _home_key() -> bytes:

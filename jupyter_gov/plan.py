@@ -7,8 +7,10 @@ and catalog version.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from sqlglot import exp
@@ -36,6 +38,7 @@ class PlannedStatement:
     unmasked_tags: set[str] = field(default_factory=set)
     filters: tuple[str, ...] = ()
     placeholders: tuple[str, ...] = ()  # every bound name the final SQL uses
+    audited_sql: str = ""  # ``sql`` with literals replaced by ?, for the audit
 
     @property
     def returns_rows(self) -> bool:
@@ -78,6 +81,16 @@ class Plan:
     @property
     def rewritten_sql(self) -> str:
         return ";\n".join(s.sql for s in self.statements if s.sql)
+
+    @property
+    def audited_sql(self) -> str:
+        """The rewritten SQL with literals replaced, so the audit holds no PII from the query."""
+        return ";\n".join(s.audited_sql for s in self.statements if s.audited_sql)
+
+    @cached_property
+    def rewritten_hash(self) -> str | None:
+        sql = self.rewritten_sql
+        return hashlib.sha256(sql.encode()).hexdigest() if sql else None
 
     @property
     def statement_kind(self) -> str:
@@ -209,6 +222,8 @@ def _rewrite(
                 tree.where(condition, copy=False)
             statement.internal_params.update(params)
             continue
+        if not source.masks and not source.filters:
+            continue  # nothing to hide from this caller: the scan stays as written
         subquery = exp.Subquery(this=source.subquery, alias=_alias_for(ref.node))
         for carried in ("pivots", "sample"):
             if ref.node.args.get(carried):
@@ -242,6 +257,7 @@ def _rewrite(
         final = exp.select("*").from_(tree.subquery("_gov_limited")).limit(limit)
     statement.placeholders = tuple(dict.fromkeys(_placeholders(final)))
     statement.sql = final.sql(dialect=ctx.dialect)
+    statement.audited_sql = analysis.normalize(final, ctx.dialect)
     return findings
 
 
