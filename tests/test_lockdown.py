@@ -37,3 +37,40 @@ def test_results_cannot_shadow_catalog_tables(session_for):
 
     with pytest.raises(GovError, match="choose another output name"):
         session_for("bob").sql("SELECT 1 AS x", name="customers")
+
+
+def _file_policy(path, read_only: bool):
+    import duckdb as db
+
+    from jupyter_gov.policy import Policy
+
+    con = db.connect(str(path))
+    con.execute("CREATE TABLE notes(id INTEGER, body VARCHAR)")
+    con.execute("INSERT INTO notes VALUES (1, 'hello')")
+    con.close()
+    return Policy.from_text(f"""
+version: 1
+name: files
+identity: {{provider: local, users: {{ann: {{groups: [admins]}}}}}}
+roles:
+  admin: {{groups: [admins], access: read_write}}
+connections:
+  notes: {{url: "duckdb:///{path}", read_only: {str(read_only).lower()}}}
+""")
+
+
+def test_absolute_duckdb_file_url_opens_the_file(tmp_path):
+    from jupyter_gov.engine import GovernedSession
+
+    session = GovernedSession(_file_policy(tmp_path / "notes.duckdb", read_only=False), "ann")
+    assert session.sql("SELECT body FROM notes").fetchall() == [("hello",)]
+    session.sql("UPDATE notes SET body = 'bye' WHERE id = 1")
+    assert session.sql("SELECT body FROM notes").fetchall() == [("bye",)]
+
+
+def test_read_only_connection_refuses_writes_even_for_admins(tmp_path):
+    from jupyter_gov.engine import GovernedSession
+
+    session = GovernedSession(_file_policy(tmp_path / "notes.duckdb", read_only=True), "ann")
+    with pytest.raises(QueryFailed, match="read-only"):
+        session.sql("UPDATE notes SET body = 'bye' WHERE id = 1")

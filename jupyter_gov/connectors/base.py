@@ -19,6 +19,7 @@ class Catalog:
 
     tables: dict[str, TableEntry] = field(default_factory=dict)
     version: str = ""
+    _mapping: dict[str, dict[str, dict[str, str]]] | None = field(default=None, repr=False)
 
     @classmethod
     def from_rows(cls, rows: list[tuple[str, str, str, str]], default_schema: str) -> Catalog:
@@ -40,8 +41,13 @@ class Catalog:
         key = f"{schema}.{name}" if schema else name
         return self.tables.get(key.lower())
 
-    def mapping(self) -> dict[str, dict[str, str]]:
-        """A sqlglot schema mapping ``{schema: {table: {column: type}}}``."""
+    def mapping(self) -> dict[str, dict[str, dict[str, str]]]:
+        """A sqlglot schema mapping ``{schema: {table: {column: type}}}``, built once."""
+        if self._mapping is None:
+            self._mapping = self._build_mapping()
+        return self._mapping
+
+    def _build_mapping(self) -> dict[str, dict[str, dict[str, str]]]:
         out: dict[str, dict[str, dict[str, str]]] = {}
         for entry in {id(e): e for e in self.tables.values()}.values():
             out.setdefault(entry.schema, {})[entry.name] = {

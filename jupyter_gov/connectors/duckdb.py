@@ -110,7 +110,7 @@ def open_connector(connection: Connection) -> DuckDBConnector:
     """Open the connector for a policy connection."""
     url = connection.expanded_url
     if url.startswith("duckdb:"):
-        return DuckDBConnector(connection.name, url)
+        return DuckDBConnector(connection.name, url, read_only=connection.read_only)
     raise ConnectionFailed(
         f"Connection {connection.name!r} uses {url.split(':', 1)[0]!r}, which this version "
         "of jupyter-gov cannot open yet; use a duckdb: URL."

@@ -111,6 +111,7 @@ class Connection:
     environment: str = "development"
     description: str = ""
     default: bool = False
+    read_only: bool = False
 
     @property
     def expanded_url(self) -> str:
@@ -179,6 +180,7 @@ class Policy:
                 environment=spec.get("environment", "development"),
                 description=spec.get("description", ""),
                 default=bool(spec.get("default", False)),
+                read_only=bool(spec.get("read_only", False)),
             )
             for name, spec in data["connections"].items()
         }
