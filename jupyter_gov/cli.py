@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from jupyter_gov.approvals import ApprovalError
 from jupyter_gov.audit import AuditStore
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.errors import GovError, IdentityError, PolicyError
@@ -84,6 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
     checkpoint = audit_commands.add_parser("checkpoint", help="print head hash and count")
     checkpoint.add_argument("--store")
 
+    approvals = commands.add_parser("approvals", help="list, show, approve or deny requests")
+    approvals.add_argument("action", choices=["list", "show", "approve", "deny", "revoke"])
+    approvals.add_argument("id", nargs="?", help="the request id (show, approve, deny, revoke)")
+    approvals.add_argument("--comment", default="", help="shown to the requester")
+    approvals.add_argument("--state", default="pending", help="list: pending (default) or all")
+    approvals.add_argument("--user", help="act as this user (local identity provider only)")
+    approvals.add_argument("--policy")
+    approvals.add_argument("--store")
+    approvals.add_argument("--format", choices=["table", "json"], default="table")
+
     policy = commands.add_parser("policy", help="check or show a policy")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
     check = policy_commands.add_parser("check", help="validate a policy file")
@@ -106,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PolicyError, IdentityError) as error:
         print(f"jupyter-gov: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except ApprovalError as error:
+        print(f"jupyter-gov: {error}", file=sys.stderr)
+        return EXIT_DENIED
     except GovError as error:
         print(f"jupyter-gov: {error}", file=sys.stderr)
         return EXIT_FAILED
@@ -139,6 +153,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "audit":
         return _audit(args)
+    if args.command == "approvals":
+        return _approvals(args)
     if args.command == "policy":
         return _policy(args)
     if args.command == "demo":
@@ -247,6 +263,42 @@ def _event_line(event: dict[str, Any]) -> str:
     statement = (event.get("statement") or "").replace("\n", " ")[:60]
     head = f"#{event['id']:<5} {when} {event['kind']:<9} {who:<10} {what:<17}"
     return f"{head} {rules}{rows} {statement}"
+
+
+def _approvals(args: argparse.Namespace) -> int:
+    """The approver's side, acting as the caller's own identity."""
+    session = GovernedSession(args.policy, args.user, audit=args.store)
+    store = session.approvals
+    if args.action == "list":
+        requests = store.list(args.state)
+        if args.format == "json":
+            print(json.dumps([r.to_dict() for r in requests], default=str))
+        for request in requests if args.format == "table" else ():
+            print(
+                f"{request.id}  {request.state:<9} {request.requester_name:<12} "
+                f"{request.connection:<10} {','.join(request.rules)}  {request.statement[:60]}"
+            )
+        return EXIT_OK
+    if not args.id:
+        raise PolicyError(f"approvals {args.action} needs a request id.")
+    identity = session.identity
+    roles = session.policy.roles_for(identity)
+    if args.action == "show":
+        request = store.get(args.id)
+    elif args.action == "approve":
+        request = store.approve(args.id, identity, roles, args.comment)
+    elif args.action == "deny":
+        request = store.deny(args.id, identity, roles, args.comment)
+    else:
+        request = store.revoke(args.id, identity, args.comment)
+    if args.format == "json":
+        print(json.dumps(request.to_dict(), default=str))
+    else:
+        print(
+            f"request {request.id}: {request.state}"
+            + (f" by {request.decided_by_name}" if request.decided_by_name else "")
+        )
+    return EXIT_OK
 
 
 def _policy(args: argparse.Namespace) -> int:

@@ -15,14 +15,16 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from jupyter_gov import masking
+from jupyter_gov.approvals import ApprovalError, ApprovalRequest, ApprovalStore, Binding
 from jupyter_gov.audit import AuditStore, default_home
 from jupyter_gov.connectors import Connector, open_connector
 from jupyter_gov.errors import GovError, IdentityError, QueryFailed
-from jupyter_gov.guardrails import Context
+from jupyter_gov.guardrails import Context, Finding
 from jupyter_gov.identity import Identity, IdentityProvider
 from jupyter_gov.plan import Plan, build_plan
 from jupyter_gov.policy import Policy
@@ -95,6 +97,7 @@ class GovernedSession:
         self._results: dict[str, dict[str, str]] = {}  # connection -> {name: identity key}
         self._plans: OrderedDict[tuple[Any, ...], Plan] = OrderedDict()
         self._keys: dict[str, str] | None = None
+        self._approvals: ApprovalStore | None = None
 
     # -- public API ----------------------------------------------------------------------
 
@@ -131,9 +134,14 @@ class GovernedSession:
         limit: int | None = None,
         purpose: str | None = None,
         unmask: Iterable[str] = (),
-        approval: Any = None,
+        approval_id: str | None = None,
+        break_glass: str | None = None,
     ) -> GovernedResult:
         """Run a cell through the proxy and return its last result.
+
+        ``approval_id`` runs a statement that needs approval, if that approval was given for
+        exactly this statement, parameters, connection and caller. ``break_glass`` (a
+        justification) runs it at once, for roles the policy allows, flagged in the audit.
 
         Raises :class:`QueryDenied`, :class:`ApprovalRequired`, or a :class:`GovError`
         with one sentence for anything else that stops it.
@@ -148,8 +156,10 @@ class GovernedSession:
         plan = self._plan(text, params, identity, connection_name, frozenset(unmask), limit)
         base = self._event_base(identity, plan, query_id, purpose)
         self.audit.append("attempt", **base)  # raises AuditError: then nothing runs
-        if approval is not None and plan.decision == "approval_required":
-            plan = approval.authorize(self, plan, identity, params)  # issue: approvals
+        if plan.decision == "approval_required" and (approval_id or break_glass):
+            plan = self._authorize(
+                plan, text, params, identity, frozenset(unmask), approval_id, break_glass, base
+            )
         decision_id = self.audit.append(
             "decision",
             **base,
@@ -168,6 +178,109 @@ class GovernedSession:
         if name is not None:
             self._check_result_name(name, connection_name)
         return self._execute(plan, identity, params, query_id, base, name)
+
+    # -- approvals -----------------------------------------------------------------------
+
+    @property
+    def approvals(self) -> ApprovalStore:
+        """The approval requests, kept in the audit store's file (shared across kernels)."""
+        if self._approvals is None:
+            self._approvals = ApprovalStore(self.audit)
+        return self._approvals
+
+    def request_approval(
+        self,
+        text: str,
+        params: Mapping[str, Any] | Sequence[Any] | None = None,
+        *,
+        justification: str,
+        connection: str | None = None,
+        unmask: Iterable[str] = (),
+        limit: int | None = None,
+    ) -> ApprovalRequest:
+        """Ask for someone else's approval of exactly this statement and these parameters."""
+        identity = self.provider.current()
+        unmask = frozenset(unmask)
+        plan = self._plan(text, params, identity, connection, unmask, limit)
+        if plan.decision == "deny":
+            raise QueryDenied(plan)
+        if plan.decision == "allow":
+            raise ApprovalError("This statement does not need an approval; just run it.")
+        base = self._event_base(identity, plan, "", justification)
+        base.pop("purpose", None)
+        return self.approvals.create(
+            binding=Binding.of(
+                identity, plan.connection, plan.fingerprint, text, params, self.policy, unmask
+            ),
+            requester=identity,
+            statement=plan.normalized,
+            rules=[r for r in plan.rules if r.startswith("approval:")],
+            reasons=[f.reason for f in plan.findings if f.verdict == "approval_required"],
+            approvers=self._approvers(plan),
+            justification=justification,
+            ttl_seconds=self.policy.approval_ttl,
+            max_uses=self.policy.approval_max_uses,
+            audit_fields={
+                "roles": list(plan.roles),
+                "policy_name": self.policy.name,
+                "policy_version": self.policy.hash[:12],
+                "session_id": self.session_id,
+            },
+        )
+
+    def _approvers(self, plan: Plan) -> list[str]:
+        rule_ids = [r.removeprefix("approval:") for r in plan.rules if r.startswith("approval:")]
+        roles = list(self.policy.approvers_for(rule_ids))
+        if "unmask" in rule_ids:  # just-in-time unmasking: any role that approves
+            roles += [n for n, r in self.policy.roles.items() if r.approve and n not in roles]
+        return roles
+
+    def _authorize(
+        self,
+        plan: Plan,
+        text: str,
+        params: Mapping[str, Any] | Sequence[Any] | None,
+        identity: Identity,
+        unmask: frozenset[str],
+        approval_id: str | None,
+        break_glass: str | None,
+        base: dict[str, Any],
+    ) -> Plan:
+        """Turn an approval-required plan into an allowed one, or raise why not."""
+        binding = Binding.of(
+            identity, plan.connection, plan.fingerprint, text, params, self.policy, unmask
+        )
+        if approval_id:
+            request = self.approvals.consume(approval_id, identity, binding)
+            rule = f"approved:{request.id}"
+            reason = f"Approved by {request.decided_by_name}" + (
+                f": {request.comment}" if request.comment else "."
+            )
+        else:
+            if not set(plan.roles) & set(self.policy.break_glass_roles):
+                raise ApprovalError(
+                    "Break-glass is not enabled for your roles; request an approval instead."
+                )
+            request = self.approvals.create(
+                binding=binding,
+                requester=identity,
+                statement=plan.normalized,
+                rules=plan.rules,
+                reasons=plan.reasons,
+                approvers=[],
+                justification=break_glass or "",
+                ttl_seconds=self.policy.approval_ttl,
+                break_glass=True,
+                audit_fields={"query_id": base["query_id"]},
+            )
+            self.approvals.consume(request.id, identity, binding)
+            rule = f"break-glass:{request.id}"
+            reason = f"BREAK-GLASS by {identity.display_name}: {request.justification}"
+        return replace(
+            plan,
+            decision="allow",
+            findings=[*plan.findings, Finding("allow", rule, reason)],
+        )
 
     def visible_columns(self, connection: str | None = None) -> list[dict[str, Any]]:
         """Every column of the connection with its tags and the mask the caller's roles get."""

@@ -157,6 +157,18 @@ def build_plan(
     plan.normalized = ";\n".join(s.info.normalized for s in plan.statements)
     plan.fingerprint = analysis.statement_fingerprint([s.info.normalized for s in plan.statements])
     plan.decision = guardrails.verdict_of(plan.findings)
+    if unmask:
+        allowed = {t for r in ctx.roles for t in ctx.policy.roles[r].unmask_with_approval}
+        if unmask - allowed:
+            plan.findings.append(
+                Finding(
+                    "deny",
+                    "unmask-not-allowed",
+                    f"Your roles may not ask to unmask {', '.join(sorted(unmask - allowed))}"
+                    + (f"; they may ask for {', '.join(sorted(allowed))}." if allowed else "."),
+                )
+            )
+            plan.decision = "deny"
     if unmask and plan.decision == "allow":
         plan.findings.append(
             Finding(

@@ -1,0 +1,306 @@
+"""Approval widgets: the requester's inline request, and the approver's inbox.
+
+A running cell cannot receive widget events, so nothing here waits inside a cell: the
+request widget renders and the cell ends; a daemon thread polls the approval store (or
+``refresh()`` is called), and once approved the widget runs exactly the approved statement
+and shows the result in its own area. Tests drive the same widgets headlessly with
+``button.click()`` and ``refresh()``.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+
+from jupyter_gov.approvals import ApprovalRequest
+from jupyter_gov.errors import GovError
+from jupyter_gov.result import ApprovalRequired, banner_html
+
+_STATE_COLORS = {
+    "pending": "#9a6700",
+    "approved": "#1a7f37",
+    "used": "#1a7f37",
+    "denied": "#cf222e",
+    "expired": "#6e7781",
+    "revoked": "#6e7781",
+}
+
+
+def highlight_sql(sql: str) -> str:
+    """SQL as HTML, highlighted with pygments when it is installed."""
+    try:
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import SqlLexer
+    except ImportError:  # pragma: no cover - pygments ships with IPython
+        return f"<pre>{html.escape(sql)}</pre>"
+    return highlight(sql, SqlLexer(), HtmlFormatter(noclasses=True, nowrap=False))
+
+
+def _when(timestamp: float | None) -> str:
+    return time.strftime("%H:%M", time.localtime(timestamp)) if timestamp else "?"
+
+
+class ApprovalRequestWidget:
+    """What a cell shows when its statement needs approval, through to the approved result."""
+
+    def __init__(
+        self,
+        session: Any,
+        pending: ApprovalRequired,
+        sql: str,
+        params: Mapping[str, Any] | Sequence[Any] | None = None,
+        *,
+        connection: str | None = None,
+        unmask: Sequence[str] = (),
+        limit: int | None = None,
+        purpose: str | None = None,
+        out: str | None = None,
+        user_ns: dict[str, Any] | None = None,
+        displaylimit: int = 10,
+    ) -> None:
+        self.session = session
+        self.plan = pending.plan
+        self.sql = sql
+        self.params = params
+        self.connection = connection
+        self.unmask = list(unmask)
+        self.limit = limit
+        self.out = out
+        self.user_ns = user_ns
+        self.displaylimit = displaylimit
+        self.request: ApprovalRequest | None = None
+        self.result: Any = None
+        self.error: str | None = None
+        self._stop = threading.Event()
+
+        self.banner = widgets.HTML(banner_html(self.plan, _identity(session)))
+        self.statement = widgets.HTML(highlight_sql(sql.strip()))
+        self.justification = widgets.Textarea(
+            value=purpose or "",
+            placeholder="Why must this run? (required; approvers see it)",
+            layout=widgets.Layout(width="100%"),
+        )
+        self.request_button = widgets.Button(
+            description="Request approval", button_style="warning", icon="paper-plane"
+        )
+        self.request_button.on_click(lambda _: self.submit())
+        self.status = widgets.HTML("")
+        self.output = widgets.HTML("")
+        self.widget = widgets.VBox(
+            [
+                self.banner,
+                self.statement,
+                self.justification,
+                self.request_button,
+                self.status,
+                self.output,
+            ]
+        )
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def submit(self) -> None:
+        """Send the request; then poll for the decision in the background."""
+        try:
+            self.request = self.session.request_approval(
+                self.sql,
+                self.params,
+                justification=self.justification.value,
+                connection=self.connection,
+                unmask=self.unmask,
+                limit=self.limit,
+            )
+        except GovError as error:
+            self.status.value = f"<span style='color:#cf222e'>✖ {html.escape(str(error))}</span>"
+            return
+        self.justification.disabled = True
+        self.request_button.layout.display = "none"
+        self.refresh()
+        self.start_polling()
+
+    def refresh(self) -> str:
+        """Read the request's state, show it, and run the statement once it is approved."""
+        if self.request is None:
+            return "not requested"
+        self.request = self.session.approvals.get(self.request.id)
+        request = self.request
+        if request.state == "approved" and self.result is None:
+            self._run()
+        self.status.value = self._describe(request)
+        if request.state not in ("pending",) or self.result is not None:
+            self._stop.set()
+        return request.state
+
+    def _run(self) -> None:
+        assert self.request is not None
+        try:
+            self.result = self.session.sql(
+                self.sql,
+                self.params,
+                connection=self.connection,
+                unmask=self.unmask,
+                limit=self.limit,
+                name=self.out,
+                approval_id=self.request.id,
+            )
+        except GovError as error:
+            self.error = str(error)
+            self.output.value = f"<span style='color:#cf222e'>✖ {html.escape(self.error)}</span>"
+            return
+        self.result.displaylimit = self.displaylimit
+        if self.out and self.user_ns is not None:
+            self.user_ns[self.out] = self.result
+        self.output.value = self.result._repr_html_()
+        self.request = self.session.approvals.get(self.request.id)
+
+    def _describe(self, request: ApprovalRequest) -> str:
+        color = _STATE_COLORS.get(request.state, "#6e7781")
+        head = f"<b style='color:{color}'>{request.state.upper()}</b> · request {request.id}"
+        if request.state == "pending":
+            detail = (
+                f"waiting for {', '.join(request.approvers)}; "
+                f"expires at {_when(request.expires_at)}"
+            )
+        elif request.state in ("approved", "used"):
+            detail = f"approved by {request.decided_by_name or 'break-glass'}"
+            detail += f": “{request.comment}”" if request.comment else ""
+            if self.result is not None:
+                detail += f" · ran, {self.result.rows:,} rows"
+        elif request.state == "denied":
+            detail = f"denied by {request.decided_by_name}: “{request.comment}”"
+        else:
+            detail = f"{request.state} — request a new approval to run it"
+        return f"{head}<br>{html.escape(detail)}"
+
+    def start_polling(self, interval: float = 3.0, lifetime: float = 3600.0) -> None:
+        """Poll from a daemon thread, so the kernel stays free; stops by itself."""
+
+        def run() -> None:
+            deadline = time.monotonic() + lifetime
+            while not self._stop.wait(interval) and time.monotonic() < deadline:
+                try:
+                    self.refresh()
+                except GovError:
+                    return
+
+        threading.Thread(target=run, name="jupyter-gov-approval", daemon=True).start()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+class ApprovalInbox:
+    """``%gsql_approvals``: pending requests the current user may approve, with buttons."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.comment = widgets.Text(placeholder="comment (required to deny)")
+        self.message = widgets.HTML("")
+        self.rows = widgets.VBox([])
+        refresh = widgets.Button(description="Refresh", icon="refresh")
+        refresh.on_click(lambda _: self.refresh())
+        self.widget = widgets.VBox([widgets.HBox([refresh, self.comment]), self.message, self.rows])
+        self.buttons: dict[str, tuple[widgets.Button, widgets.Button]] = {}
+        self.refresh()
+
+    def pending(self) -> list[ApprovalRequest]:
+        identity = self.session.identity
+        return self.session.approvals.actionable_by(
+            identity, self.session.policy.roles_for(identity)
+        )
+
+    def refresh(self) -> None:
+        children = []
+        self.buttons = {}
+        requests = self.pending()
+        for request in requests:
+            approve = widgets.Button(description="Approve", button_style="success", icon="check")
+            deny = widgets.Button(description="Deny", button_style="danger", icon="times")
+            approve.on_click(lambda _, r=request.id: self.decide(r, "approve"))
+            deny.on_click(lambda _, r=request.id: self.decide(r, "deny"))
+            self.buttons[request.id] = (approve, deny)
+            info = widgets.HTML(
+                f"<b>{html.escape(request.requester_name)}</b> on {html.escape(request.connection)}"
+                f" · {html.escape(', '.join(request.rules))} · expires {_when(request.expires_at)}"
+                f"<br><i>“{html.escape(request.justification)}”</i>"
+                + (
+                    f"<br>unmask: {html.escape(', '.join(request.unmask))}"
+                    if request.unmask
+                    else ""
+                )
+                + highlight_sql(request.statement)
+            )
+            children.append(widgets.VBox([info, widgets.HBox([approve, deny])]))
+        if not requests:
+            children.append(widgets.HTML("<i>No pending requests you may approve.</i>"))
+        self.rows.children = children
+
+    def decide(self, request_id: str, action: str) -> None:
+        identity = self.session.identity
+        roles = self.session.policy.roles_for(identity)
+        store = self.session.approvals
+        try:
+            if action == "approve":
+                store.approve(request_id, identity, roles, self.comment.value)
+            else:
+                store.deny(request_id, identity, roles, self.comment.value)
+        except GovError as error:
+            self.message.value = f"<span style='color:#cf222e'>✖ {html.escape(str(error))}</span>"
+            return
+        self.message.value = f"✔ {action}d request {request_id}"
+        self.comment.value = ""
+        self.refresh()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _identity(session: Any) -> Any:
+    try:
+        return session.identity
+    except GovError:
+        return None
+
+
+def approval_widget_for(
+    magic: Any, pending: ApprovalRequired, args: Any, sql: str, params: Any, session: Any
+) -> ApprovalRequestWidget:
+    """Called by ``%%gsql`` when a statement needs approval."""
+    return ApprovalRequestWidget(
+        session,
+        pending,
+        sql,
+        params,
+        connection=args.connection,
+        unmask=args.unmask,
+        limit=args.limit or magic.autolimit or None,
+        purpose=args.purpose,
+        out=args.out,
+        user_ns=magic.shell.user_ns,
+        displaylimit=magic.displaylimit,
+    )
+
+
+def register_widget_magics(ipython: Any, magic: Any) -> None:
+    """Register ``%gsql_approvals [--user NAME]``: the approver's inbox."""
+
+    def gsql_approvals(line: str = "") -> ApprovalInbox:
+        from IPython.core.error import UsageError
+
+        words = line.split()
+        user = words[words.index("--user") + 1] if "--user" in words[:-1] else None
+        try:
+            return ApprovalInbox(magic.session(user))
+        except GovError as error:
+            raise UsageError(str(error)) from None
+
+    ipython.register_magic_function(gsql_approvals, "line", "gsql_approvals")
