@@ -19,7 +19,7 @@ import ipywidgets as widgets
 
 from jupyter_gov.approvals import ApprovalRequest
 from jupyter_gov.errors import GovError
-from jupyter_gov.result import ApprovalRequired, banner_html
+from jupyter_gov.result import ApprovalRequired, banner_html, banner_text
 
 _STATE_COLORS = {
     "pending": "#9a6700",
@@ -129,9 +129,9 @@ class ApprovalRequestWidget:
         if self.request is None:
             return "not requested"
         self.request = self.session.approvals.get(self.request.id)
+        if self.request.state == "approved" and self.result is None:
+            self._run()  # re-reads the request: a single-use approval is now "used"
         request = self.request
-        if request.state == "approved" and self.result is None:
-            self._run()
         self.status.value = self._describe(request)
         if request.state not in ("pending",) or self.result is not None:
             self._stop.set()
@@ -194,8 +194,20 @@ class ApprovalRequestWidget:
     def close(self) -> None:
         self._stop.set()
 
+    def __repr__(self) -> str:
+        state = self.request.state if self.request else "not requested yet"
+        return f"{banner_text(self.plan, _identity(self.session))}\napproval: {state}"
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        return _with_text(self.widget._repr_mimebundle_(**kwargs), repr(self))
+
+
+def _with_text(bundle: Any, text: str) -> Any:
+    """A widget's mime bundle, with a readable text/plain for consoles and logs."""
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    if isinstance(data, dict):
+        data["text/plain"] = text
+    return bundle
 
 
 class ApprovalInbox:
@@ -260,8 +272,14 @@ class ApprovalInbox:
         self.comment.value = ""
         self.refresh()
 
+    def __repr__(self) -> str:
+        pending = self.pending()
+        lines = [f"{len(pending)} pending request(s) you may approve"]
+        lines += [f"  {r.id} {r.requester_name}: {', '.join(r.rules)}" for r in pending]
+        return "\n".join(lines)
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        return _with_text(self.widget._repr_mimebundle_(**kwargs), repr(self))
 
 
 def _identity(session: Any) -> Any:

@@ -114,3 +114,33 @@ def test_tables_lists_each_column_with_the_callers_mask(capsys):
     assert rows[("customers", "ssn")]["mask"] == "partial (last 4 kept)"
     assert rows[("customers", "ssn")]["tags"] == ["ssn"]
     assert rows[("orders", "amount")]["mask"] == "none"
+
+
+def test_approvals_round_trip_on_the_command_line(capsys):
+    from jupyter_gov.engine import GovernedSession
+
+    alice = GovernedSession(None, "alice")
+    request = alice.request_approval(
+        "DELETE FROM orders WHERE order_id = 3", justification="duplicate order"
+    )
+    status, out, _ = run(capsys, "approvals", "list", "--user", "dave", "--format", "json")
+    assert status == 0 and [r["id"] for r in json.loads(out)] == [request.id]
+    status, _, err = run(capsys, "approvals", "approve", request.id, "--user", "alice")
+    assert status == 3 and "their own request" in err
+    status, out, _ = run(
+        capsys,
+        "approvals",
+        "approve",
+        request.id,
+        "--user",
+        "dave",
+        "--comment",
+        "ok",
+        "--format",
+        "json",
+    )
+    assert status == 0 and json.loads(out)["state"] == "approved"
+    status, _, err = run(
+        capsys, "approvals", "deny", request.id, "--user", "dave", "--comment", "changed my mind"
+    )
+    assert status == 3 and "already approved" in err

@@ -45,3 +45,14 @@ def test_identity_notebook_runs_and_validates_each_provider_config():
     assert "Carol [carol]" in text
     assert "'provider': 'jupyterhub'" in text
     assert "msal policy ok" in text
+
+
+def test_approvals_notebook_walks_the_request_and_approval_round_trip():
+    text = "\n".join(plain_outputs(execute("approvals.ipynb")))
+    assert "pending" in text
+    assert "approved request" in text
+    assert "APPROVED" in text or "USED" in text
+    assert "cancelled" in text
+    assert "different statement" in text and "is used, not approved" in text
+    assert "approval_requested alice" in text and "approval_approved dave" in text
+    assert "audit chain ok" in text

@@ -1,0 +1,208 @@
+"""Approvals bind one exact statement; someone else approves it; every step is audited."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jupyter_gov.approvals import ApprovalError, ApprovalStore
+from jupyter_gov.engine import GovernedSession
+from jupyter_gov.policy import Policy
+from jupyter_gov.result import ApprovalRequired, QueryDenied
+
+UPDATE = "UPDATE orders SET status = 'cancelled' WHERE order_id = 7"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def team():
+    """alice (admin), bob (analyst) and dave (approver): three sessions, one store, one DB."""
+    alice = GovernedSession(None, "alice")
+    dave = GovernedSession(alice.policy, "dave", audit=alice.audit)
+    bob = GovernedSession(alice.policy, "bob", audit=alice.audit)
+    dave._connectors = bob._connectors = alice._connectors  # one private demo database
+    return alice, bob, dave
+
+
+def approve(session: GovernedSession, request_id: str, comment: str = "ok"):
+    identity = session.identity
+    return session.approvals.approve(
+        request_id, identity, session.policy.roles_for(identity), comment
+    )
+
+
+def status_of_order_7(session: GovernedSession) -> str:
+    return (
+        session.connector()
+        .con.execute("SELECT status FROM orders WHERE order_id = 7")
+        .fetchone()[0]
+    )
+
+
+def test_admin_write_runs_once_approved_by_an_approver(team):
+    alice, _, dave = team
+    with pytest.raises(ApprovalRequired):
+        alice.sql(UPDATE)
+    request = alice.request_approval(UPDATE, justification="customer asked to cancel")
+    assert request.state == "pending" and request.approvers == ["approver"]
+    approve(dave, request.id, "checked with support")
+    result = alice.sql(UPDATE, approval_id=request.id)
+    assert result.decision == "allow" and f"approved:{request.id}" in result.plan.rules
+    assert status_of_order_7(alice) == "cancelled"
+
+
+def test_nobody_approves_their_own_request(team):
+    alice, _, _ = team
+    request = alice.request_approval(UPDATE, justification="x")
+    with pytest.raises(ApprovalError, match="their own request"):
+        approve(alice, request.id)
+
+
+def test_only_named_approver_roles_may_decide(team):
+    alice, bob, _ = team
+    request = alice.request_approval(UPDATE, justification="x")
+    with pytest.raises(ApprovalError, match="Only approver may decide"):
+        approve(bob, request.id)
+
+
+def test_approval_does_not_run_an_edited_statement(team):
+    alice, _, dave = team
+    request = alice.request_approval(UPDATE, justification="x")
+    approve(dave, request.id)
+    edited = UPDATE.replace("order_id = 7", "order_id = 8")
+    with pytest.raises(ApprovalError, match="different statement"):
+        alice.sql(edited, approval_id=request.id)
+    assert alice.approvals.get(request.id).state == "approved"  # still usable as approved
+
+
+def test_approval_does_not_run_with_other_parameters(team):
+    alice, _, dave = team
+    sql = "UPDATE orders SET status = 'cancelled' WHERE order_id = :id"
+    request = alice.request_approval(sql, {"id": 7}, justification="x")
+    approve(dave, request.id)
+    with pytest.raises(ApprovalError, match="different set of parameters"):
+        alice.sql(sql, {"id": 8}, approval_id=request.id)
+
+
+def test_approval_is_single_use(team):
+    alice, _, dave = team
+    request = alice.request_approval(UPDATE, justification="x")
+    approve(dave, request.id)
+    alice.sql(UPDATE, approval_id=request.id)
+    with pytest.raises(ApprovalError, match="is used"):
+        alice.sql(UPDATE, approval_id=request.id)
+
+
+def test_expired_approval_does_not_run(team):
+    alice, _, dave = team
+    clock = Clock()
+    alice._approvals = dave._approvals = ApprovalStore(alice.audit, clock=clock)
+    request = alice.request_approval(UPDATE, justification="x")
+    approve(dave, request.id)
+    clock.now += alice.policy.approval_ttl + 1
+    with pytest.raises(ApprovalError, match="is expired"):
+        alice.sql(UPDATE, approval_id=request.id)
+    assert status_of_order_7(alice) != "cancelled"
+
+
+def test_denied_request_keeps_the_reason_and_does_not_run(team):
+    alice, _, dave = team
+    request = alice.request_approval(UPDATE, justification="x")
+    identity = dave.identity
+    with pytest.raises(ApprovalError, match="Say why"):
+        dave.approvals.deny(request.id, identity, ["approver"], "")
+    denied = dave.approvals.deny(request.id, identity, ["approver"], "not during month end")
+    assert denied.state == "denied" and denied.comment == "not during month end"
+    with pytest.raises(ApprovalError, match="is denied"):
+        alice.sql(UPDATE, approval_id=request.id)
+
+
+def test_revoked_approval_does_not_run(team):
+    alice, _, dave = team
+    request = alice.request_approval(UPDATE, justification="x")
+    approve(dave, request.id)
+    alice.approvals.revoke(request.id, alice.identity, "not needed any more")
+    with pytest.raises(ApprovalError, match="is revoked"):
+        alice.sql(UPDATE, approval_id=request.id)
+
+
+def test_justification_is_required(team):
+    alice, _, _ = team
+    with pytest.raises(ApprovalError, match="justification is required"):
+        alice.request_approval(UPDATE, justification="  ")
+
+
+def test_statement_that_needs_no_approval_cannot_be_requested(team):
+    alice, _, _ = team
+    with pytest.raises(ApprovalError, match="does not need an approval"):
+        alice.request_approval("SELECT 1", justification="x")
+
+
+def test_just_in_time_unmask_applies_to_that_result_only(team):
+    _, bob, dave = team
+    sql = "SELECT email FROM customers ORDER BY customer_id LIMIT 3"
+    with pytest.raises(ApprovalRequired) as pending:
+        bob.sql(sql, unmask=["email"])
+    assert pending.value.plan.rules == ["approval:unmask"]
+    request = bob.request_approval(sql, unmask=["email"], justification="bounce analysis")
+    approve(dave, request.id)
+    raw = bob.sql(sql, unmask=["email"], approval_id=request.id)
+    assert all(not v.startswith("***") for (v,) in raw.fetchall())
+    assert raw.masked_columns == {}
+    again = bob.sql(sql)
+    assert all(v.startswith("***@") for (v,) in again.fetchall())
+
+
+def test_unmask_outside_the_roles_allowance_is_denied(team):
+    _, bob, _ = team
+    with pytest.raises(QueryDenied) as denied:
+        bob.sql("SELECT ssn FROM customers LIMIT 1", unmask=["ssn"])
+    assert denied.value.plan.rules == ["unmask-not-allowed"]
+
+
+def test_break_glass_needs_policy_role_and_justification_and_is_flagged(team):
+    alice, _, _ = team
+    from jupyter_gov.errors import GovError
+
+    with pytest.raises(GovError, match="Break-glass is not enabled"):
+        alice.sql(UPDATE, break_glass="prod incident")
+    data = json.loads(json.dumps(alice.policy.data))
+    data["approvals"]["break_glass"] = {"roles": ["admin"]}
+    session = GovernedSession(Policy(data), "alice", audit=alice.audit)
+    session._connectors = alice._connectors
+    with pytest.raises(ApprovalError, match="justification is required"):
+        session.sql(UPDATE, break_glass=" ")
+    result = session.sql(UPDATE, break_glass="INC-42: refund fraud stop")
+    assert any(r.startswith("break-glass:") for r in result.plan.rules)
+    (flag,) = session.audit.events(kinds=["break_glass"])
+    assert flag["purpose"] == "INC-42: refund fraud stop" and flag["detail"]["break_glass"]
+
+
+def test_every_step_is_in_the_hash_chain(team):
+    alice, _, dave = team
+    request = alice.request_approval(UPDATE, justification="x")
+    approve(dave, request.id)
+    alice.sql(UPDATE, approval_id=request.id)
+    kinds = [
+        e["kind"]
+        for e in alice.audit.events(
+            newest_first=False, kinds=["approval_requested", "approval_approved", "approval_used"]
+        )
+    ]
+    assert kinds == ["approval_requested", "approval_approved", "approval_used"]
+    assert alice.audit.verify().ok
+
+
+def test_approver_in_another_process_sees_the_request(team, tmp_path):
+    alice, _, _ = team
+    request = alice.request_approval(UPDATE, justification="x")
+    other = ApprovalStore(type(alice.audit)(alice.audit.url))  # a second handle on the file
+    assert [r.id for r in other.list("pending")] == [request.id]
