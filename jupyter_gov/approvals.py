@@ -43,6 +43,18 @@ class ApprovalError(GovError):
     """An approval step was refused; the message says why in one sentence."""
 
 
+class ApprovalNotFound(ApprovalError):
+    """No request has that id."""
+
+
+class ApprovalForbidden(ApprovalError):
+    """The caller may not take this step (their own request, or not an approver)."""
+
+
+class ApprovalConflict(ApprovalError):
+    """The request is in a state that does not allow this step."""
+
+
 @dataclass
 class Binding:
     """What an approval is for: change any field and the approval no longer applies."""
@@ -162,7 +174,7 @@ class ApprovalStore:
         with self._db() as db:
             row = db.execute("SELECT body FROM approvals WHERE id = ?", (request_id,)).fetchone()
         if row is None:
-            raise ApprovalError(f"There is no approval request {request_id!r}.")
+            raise ApprovalNotFound(f"There is no approval request {request_id!r}.")
         return self._expire_if_due(ApprovalRequest.from_dict(json.loads(row[0])))
 
     def list(self, state: str | None = None, limit: int = 200) -> list[ApprovalRequest]:
@@ -242,9 +254,11 @@ class ApprovalStore:
     def revoke(self, request_id: str, actor: Identity, comment: str = "") -> ApprovalRequest:
         request = self.get(request_id)
         if request.state not in ("pending", "approved"):
-            raise ApprovalError(f"Request {request_id} is {request.state}; it cannot be revoked.")
+            raise ApprovalConflict(
+                f"Request {request_id} is {request.state}; it cannot be revoked."
+            )
         if principal(actor) not in (request.binding.requester, request.decided_by):
-            raise ApprovalError("Only the requester or the approver can revoke a request.")
+            raise ApprovalForbidden("Only the requester or the approver can revoke a request.")
         request.state = "revoked"
         request.comment = comment or request.comment
         self._event("approval_revoked", request, actor)
@@ -287,11 +301,11 @@ class ApprovalStore:
     ) -> ApprovalRequest:
         request = self.get(request_id)
         if request.state != "pending":
-            raise ApprovalError(f"Request {request_id} is already {request.state}.")
+            raise ApprovalConflict(f"Request {request_id} is already {request.state}.")
         if principal(approver) == request.binding.requester:
-            raise ApprovalError("Nobody can approve or deny their own request.")
+            raise ApprovalForbidden("Nobody can approve or deny their own request.")
         if not set(roles) & set(request.approvers):
-            raise ApprovalError(
+            raise ApprovalForbidden(
                 f"Only {', '.join(request.approvers)} may decide request {request_id}; "
                 f"your roles are {', '.join(roles) or 'none'}."
             )

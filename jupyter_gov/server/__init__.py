@@ -1,4 +1,4 @@
-"""The jupyter_server side of jupyter-gov: a read-only REST API for the JupyterLab panel.
+"""The jupyter_server side of jupyter-gov: the REST API behind the JupyterLab panel.
 
 Enabled by ``jupyter-config/server-config/jupyter_gov.json`` in an installed wheel, or by
 ``--ServerApp.jpserver_extensions='{"jupyter_gov": true}'``. Configure it with::
@@ -32,8 +32,15 @@ class GovServer(Configurable):
     policy = Unicode(
         None,
         allow_none=True,
-        help="The policy file shown in the Policy tab. Defaults to $JUPYTER_GOV_POLICY; "
-        "when neither is set the tab says no policy is configured.",
+        help="The policy file: roles, approvers and the Policy tab. Defaults to "
+        "$JUPYTER_GOV_POLICY, else the built-in demo policy, as in the kernels.",
+    ).tag(config=True)
+
+    user = Unicode(
+        None,
+        allow_none=True,
+        help="Act as this user when approving from the panel (local identity provider "
+        "only; recorded as unverified). Other providers say who the server's user is.",
     ).tag(config=True)
 
     @default("audit_store")

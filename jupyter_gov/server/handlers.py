@@ -3,10 +3,13 @@
 ``GET audit``         events, newest first, paged and filtered
 ``GET audit/verify``  walk the hash chain (:meth:`AuditStore.verify`)
 ``GET audit/stats``   decision counts per time bucket, for the panel's chart
-``GET policy``        a summary of the configured policy (``{}`` when none is configured)
+``GET policy``        a summary of the configured policy (the demo policy by default)
+``GET approvals``     approval requests (``state=pending|all``), each with ``can_decide``
+``POST approvals/{id}/approve|deny``  decide, as the identity the configured provider gives
 
 Bad parameters are answered with a JSON 400 naming the parameter; an audit store that
-cannot be opened or read with a JSON 503. Nothing here writes to the audit log.
+cannot be opened or read with a JSON 503. Only approval decisions write to the audit, as
+events in its hash chain, under the approver's own identity.
 """
 
 from __future__ import annotations
@@ -25,6 +28,13 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
+from jupyter_gov.approvals import (
+    STATES,
+    ApprovalConflict,
+    ApprovalForbidden,
+    ApprovalNotFound,
+    ApprovalStore,
+)
 from jupyter_gov.audit import KINDS, AuditStore, filter_clause
 from jupyter_gov.errors import AuditError, GovError
 
@@ -318,9 +328,7 @@ class PolicyHandler(GovAPIHandler):
 
 
 def policy_summary(path: str | None) -> dict[str, Any]:
-    """The policy's public summary (no connection URLs), or ``{}`` if it is unavailable."""
-    if not path:
-        return {}
+    """The policy's public summary (no connection URLs); the demo policy when none is set."""
     try:
         from jupyter_gov.policy import Policy
 
@@ -331,6 +339,87 @@ def policy_summary(path: str | None) -> dict[str, Any]:
     summary["role_details"] = summary.get("roles") or {}
     summary["roles"] = sorted(summary["role_details"])
     return summary
+
+
+class ApprovalsHandler(GovAPIHandler):
+    """``GET approvals?state=pending|all``: requests, each with ``can_decide`` for this user."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.check_params(frozenset({"state"}))
+        state = self.one("state") or "pending"
+        if state not in ("pending", "all", *STATES):
+            raise tornado.web.HTTPError(400, "Parameter 'state' must be pending or all.")
+        self.reply(await self.in_thread(list_approvals, self.store(), self.gov, state))
+
+
+class ApprovalDecisionHandler(GovAPIHandler):
+    """``POST approvals/{id}/approve|deny`` with ``{"comment": ...}``."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def post(self, request_id: str, action: str) -> None:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError as error:
+            raise tornado.web.HTTPError(400, "The body must be JSON.") from error
+        comment = body.get("comment", "") if isinstance(body, dict) else None
+        if not isinstance(comment, str) or len(comment) > 2000:
+            raise tornado.web.HTTPError(400, "'comment' must be a string of at most 2000 chars.")
+        try:
+            request = await self.in_thread(
+                decide_approval, self.store(), self.gov, request_id, action, comment
+            )
+        except ApprovalNotFound as error:
+            raise tornado.web.HTTPError(404, str(error)) from error
+        except ApprovalForbidden as error:
+            raise tornado.web.HTTPError(403, str(error)) from error
+        except ApprovalConflict as error:
+            raise tornado.web.HTTPError(409, str(error)) from error
+        except GovError as error:
+            raise tornado.web.HTTPError(400, str(error)) from error
+        self.reply(request)
+
+
+def _approver(store: AuditStore, config: Any) -> tuple[Any, tuple[str, ...], ApprovalStore]:
+    """The identity the configured provider gives this server, its roles, and the store."""
+    from jupyter_gov.engine import provider_for
+    from jupyter_gov.policy import Policy
+
+    policy = Policy.load(config.policy or None)
+    identity = provider_for(policy, config.user or None).current()
+    return identity, policy.roles_for(identity), ApprovalStore(store)
+
+
+def list_approvals(store: AuditStore, config: Any, state: str) -> dict[str, Any]:
+    identity, roles, approvals = _approver(store, config)
+    actionable = {r.id for r in approvals.actionable_by(identity, roles)}
+    items = []
+    for request in approvals.list(state):
+        item = request.to_dict()
+        item["subject"] = request.binding.requester.split("|", 1)[-1]
+        item["requested_at"] = request.created_at
+        item["can_decide"] = request.id in actionable
+        items.append(item)
+    return {
+        "approvals": items,
+        "identity": {
+            "subject": identity.subject,
+            "display_name": identity.display_name,
+            "roles": list(roles),
+            "verified": identity.verified,
+        },
+    }
+
+
+def decide_approval(
+    store: AuditStore, config: Any, request_id: str, action: str, comment: str
+) -> dict[str, Any]:
+    identity, roles, approvals = _approver(store, config)
+    if action == "approve":
+        return approvals.approve(request_id, identity, roles, comment).to_dict()
+    return approvals.deny(request_id, identity, roles, comment).to_dict()
 
 
 def setup_handlers(web_app: Any, config: Any) -> None:
@@ -344,5 +433,10 @@ def setup_handlers(web_app: Any, config: Any) -> None:
             (url_path_join(base, "audit", "verify"), VerifyHandler),
             (url_path_join(base, "audit", "stats"), StatsHandler),
             (url_path_join(base, "policy"), PolicyHandler),
+            (url_path_join(base, "approvals"), ApprovalsHandler),
+            (
+                url_path_join(base, "approvals", r"([0-9a-f]{6,32})", r"(approve|deny)"),
+                ApprovalDecisionHandler,
+            ),
         ],
     )

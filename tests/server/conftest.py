@@ -30,14 +30,22 @@ def gov_policy() -> str | None:
 
 
 @pytest.fixture
-def jp_server_config(audit_path: Path, gov_policy: str | None) -> Config:
+def jp_server_config(audit_path: Path, gov_policy: str | None, gov_user: str | None) -> Config:
     config: dict = {
         "ServerApp": {"jpserver_extensions": {"jupyter_gov": True}},
         "GovServer": {"audit_store": f"sqlite:///{audit_path}"},
     }
     if gov_policy is not None:
         config["GovServer"]["policy"] = gov_policy
+    if gov_user is not None:
+        config["GovServer"]["user"] = gov_user
     return Config(config)
+
+
+@pytest.fixture
+def gov_user() -> str | None:
+    """The ``GovServer.user`` (local provider) the server approves as; ``None`` = OS user."""
+    return None
 
 
 @pytest.fixture

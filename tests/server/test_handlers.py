@@ -210,8 +210,9 @@ async def test_stats_filters(jp_fetch, seeded):
 # -- policy ---------------------------------------------------------------------------------
 
 
-async def test_policy_unconfigured_is_empty(jp_fetch):
-    assert await get(jp_fetch, "policy") == {}
+async def test_policy_unconfigured_is_the_demo_policy_the_kernels_use(jp_fetch):
+    body = await get(jp_fetch, "policy")
+    assert body["name"] == "demo" and "approver" in body["roles"]
 
 
 @pytest.mark.parametrize("gov_policy", ["demo"])
