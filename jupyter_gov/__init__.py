@@ -9,13 +9,36 @@ In a notebook: ``%load_ext jupyter_gov`` then ``%%gsql``.
 
 from __future__ import annotations
 
-from jupyter_gov.engine import GovernedSession, connect
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from jupyter_gov.errors import GovError, IdentityError, PolicyError
-from jupyter_gov.identity import Identity
-from jupyter_gov.policy import Policy
-from jupyter_gov.result import ApprovalRequired, GovernedResult, QueryDenied
+
+if TYPE_CHECKING:
+    from jupyter_gov.engine import GovernedSession, connect
+    from jupyter_gov.identity import Identity
+    from jupyter_gov.policy import Policy
+    from jupyter_gov.result import ApprovalRequired, GovernedResult, QueryDenied
 
 __version__ = "0.1.0"
+
+# Imported on first use, so that the Jupyter server (which imports this package to find
+# its extensions) does not pay for DuckDB, sqlglot and pyarrow at start-up.
+_LAZY = {
+    "GovernedSession": "jupyter_gov.engine",
+    "connect": "jupyter_gov.engine",
+    "Identity": "jupyter_gov.identity",
+    "Policy": "jupyter_gov.policy",
+    "ApprovalRequired": "jupyter_gov.result",
+    "GovernedResult": "jupyter_gov.result",
+    "QueryDenied": "jupyter_gov.result",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'jupyter_gov' has no attribute {name!r}")
 
 __all__ = [
     "ApprovalRequired",
