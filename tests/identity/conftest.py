@@ -278,8 +278,16 @@ def _start_oidc_server(tmp: str) -> tuple[OidcServer, Any]:
 
     ca = trustme.CA()
     server_cert = ca.issue_cert("127.0.0.1", "localhost")
+    # The test CA *added to* the trusted roots already in use, so that pointing
+    # REQUESTS_CA_BUNDLE at it for the session does not break anything else that verifies
+    # public hosts (pip in a subprocess, for one).
     ca_file = os.path.join(tmp, "test-ca.pem")
-    ca.cert_pem.write_to_path(ca_file)
+    existing = os.environ.get("REQUESTS_CA_BUNDLE") or _default_bundle()
+    with open(ca_file, "wb") as bundle:
+        if existing and os.path.exists(existing):
+            with open(existing, "rb") as roots:
+                bundle.write(roots.read().rstrip() + b"\n")
+        bundle.write(ca.cert_pem.bytes())
     client_cert = ca.issue_cert("pipeline-cert.example", key_type=trustme.KeyType.RSA)
     client_pem = (
         client_cert.private_key_pem.bytes().decode()
@@ -358,6 +366,14 @@ def oidc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcServer
         server.shutdown()
         server.server_close()
         _restore("REQUESTS_CA_BUNDLE", previous)
+
+
+def _default_bundle() -> str | None:
+    try:
+        import certifi
+    except ImportError:
+        return None
+    return certifi.where()
 
 
 def _restore(name: str, value: str | None) -> None:
