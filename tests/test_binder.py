@@ -33,7 +33,7 @@ def test_postbuild_installs_and_enables_both_extensions(tmp_path):
     env.pop("JUPYTER_PATH", None)
     env.pop("JUPYTER_CONFIG_DIR", None)
     source = tmp_path / "repo"
-    shutil.copytree(ROOT, source, ignore=_not_sources)
+    _copy_sources(source)
     result = subprocess.run(
         ["bash", "binder/postBuild"],
         cwd=source,
@@ -64,8 +64,23 @@ def test_postbuild_installs_and_enables_both_extensions(tmp_path):
 _SKIP = {".venv", "node_modules", ".git", "__pycache__", ".yarn", ".pytest_cache", ".data"}
 
 
+def _copy_sources(target: Path) -> None:
+    """Copy the repository as a fresh clone has it: tracked files only, no builds."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if listed.returncode != 0:  # not a git checkout (an sdist): copy, minus builds and caches
+        shutil.copytree(ROOT, target, ignore=_not_sources)
+        return
+    for name in filter(None, listed.stdout.split("\0")):
+        origin = ROOT / name
+        if origin.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, target / name)
+
+
 def _not_sources(directory: str, names: list[str]) -> set[str]:
-    """Copy the repository as a clone would have it: no builds, caches or environments."""
+    """What a clone would not have: builds, caches and environments."""
     skipped = {n for n in names if n in _SKIP or n.endswith(".pyc")}
     if Path(directory).name == "jupyter_gov":
         skipped.add("labextension")  # the build output: postBuild must build it again
