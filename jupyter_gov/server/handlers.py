@@ -324,21 +324,50 @@ class PolicyHandler(GovAPIHandler):
     @authorized
     async def get(self) -> None:
         self.check_params(frozenset())
-        self.reply(await asyncio.to_thread(policy_summary, self.gov.policy))
+        self.reply(await asyncio.to_thread(policy_summary, self.gov.policy, self.gov.user))
 
 
-def policy_summary(path: str | None) -> dict[str, Any]:
-    """The policy's public summary (no connection URLs); the demo policy when none is set."""
+def policy_summary(path: str | None, user: str | None = None) -> dict[str, Any]:
+    """The policy's public summary (no connection URLs); the demo policy when none is set.
+
+    ``you`` says what applies to the server's own identity: its roles, the mask it gets for
+    each tag, and the approval rules it may trigger or decide.
+    """
     try:
         from jupyter_gov.policy import Policy
 
-        summary = dict(Policy.load(path).summary)
+        policy = Policy.load(path)
+        summary = dict(policy.summary)
     except (GovError, OSError, ValueError) as error:
         return {"error": str(error)}
-    # The placeholder shape the panel expects: role names in ``roles``, details beside them.
+    # The shape the panel expects: role names in ``roles``, details beside them.
     summary["role_details"] = summary.get("roles") or {}
     summary["roles"] = sorted(summary["role_details"])
+    summary["you"] = _what_applies_to_you(policy, user)
     return summary
+
+
+def _what_applies_to_you(policy: Any, user: str | None) -> dict[str, Any]:
+    from jupyter_gov.engine import provider_for
+
+    try:
+        identity = provider_for(policy, user).current()
+    except GovError as error:
+        return {"error": str(error)}
+    roles = policy.roles_for(identity)
+    return {
+        "subject": identity.subject,
+        "display_name": identity.display_name,
+        "verified": identity.verified,
+        "roles": list(roles),
+        "masks": {tag: policy.mask_for_tag(tag, roles).label for tag in policy.masks}
+        if roles
+        else {},
+        "approve": [r.id for r in policy.approval_rules if set(r.approvers) & set(roles)],
+        "need_approval": [
+            r.id for r in policy.approval_rules if not r.roles or set(r.roles) & set(roles)
+        ],
+    }
 
 
 class ApprovalsHandler(GovAPIHandler):

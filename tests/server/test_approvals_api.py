@@ -97,3 +97,11 @@ async def test_bad_approval_input_is_4xx_json(jp_fetch, request_id, gov_user):
         jp_fetch, "approvals", request_id, "approve", method="POST", body={"comment": 42}
     )
     assert code == 400
+
+
+@pytest.mark.parametrize("gov_user", ["bob"])
+async def test_policy_says_what_applies_to_the_servers_user(jp_fetch, gov_user):
+    code, body = await call(jp_fetch, "policy")
+    you = body["you"]
+    assert code == 200 and you["subject"] == "bob" and you["roles"] == ["analyst"]
+    assert you["masks"]["email"] == "email" and you["approve"] == []
