@@ -198,14 +198,22 @@ def _ancestors(node: exp.Expr):
 
 
 def normalize(expression: exp.Expr, dialect: str) -> str:
-    """The statement with every literal replaced by ``?``: what the audit stores."""
+    """The statement with every literal replaced by ``?``: what the audit stores.
 
-    def strip(node: exp.Expr) -> exp.Expr:
-        if isinstance(node, exp.Literal):
-            return exp.Placeholder()
-        return node
-
-    return expression.transform(strip, copy=True).sql(dialect=dialect, comments=False)
+    Swaps the literals out in place and back again rather than copying the tree, which
+    would cost more than parsing it did.
+    """
+    literals = list(expression.find_all(exp.Literal))
+    swapped = [(literal, exp.Placeholder()) for literal in literals]
+    for literal, placeholder in swapped:
+        literal.replace(placeholder)
+    try:
+        if any(literal is expression for literal in literals):
+            return "?"
+        return expression.sql(dialect=dialect, comments=False)
+    finally:
+        for literal, placeholder in swapped:
+            placeholder.replace(literal)
 
 
 def statement_fingerprint(normalized_statements: list[str]) -> str:
