@@ -138,3 +138,19 @@ def test_parse_line_takes_connection_output_and_purpose():
 def test_parse_line_keeps_quotes_in_line_sql():
     args = parse_line("SELECT 'a b' AS x", None, {"demo"})
     assert args.sql == "SELECT 'a b' AS x"
+
+
+def test_login_with_the_local_provider_says_who_you_are(shell, capsys):
+    shell.run_line_magic("gsql_login", "")
+    assert "Signed in as" in capsys.readouterr().out
+
+
+def test_logout_without_a_sign_in_says_so(shell, capsys):
+    shell.run_line_magic("gsql_logout", "")
+    assert "no sign-in to forget" in capsys.readouterr().out
+
+
+def test_whoami_shows_roles_and_policy(shell, capsys):
+    shell.run_line_magic("gsql_whoami", "carol")
+    out = capsys.readouterr().out
+    assert "Carol [carol] via local (unverified); roles: analyst; policy demo@" in out
