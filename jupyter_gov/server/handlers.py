@@ -428,6 +428,7 @@ def list_approvals(store: AuditStore, config: Any, state: str) -> dict[str, Any]
     for request in approvals.list(state):
         item = request.to_dict()
         item["subject"] = request.binding.requester.split("|", 1)[-1]
+        item["display_name"] = request.requester_name
         item["requested_at"] = request.created_at
         item["can_decide"] = request.id in actionable
         items.append(item)

@@ -124,6 +124,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         folder.mkdir()
     # JupyterLab finds extensions as <dir>/<any name>/package.json: link the build there.
     (extensions / "jupyter-gov").symlink_to(extension, target_is_directory=True)
+    # The ipywidgets manager, so the approval widget renders as a widget, not as text.
+    widgets = Path(sys.prefix, "share", "jupyter", "labextensions", "@jupyter-widgets")
+    if widgets.is_dir():
+        (extensions / "@jupyter-widgets").symlink_to(widgets, target_is_directory=True)
 
     port, token = free_port(), secrets.token_hex(16)
     (config / "jupyter_server_config.json").write_text(
@@ -144,7 +148,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                     "user_settings_dir": str(settings),
                     "workspaces_dir": str(workspaces),
                 },
-                "GovServer": {"policy": "demo"},
+                "GovServer": {"policy": "demo", "user": "dave"},  # approves as dave
             }
         )
     )
