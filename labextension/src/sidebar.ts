@@ -1,7 +1,10 @@
 /**
  * The sidebar: a title, then tabs Audit / Approvals / Policy over a stacked body.
  */
+import { Poll } from '@lumino/polling';
 import { Panel, StackedPanel, Widget } from '@lumino/widgets';
+
+import { requestAPI } from './api';
 
 import { ApprovalsPanel } from './approvals';
 import { AuditPanel, type IAuditOptions } from './audit';
@@ -59,6 +62,9 @@ export class GovSidebar extends Panel {
         },
         label
       );
+      if (name === 'approvals') {
+        tab.append(this._badge);
+      }
       widget.node.setAttribute('aria-labelledby', tab.id);
       tab.addEventListener('click', () => this.showTab(name));
       tabs.append(tab);
@@ -70,7 +76,40 @@ export class GovSidebar extends Panel {
     this.addWidget(header);
     this.addWidget(this._stack);
     this.showTab('audit');
+    // Count the requests this user may decide, whichever tab is showing.
+    this._countPoll = new Poll({
+      auto: true,
+      factory: () => this._countPending(),
+      frequency: { interval: 10_000, max: 120_000, backoff: true },
+      name: 'jupyter-gov:approvals-count',
+      standby: 'when-hidden'
+    });
   }
+
+  dispose(): void {
+    if (!this.isDisposed) {
+      this._countPoll.dispose();
+      super.dispose();
+    }
+  }
+
+  private async _countPending(): Promise<void> {
+    const body = await requestAPI<{ approvals?: { can_decide?: boolean }[] }>(
+      'approvals',
+      { state: 'pending' }
+    );
+    const count = (body.approvals ?? []).filter(a => a.can_decide).length;
+    this._badge.textContent = String(count);
+    this._badge.hidden = count === 0;
+    this._badge.title = `${count} request(s) you may approve`;
+  }
+
+  private _badge = h('span', {
+    class: 'jp-gov-badge jp-gov-count',
+    'data-testid': 'approvals-count',
+    hidden: true
+  });
+  private _countPoll: Poll;
 
   readonly audit: AuditPanel;
   readonly approvals: ApprovalsPanel;

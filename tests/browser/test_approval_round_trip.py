@@ -108,7 +108,9 @@ def test_masked_query_then_approval_given_in_the_panel(page, lab: Lab):
     request_button.click()
     expect(notebook.get_by_text("PENDING")).to_be_visible()
 
-    # 3. dave approves it from the Approvals tab.
+    # 3. the Approvals tab counts it for dave, who approves it there.
+    badge = sidebar.locator('[data-testid="approvals-count"]')
+    expect(badge).to_have_text("1", timeout=60_000)
     sidebar.locator('.jp-gov-tab[data-tab="approvals"]').click()
     item = sidebar.locator(".jp-gov-approval", has_text="Alice")
     expect(item).to_be_visible(timeout=60_000)
@@ -120,3 +122,4 @@ def test_masked_query_then_approval_given_in_the_panel(page, lab: Lab):
     # 4. the requester's widget turns approved and shows the result of the UPDATE.
     expect(notebook.get_by_text("approved by Dave")).to_be_visible(timeout=60_000)
     expect(notebook.get_by_text("USED")).to_be_visible()
+    expect(badge).to_be_hidden(timeout=60_000)
