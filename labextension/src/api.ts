@@ -88,6 +88,17 @@ export interface IPolicySummary {
   masks?: Record<string, Record<string, string>>;
   row_filters?: { id: string; table: string; roles: string[] }[];
   approval_rules?: { id: string; description: string; approvers: string[] }[];
+  /** What applies to the server's own identity. */
+  you?: {
+    subject?: string;
+    display_name?: string;
+    verified?: boolean;
+    roles?: string[];
+    masks?: Record<string, string>;
+    approve?: string[];
+    need_approval?: string[];
+    error?: string;
+  };
 }
 
 /** A pending approval, as far as the panel needs to know it (the module is still coming). */

@@ -1,8 +1,8 @@
 /**
  * The Policy tab: what the server's policy says (roles, connections, masks, approval rules).
  *
- * It reads `GET policy`, which answers `{}` while no policy is configured for the server.
- * A richer view (who am I, which masks apply to me) comes with the lead's policy API.
+ * It reads `GET policy`; its `you` part says what applies to the current user first:
+ * their roles, the mask they get for each tag, and the approval rules that concern them.
  */
 import { Widget } from '@lumino/widgets';
 
@@ -92,6 +92,47 @@ export class PolicyPanel extends Widget {
     ];
     if (summary.origin) {
       out.push(h('p', { class: 'jp-gov-muted' }, summary.origin));
+    }
+    const you = summary.you;
+    if (you && !you.error) {
+      const yourMasks = Object.entries(you.masks ?? {});
+      out.push(
+        h('h4', {}, 'You'),
+        h(
+          'div',
+          { class: 'jp-gov-policy-you', 'data-testid': 'policy-you' },
+          h(
+            'p',
+            {},
+            h('strong', {}, you.display_name ?? you.subject ?? '?'),
+            ` (${you.verified ? 'verified' : 'unverified'}) · roles: ` +
+              ((you.roles ?? []).join(', ') || 'none')
+          ),
+          yourMasks.length
+            ? h(
+                'ul',
+                {},
+                ...yourMasks.map(([tag, mask]) =>
+                  h('li', {}, h('code', {}, tag), ` → ${mask}`)
+                )
+              )
+            : null,
+          (you.need_approval ?? []).length
+            ? h(
+                'p',
+                { class: 'jp-gov-muted' },
+                `Needs approval: ${(you.need_approval ?? []).join(', ')}`
+              )
+            : null,
+          (you.approve ?? []).length
+            ? h(
+                'p',
+                { class: 'jp-gov-muted' },
+                `You approve: ${(you.approve ?? []).join(', ')}`
+              )
+            : null
+        )
+      );
     }
     const roles = summary.roles ?? [];
     if (roles.length) {

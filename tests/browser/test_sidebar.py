@@ -341,6 +341,10 @@ def test_other_tabs(page, seeded_lab: Lab, tmp_path: Path):
     sidebar.locator('.jp-gov-tab[data-tab="policy"]').click()
     expect(sidebar.locator(".jp-gov-policy-title")).to_contain_text("demo")
     expect(sidebar.locator(".jp-gov-policy-roles")).to_contain_text("analyst")
+    you = sidebar.locator('[data-testid="policy-you"]')  # the server approves as dave
+    expect(you).to_contain_text("Dave")
+    expect(you).to_contain_text("roles: approver")
+    expect(you).to_contain_text("email → email")
     sidebar.screenshot(path=tmp_path / "policy.png")
     sidebar.locator('.jp-gov-tab[data-tab="audit"]').click()
     expect(sidebar.locator(".jp-gov-audit")).to_be_visible()
