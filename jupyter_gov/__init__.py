@@ -40,6 +40,7 @@ def __getattr__(name: str) -> Any:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'jupyter_gov' has no attribute {name!r}")
 
+
 __all__ = [
     "ApprovalRequired",
     "GovError",

@@ -68,7 +68,6 @@ class StatementInfo:
     kind: str
     tables: list[TableRef] = field(default_factory=list)
     functions: list[tuple[str, exp.Func]] = field(default_factory=list)
-    table_functions: list[tuple[str, exp.Expr]] = field(default_factory=list)
     fingerprint: str = ""
     normalized: str = ""
 
@@ -131,20 +130,19 @@ def describe(
     for node in expression.walk():
         if isinstance(node, exp.Table):
             info.tables.append(_resolve_table(node, catalog_tables, results))
-            if not isinstance(node.this, exp.Identifier) and node.this is not None:
-                info.table_functions.append((_function_name(node.this), node))
         elif isinstance(node, (exp.Unnest, exp.Lateral)) and isinstance(
             node.parent, (exp.From, exp.Join)
         ):
-            info.table_functions.append((type(node).__name__.lower(), node))
+            continue  # a row source over expressions, not a call to check
         elif isinstance(node, exp.Func) and not isinstance(node.parent, exp.Table):
-            info.functions.append((_function_name(node), node))
+            info.functions.append((function_name(node), node))
     info.normalized = normalize(expression, dialect)
     info.fingerprint = hashlib.sha256(info.normalized.encode()).hexdigest()[:16]
     return info
 
 
-def _function_name(node: exp.Expr) -> str:
+def function_name(node: exp.Expr) -> str:
+    """sqlglot's canonical name for a known function, the written name for others."""
     if isinstance(node, exp.Anonymous):
         return str(node.name).lower()
     if isinstance(node, exp.Func):

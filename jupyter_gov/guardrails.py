@@ -16,7 +16,7 @@ from typing import Literal
 from sqlglot import exp
 from sqlglot.optimizer.simplify import simplify
 
-from jupyter_gov.analysis import READ_ROOTS, WRITE_ROOTS, StatementInfo
+from jupyter_gov.analysis import READ_ROOTS, WRITE_ROOTS, StatementInfo, function_name
 from jupyter_gov.functions import function_allowed, table_function_allowed
 from jupyter_gov.identity import Identity
 from jupyter_gov.policy import Connection, Policy
@@ -177,7 +177,7 @@ def check_statement(info: StatementInfo, ctx: Context, index: int = 0) -> list[F
                 "of the connection instead.",
             )
         elif ref.kind == "function":
-            name = _table_function_name(ref.node)
+            name = function_name(ref.node.this)
             if name in _FILE_READERS:
                 deny(
                     "file-read",
@@ -217,15 +217,6 @@ def check_statement(info: StatementInfo, ctx: Context, index: int = 0) -> list[F
     if info.is_write:
         findings.extend(_check_write(info, ctx, index))
     return _dedupe(findings)
-
-
-def _table_function_name(table: exp.Table) -> str:
-    this = table.this
-    if isinstance(this, exp.Anonymous):
-        return str(this.name).lower()
-    if isinstance(this, exp.Func):
-        return this.sql_name().lower()
-    return type(this).__name__.lower()
 
 
 def _check_write(info: StatementInfo, ctx: Context, index: int) -> list[Finding]:

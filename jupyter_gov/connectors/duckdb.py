@@ -92,9 +92,6 @@ class DuckDBConnector:
                 message = scrub_text(str(error).split("\n")[0])
                 raise QueryFailed(f"DuckDB rejected the governed statement: {message}") from error
 
-    def changed_rows(self) -> int | None:
-        return None
-
     def register_result(self, name: str, table: pa.Table) -> None:
         with self._lock:
             self.con.register(name, table)
