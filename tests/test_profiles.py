@@ -1,0 +1,249 @@
+"""Backend profiles and their registry: one profile per engine, found by URL scheme."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import replace
+from importlib.metadata import EntryPoint
+
+import pytest
+from sqlglot import exp
+
+from jupyter_gov import functions, guardrails
+from jupyter_gov.connectors import registry
+from jupyter_gov.connectors.base import Catalog
+from jupyter_gov.connectors.duckdb import PROFILE as DUCKDB
+from jupyter_gov.connectors.duckdb import DuckDBConnector
+from jupyter_gov.connectors.profile import MaskDialect, MaskUnsupported, Profile
+from jupyter_gov.errors import ConnectionFailed, GovError
+from jupyter_gov.masking import mask_expression
+from jupyter_gov.policy import Connection, MaskSpec
+
+RENDERING_ONLY = {
+    "postgresql://u@h/db": "PostgreSQL",
+    "mysql://u@h/db": "MySQL/MariaDB",
+    "mariadb://u@h/db": "MySQL/MariaDB",
+    "sqlite:///tmp/x.db": "SQLite",
+    "sc://localhost:15002": "Spark SQL",
+    "snowflake://acct/db": "Snowflake",
+    "bigquery://project/dataset": "BigQuery",
+    "trino://h:8080/hive": "Trino",
+    "databricks://token@host": "Databricks SQL",
+    "redshift://u@h:5439/db": "Amazon Redshift",
+}
+
+#: A third-party profile, as a plug-in package would expose it.
+PLUGIN = Profile(
+    name="clickhouse",
+    title="ClickHouse",
+    schemes=("clickhouse",),
+    dialect="clickhouse",
+    paramstyle="pyformat",
+    default_schema="default",
+    catalog_query="SELECT 1",
+)
+
+
+class _NoSha(MaskDialect):
+    def sha256_hex(self, text: exp.Expr) -> exp.Expr:
+        raise MaskUnsupported("it has no SHA-256 function")
+
+
+NO_SHA = replace(PLUGIN, name="nosha", title="NoShaDB", schemes=("nosha",), dialect="tsql",
+                 masks=_NoSha())  # fmt: skip
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An empty registry that loads again, with the entry points a test provides."""
+    monkeypatch.setattr(registry, "_by_name", {})
+    monkeypatch.setattr(registry, "_by_scheme", {})
+    monkeypatch.setattr(registry, "_loaded", False)
+    yield
+
+
+def _plugins(monkeypatch: pytest.MonkeyPatch, *values: str) -> None:
+    points = [EntryPoint(f"p{i}", v, registry.ENTRY_POINT_GROUP) for i, v in enumerate(values)]
+    monkeypatch.setattr(registry, "entry_points", lambda group: points)
+
+
+def test_duckdb_url_opens_through_its_profile() -> None:
+    connector = registry.open_connector(Connection("scratch", "duckdb:memory"))
+    try:
+        assert isinstance(connector, DuckDBConnector)
+        assert registry.profile_for_url("duckdb:memory") is DUCKDB
+    finally:
+        connector.close()
+
+
+@pytest.mark.parametrize("url,title", sorted(RENDERING_ONLY.items()))
+def test_rendering_only_backend_says_in_one_sentence_its_connector_is_not_installed(
+    url: str, title: str
+) -> None:
+    with pytest.raises(ConnectionFailed) as raised:
+        registry.open_connector(Connection("warehouse", url))
+    message = str(raised.value)
+    assert f"the {title} connector is not installed yet" in message
+    assert message.count(". ") == 0 and message.endswith(".")
+
+
+def test_misspelt_scheme_suggests_the_closest_known_one() -> None:
+    with pytest.raises(registry.UnknownBackend, match="did you mean 'postgres'"):
+        registry.open_connector(Connection("pg", "postgress://u@h/db"))
+
+
+def test_unknown_scheme_error_never_echoes_the_url_and_its_secret() -> None:
+    for url in ("oracel://scott:s3cret@h/db", "scott:s3cret"):
+        with pytest.raises(registry.UnknownBackend) as raised:
+            registry.open_connector(Connection("ora", url))
+        assert "s3cret" not in str(raised.value)
+
+
+def test_driver_suffix_of_a_sqlalchemy_url_is_ignored() -> None:
+    assert registry.profile_for_url("mysql+pymysql://u@h/db").name == "mysql"
+    assert registry.profile_for_url("postgresql+psycopg://u@h/db").name == "postgres"
+
+
+def test_every_builtin_profile_answers_each_of_its_schemes_and_its_dialect() -> None:
+    found = registry.profiles()
+    assert set(registry.BUILTIN) <= set(found)
+    for profile in found.values():
+        for scheme in profile.schemes:
+            assert registry.profile_for_url(f"{scheme}://x") is profile
+        assert registry.profile_for_dialect(profile.dialect) is profile
+
+
+def test_dialect_no_profile_speaks_has_no_profile() -> None:
+    assert registry.profile_for_dialect("tsql") is None
+
+
+def test_plugin_profile_is_found_through_the_entry_point_group(
+    fresh_registry: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _plugins(monkeypatch, "test_profiles:PLUGIN")
+    assert registry.profile_for_url("clickhouse://h/db") is PLUGIN
+    with pytest.raises(ConnectionFailed, match="ClickHouse connector is not installed yet"):
+        registry.open_connector(Connection("ch", "clickhouse://h/db"))
+
+
+def test_plugin_cannot_take_over_the_duckdb_scheme(
+    fresh_registry: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    impostor = replace(PLUGIN, name="evil", schemes=("duckdb",), lockdown={})
+    monkeypatch.setattr("test_profiles.IMPOSTOR", impostor, raising=False)
+    _plugins(monkeypatch, "test_profiles:IMPOSTOR")
+    with pytest.warns(UserWarning, match="would take over duckdb"):
+        assert registry.profile_for_url("duckdb:demo") is DUCKDB
+
+
+def test_broken_plugin_is_ignored_with_a_warning_and_duckdb_still_opens(
+    fresh_registry: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _plugins(monkeypatch, "no_such_module_anywhere:PROFILE", "test_profiles:RENDERING_ONLY")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert registry.profile_for_url("duckdb:demo") is DUCKDB
+    assert len(caught) == 2 and all(
+        "ignored the connector plug-in" in str(w.message) for w in caught
+    )
+
+
+def test_duckdb_profile_references_the_allow_lists_it_declares() -> None:
+    assert DUCKDB.functions is functions.DIALECT_FUNCTIONS["duckdb"]
+    assert DUCKDB.file_readers == frozenset(guardrails._FILE_READERS)
+
+
+def test_duckdb_connection_has_every_lockdown_setting_its_profile_declares() -> None:
+    connector = DuckDBConnector("scratch", "duckdb:memory")
+    try:
+        for setting, declared in DUCKDB.lockdown.items():
+            actual = connector.con.execute(f"SELECT current_setting('{setting}')").fetchone()[0]
+            assert actual == declared, setting
+    finally:
+        connector.close()
+
+
+def test_catalog_types_are_read_in_the_engine_dialect() -> None:
+    rows = [("test", "t", "flag", "tinyint(1)"), ("test", "t", "body", "longtext")]
+    catalog = Catalog.from_rows(rows, default_schema="test", dialect="mysql")
+    columns = catalog.get("t").columns
+    assert columns["body"].is_type(*exp.DataType.TEXT_TYPES)
+    assert columns["flag"].this == exp.DataType.Type.TINYINT
+
+
+@pytest.mark.parametrize(
+    "style,expected,names",
+    [
+        ("dollar", "$g_k1 || $g_k1 || $u_x", ("g_k1", "u_x")),
+        ("dollar_numeric", "$1 || $2 || $3", ("g_k1", "g_k1", "u_x")),
+        ("qmark", "? || ? || ?", ("g_k1", "g_k1", "u_x")),
+        ("named", ":g_k1 || :g_k1 || :u_x", ("g_k1", "u_x")),
+        ("pyformat", "%(g_k1)s || %(g_k1)s || %(u_x)s", ("g_k1", "u_x")),
+    ],
+)
+def test_profile_renders_placeholders_in_its_paramstyle(
+    style: str, expected: str, names: tuple[str, ...]
+) -> None:
+    profile = replace(DUCKDB, paramstyle=style)
+    expression = exp.DPipe(
+        this=exp.DPipe(this=exp.Placeholder(this="g_k1"), expression=exp.Placeholder(this="g_k1")),
+        expression=exp.Placeholder(this="u_x"),
+    )
+    rendered = profile.render(exp.select(expression))
+    assert rendered.sql == f"SELECT {expected}"
+    assert rendered.names == names
+
+
+def test_pyformat_rendering_doubles_literal_percent_signs() -> None:
+    profile = registry.profiles()["mysql"]
+    tree = exp.select(exp.Literal.string("50%")).where(
+        exp.EQ(this=exp.column("a"), expression=exp.Placeholder(this="g_user_region"))
+    )
+    assert profile.render(tree).sql == "SELECT '50%%' WHERE a = %(g_user_region)s"
+
+
+def test_mask_in_a_dialect_no_profile_speaks_names_the_mask_and_the_dialect() -> None:
+    with pytest.raises(MaskUnsupported, match="The hash mask cannot be rendered in the 'tsql'"):
+        mask_expression(MaskSpec("hash"), exp.column("c"), exp.DataType.build("TEXT"), "t", "tsql")
+
+
+def test_mask_an_engine_cannot_spell_names_the_mask_and_the_engine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry.profiles()
+    monkeypatch.setitem(registry._by_name, "nosha", NO_SHA)
+    with pytest.raises(GovError) as raised:
+        mask_expression(MaskSpec("token"), exp.column("c"), exp.DataType.build("TEXT"), "t", "tsql")
+    assert str(raised.value).startswith("The token mask cannot be rendered for NoShaDB")
+    partial = MaskSpec("partial", keep_last=4)
+    assert mask_expression(partial, exp.column("c"), exp.DataType.build("TEXT"), "t", "tsql")
+
+
+@pytest.fixture
+def nosha_session(session_for, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Bob on the demo data, through a connection whose dialect only the NoShaDB profile speaks."""
+    from importlib.resources import files
+
+    from jupyter_gov.policy import Policy
+
+    registry.profiles()
+    monkeypatch.setitem(registry._by_name, "nosha", NO_SHA)
+    text = (files("jupyter_gov.policy") / "demo.yaml").read_text()
+    text = text.replace('url: "duckdb:demo"', 'url: "duckdb:demo"\n    dialect: tsql')
+    return session_for("bob", Policy.from_text(text))
+
+
+def test_reading_a_column_whose_mask_the_engine_cannot_render_is_denied_at_plan_time(
+    nosha_session,  # type: ignore[no-untyped-def]
+) -> None:
+    plan = nosha_session.explain("SELECT full_name FROM customers")
+    assert plan.decision == "deny"
+    assert plan.rules == ["mask-unsupported"]
+    assert plan.reasons[0].startswith("The token mask cannot be rendered for NoShaDB")
+
+
+def test_unrenderable_mask_is_never_sent_even_as_sql(nosha_session) -> None:  # type: ignore[no-untyped-def]
+    plan = nosha_session.explain("SELECT customer_id, email FROM customers")
+    assert plan.decision == "allow"  # full_name is not read: it is projected as a typed NULL
+    assert "SHA" not in plan.rewritten_sql.upper()
