@@ -247,3 +247,165 @@ def test_unrenderable_mask_is_never_sent_even_as_sql(nosha_session) -> None:  # 
     plan = nosha_session.explain("SELECT customer_id, email FROM customers")
     assert plan.decision == "allow"  # full_name is not read: it is projected as a typed NULL
     assert "SHA" not in plan.rewritten_sql.upper()
+
+
+# -- the same masked value on every engine ------------------------------------------------
+
+KEY = "5f1c0e7a9b3d2c4e6f8a0b1c2d3e4f5061728394a5b6c7d8e9f00112233445566"
+TEXTS = (
+    "alice@example.com",
+    "José Müller-Ñúñez",
+    "123-45-6789",
+    "ab",
+    "",
+    "no at sign",
+    "Call +1 (555) 123-4567 or mail bob.smith@corp.io; card 4111 1111 1111 1111, ssn 123-45-6789",
+    None,
+)
+CASES: dict[str, tuple[MaskSpec, str, tuple[object, ...]]] = {
+    "hash text": (MaskSpec("hash"), "VARCHAR", TEXTS),
+    "hash int": (MaskSpec("hash"), "INT", (42, -7, 0, None)),
+    "token text": (MaskSpec("token", value="person"), "VARCHAR", TEXTS),
+    "partial 2+2": (MaskSpec("partial", keep_first=2, keep_last=2), "VARCHAR", TEXTS),
+    "partial last 4": (MaskSpec("partial", keep_last=4), "VARCHAR", TEXTS),
+    "email": (MaskSpec("email"), "VARCHAR", TEXTS),
+    "year date": (MaskSpec("year"), "DATE", ("2024-05-17", "1999-12-31", None)),
+    "year timestamp": (MaskSpec("year"), "TIMESTAMP", ("2024-05-17 13:45:10", None)),
+    "redact text": (MaskSpec("redact"), "VARCHAR", TEXTS),
+    "redact int": (MaskSpec("redact"), "INT", (42, None)),
+    "null int": (MaskSpec("null"), "INT", (42, None)),
+    "deny text": (MaskSpec("deny"), "VARCHAR", ("secret", None)),
+    "scrub": (MaskSpec("scrub"), "VARCHAR", TEXTS),
+}
+
+
+def _literal(value: object, type_name: str, dialect: str) -> exp.Expr:
+    dtype = exp.DataType.build(type_name)
+    if value is None:
+        return exp.cast(exp.null(), dtype)
+    literal = exp.convert(value)
+    # SQLite has no date types: its dates are ISO text, which is what a typed cast would mangle.
+    return literal if dialect == "sqlite" else exp.cast(literal, dtype)
+
+
+def _masked_values(engine: str, run, case: str) -> list[str | None]:  # type: ignore[no-untyped-def]
+    spec, type_name, values = CASES[case]
+    profile = registry.profiles()[engine]
+    out = []
+    for value in values:
+        ref = _literal(value, type_name, profile.dialect)
+        masked = mask_expression(spec, ref, exp.DataType.build(type_name), "ssn", profile.dialect)
+        rendered = profile.render(exp.select(exp.alias_(masked, "v")))
+        result = run(rendered.sql, [KEY for _ in rendered.names])
+        out.append(None if result is None else str(result))
+    return out
+
+
+def _duckdb_runner():  # type: ignore[no-untyped-def]
+    import duckdb
+
+    con = duckdb.connect()
+
+    def run(sql: str, params: list[str]) -> object:
+        return con.execute(sql, {"g_k1": KEY} if params else None).fetchone()[0]
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def duckdb_values() -> dict[str, list[str | None]]:
+    run = _duckdb_runner()
+    return {case: _masked_values("duckdb", run, case) for case in CASES}
+
+
+@pytest.fixture(scope="module")
+def sqlite_run() -> Iterator:  # type: ignore[type-arg]
+    import sqlite3
+
+    con = sqlite3.connect(":memory:")
+    for name, (arguments, function) in registry.profiles()["sqlite"].udfs.items():
+        con.create_function(name, arguments, function, deterministic=True)
+    yield lambda sql, params: con.execute(sql, {"g_k1": KEY} if params else {}).fetchone()[0]
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def postgres_run() -> Iterator:  # type: ignore[type-arg]
+    from tests.conftest import require_server
+
+    try:
+        import adbc_driver_postgresql.dbapi as pg
+
+        con = pg.connect("postgresql://postgres@127.0.0.1:5432/test")
+    except Exception:
+        require_server("PostgreSQL at 127.0.0.1:5432 (user postgres, db test)")
+    cursor = con.cursor()
+
+    def run(sql: str, params: list[str]) -> object:
+        cursor.execute(sql, params or None)
+        return cursor.fetchone()[0]
+
+    yield run
+    cursor.close()
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def mariadb_run() -> Iterator:  # type: ignore[type-arg]
+    from tests.conftest import require_server
+
+    try:
+        import pymysql
+
+        con = pymysql.connect(
+            host="127.0.0.1", port=3306, user="root", database="test", charset="utf8mb4"
+        )
+    except Exception:
+        require_server("MariaDB at 127.0.0.1:3306 (user root, db test)")
+    cursor = con.cursor()
+
+    def run(sql: str, params: list[str]) -> object:
+        cursor.execute(sql, {"g_k1": KEY})  # pyformat: always a mapping, so %% is unescaped
+        return cursor.fetchone()[0]
+
+    yield run
+    cursor.close()
+    con.close()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_sqlite_masks_return_the_same_values_as_duckdb(
+    case: str,
+    sqlite_run,
+    duckdb_values: dict[str, list[str | None]],  # type: ignore[no-untyped-def]
+) -> None:
+    assert _masked_values("sqlite", sqlite_run, case) == duckdb_values[case]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_postgres_masks_return_the_same_values_as_duckdb(
+    case: str,
+    postgres_run,
+    duckdb_values: dict[str, list[str | None]],  # type: ignore[no-untyped-def]
+) -> None:
+    assert _masked_values("postgres", postgres_run, case) == duckdb_values[case]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_mariadb_masks_return_the_same_values_as_duckdb(
+    case: str,
+    mariadb_run,
+    duckdb_values: dict[str, list[str | None]],  # type: ignore[no-untyped-def]
+) -> None:
+    assert _masked_values("mysql", mariadb_run, case) == duckdb_values[case]
+
+
+def test_hash_is_a_keyed_sha256_in_lower_case_hex_on_duckdb(
+    duckdb_values: dict[str, list[str | None]],
+) -> None:
+    import hashlib
+
+    expected = hashlib.sha256((KEY + "alice@example.com").encode()).hexdigest()
+    assert duckdb_values["hash text"][0] == expected
