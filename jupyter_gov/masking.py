@@ -25,7 +25,7 @@ from sqlglot import exp
 
 from jupyter_gov.analysis import template_to_placeholders
 from jupyter_gov.connectors.base import TableEntry
-from jupyter_gov.connectors.profile import MaskDialect, MaskUnsupported
+from jupyter_gov.connectors.profile import MaskDialect, MaskUnsupported, is_text
 from jupyter_gov.connectors.registry import profile_for_dialect
 from jupyter_gov.errors import PolicyError
 from jupyter_gov.identity import Identity
@@ -152,10 +152,6 @@ def _filter_condition(
 # -- mask functions -----------------------------------------------------------------------
 
 
-def _is_text(dtype: exp.DataType) -> bool:
-    return dtype.is_type(*exp.DataType.TEXT_TYPES) or dtype.this == exp.DataType.Type.UNKNOWN
-
-
 def _is_temporal(dtype: exp.DataType) -> bool:
     return dtype.is_type(*exp.DataType.TEMPORAL_TYPES)
 
@@ -225,7 +221,7 @@ def _mask(
     if function in ("null", "deny"):
         return blocks.typed_null(dtype)
     if function == "redact":
-        if _is_text(dtype):
+        if is_text(dtype):
             return _when_not_null(ref, exp.Literal.string(spec.value or _REDACTED))
         return blocks.typed_null(dtype)
     if function == "hash":

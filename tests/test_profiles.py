@@ -289,16 +289,21 @@ def _literal(value: object, type_name: str, dialect: str) -> exp.Expr:
 
 
 def _masked_values(engine: str, run, case: str) -> list[str | None]:  # type: ignore[no-untyped-def]
+    """One row, a column per value: ``SELECT mask(v1) AS v0, mask(v2) AS v1, ...``."""
     spec, type_name, values = CASES[case]
     profile = registry.profiles()[engine]
-    out = []
-    for value in values:
-        ref = _literal(value, type_name, profile.dialect)
-        masked = mask_expression(spec, ref, exp.DataType.build(type_name), "ssn", profile.dialect)
-        rendered = profile.render(exp.select(exp.alias_(masked, "v")))
-        result = run(rendered.sql, [KEY for _ in rendered.names])
-        out.append(None if result is None else str(result))
-    return out
+    dtype = exp.DataType.build(type_name)
+    columns = [
+        exp.alias_(
+            mask_expression(spec, _literal(value, type_name, profile.dialect), dtype, "ssn",
+                            profile.dialect),
+            f"v{index}",
+        )
+        for index, value in enumerate(values)
+    ]  # fmt: skip
+    rendered = profile.render(exp.select(*columns))
+    row = run(rendered.sql, [KEY for _ in rendered.names])
+    return [None if value is None else str(value) for value in row]
 
 
 def _duckdb_runner():  # type: ignore[no-untyped-def]
@@ -307,7 +312,7 @@ def _duckdb_runner():  # type: ignore[no-untyped-def]
     con = duckdb.connect()
 
     def run(sql: str, params: list[str]) -> object:
-        return con.execute(sql, {"g_k1": KEY} if params else None).fetchone()[0]
+        return con.execute(sql, {"g_k1": KEY} if params else None).fetchone()
 
     return run
 
@@ -325,7 +330,7 @@ def sqlite_run() -> Iterator:  # type: ignore[type-arg]
     con = sqlite3.connect(":memory:")
     for name, (arguments, function) in registry.profiles()["sqlite"].udfs.items():
         con.create_function(name, arguments, function, deterministic=True)
-    yield lambda sql, params: con.execute(sql, {"g_k1": KEY} if params else {}).fetchone()[0]
+    yield lambda sql, params: con.execute(sql, {"g_k1": KEY} if params else {}).fetchone()
     con.close()
 
 
@@ -343,7 +348,7 @@ def postgres_run() -> Iterator:  # type: ignore[type-arg]
 
     def run(sql: str, params: list[str]) -> object:
         cursor.execute(sql, params or None)
-        return cursor.fetchone()[0]
+        return cursor.fetchone()
 
     yield run
     cursor.close()
@@ -366,11 +371,43 @@ def mariadb_run() -> Iterator:  # type: ignore[type-arg]
 
     def run(sql: str, params: list[str]) -> object:
         cursor.execute(sql, {"g_k1": KEY})  # pyformat: always a mapping, so %% is unescaped
-        return cursor.fetchone()[0]
+        return cursor.fetchone()
 
     yield run
     cursor.close()
     con.close()
+
+
+@pytest.fixture(scope="module")
+def spark_run() -> Iterator:  # type: ignore[type-arg]
+    """A local Spark session (classic, one core): the JVM costs seconds, so once per module."""
+    import importlib.util
+    import shutil
+
+    from tests.conftest import require_server
+
+    if importlib.util.find_spec("pyspark") is None or shutil.which("java") is None:
+        require_server("pyspark and a Java runtime for a local Spark session")
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.master("local[1]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "1")
+        .getOrCreate()
+    )
+    yield lambda sql, params: tuple(spark.sql(sql, args={"g_k1": KEY} if params else None).first())
+    spark.stop()
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_spark_masks_return_the_same_values_as_duckdb(
+    case: str,
+    spark_run,
+    duckdb_values: dict[str, list[str | None]],  # type: ignore[no-untyped-def]
+) -> None:
+    assert _masked_values("spark", spark_run, case) == duckdb_values[case]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -54,7 +54,8 @@ def call(name: str, *args: exp.Expr) -> exp.Expr:
     return exp.Anonymous(this=name, expressions=list(args))
 
 
-def _is_text(dtype: exp.DataType) -> bool:
+def is_text(dtype: exp.DataType) -> bool:
+    """Text, or a type the catalog could not name (treated as text, so it is masked as such)."""
     return dtype.is_type(*exp.DataType.TEXT_TYPES) or dtype.this == exp.DataType.Type.UNKNOWN
 
 
@@ -109,7 +110,7 @@ class MaskDialect:
         return exp.cast(exp.DateTrunc(this=ref, unit=exp.var("YEAR")), dtype.copy())
 
     def as_text(self, ref: exp.Expr, dtype: exp.DataType) -> exp.Expr:
-        return ref if _is_text(dtype) else exp.cast(ref, exp.DataType.build("VARCHAR"))
+        return ref if is_text(dtype) else exp.cast(ref, exp.DataType.build("VARCHAR"))
 
     def typed_null(self, dtype: exp.DataType) -> exp.Expr:
         return exp.cast(exp.null(), dtype.copy())
@@ -162,8 +163,7 @@ class Profile:
             hint = f" ({self.install_hint})" if self.install_hint else ""
             raise ConnectionFailed(
                 f"Connection {connection.name!r} is a {self.title} URL, but the {self.title} "
-                f"connector is not installed yet{hint}; jupyter-gov can only render and "
-                "explain governed SQL for it."
+                f"connector is not installed yet{hint}; use a duckdb: connection until it is."
             )
         return self.connect(connection)
 
