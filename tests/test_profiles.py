@@ -10,7 +10,7 @@ from importlib.metadata import EntryPoint
 import pytest
 from sqlglot import exp
 
-from jupyter_gov import functions, guardrails
+from jupyter_gov import functions, guardrails, masking
 from jupyter_gov.connectors import registry
 from jupyter_gov.connectors.base import Catalog
 from jupyter_gov.connectors.duckdb import PROFILE as DUCKDB
@@ -446,3 +446,47 @@ def test_hash_is_a_keyed_sha256_in_lower_case_hex_on_duckdb(
 
     expected = hashlib.sha256((KEY + "alice@example.com").encode()).hexdigest()
     assert duckdb_values["hash text"][0] == expected
+
+
+# -- the wrong SQL each dialect used to get ------------------------------------------------
+
+
+def _render(mask: MaskSpec, dialect: str, type_name: str = "VARCHAR") -> str:
+    masked = mask_expression(mask, exp.column("c"), exp.DataType.build(type_name), "t", dialect)
+    return masked.sql(dialect=dialect)
+
+
+def test_mysql_scrub_passes_no_flags_mysql_would_read_as_a_position() -> None:
+    import sqlglot
+
+    tree = sqlglot.parse_one(_render(MaskSpec("scrub"), "mysql"), read="mysql")
+    calls = [f for f in tree.find_all(exp.Func) if f.sql("mysql").startswith("REGEXP_REPLACE")]
+    assert calls and all(len(list(f.iter_expressions())) == 3 for f in calls)
+
+
+def test_postgres_scrub_passes_the_global_flag_exactly_once() -> None:
+    sql = _render(MaskSpec("scrub"), "postgres")
+    assert "'gg'" not in sql and sql.count(", 'g')") == len(masking.DEFAULT_SCRUB)
+
+
+def test_postgres_hash_digests_the_utf8_bytes_of_the_text() -> None:
+    assert "ENCODE(SHA256(CONVERT_TO(" in _render(MaskSpec("hash"), "postgres")
+
+
+@pytest.mark.parametrize(
+    "mask,type_name",
+    [
+        (MaskSpec("hash"), "VARCHAR"),
+        (MaskSpec("token"), "INT"),
+        (MaskSpec("partial", keep_first=1, keep_last=2), "VARCHAR"),
+        (MaskSpec("scrub"), "VARCHAR"),
+        (MaskSpec("year"), "DATE"),
+    ],
+)
+def test_sqlite_masks_call_no_function_sqlite_lacks(mask: MaskSpec, type_name: str) -> None:
+    import re
+
+    sql = _render(mask, "sqlite", type_name).upper()
+    called = set(re.findall(r"\b([A-Z_0-9]+)\(", sql))
+    assert not called & {"SHA2", "SHA256", "REGEXP_REPLACE", "REPEAT", "LEFT", "RIGHT", "TRUNC",
+                         "DATE_TRUNC"}  # fmt: skip

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import threading
 import warnings
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
@@ -48,6 +49,7 @@ BUILTIN = (
 _by_name: dict[str, Profile] = {}
 _by_scheme: dict[str, Profile] = {}
 _loaded = False
+_lock = threading.RLock()
 
 
 class UnknownBackend(ConnectionFailed):
@@ -76,9 +78,15 @@ def unregister(name: str) -> None:
 
 def _load() -> None:
     global _loaded
-    if _loaded:
-        return
-    _loaded = True
+    # Other threads (the server extension's) wait for a complete registry; a plug-in that
+    # looks profiles up while being loaded, in this thread, sees the built-ins.
+    with _lock:
+        if not _loaded:
+            _loaded = True
+            _register_all()
+
+
+def _register_all() -> None:
     for module in BUILTIN:
         register(importlib.import_module(f"jupyter_gov.connectors.{module}").PROFILE)
     for entry in entry_points(group=ENTRY_POINT_GROUP):
