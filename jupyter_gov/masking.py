@@ -7,8 +7,10 @@ packing above it can only ever see masked values. Row filters run inside, on raw
 before the masks. This is how PostgreSQL Anonymizer and Superset's row-level security
 substitute tables, and how Snowflake and Databricks apply masks at read.
 
-Mask expressions are sqlglot trees, rendered in the target dialect. Keys and identity
-attributes are bound parameters (``g_*``), never literals in the SQL text.
+Mask expressions are sqlglot trees built from the building blocks of the dialect's
+profile (:class:`~jupyter_gov.connectors.profile.MaskDialect`), so a mask returns the same
+value on every engine; a mask an engine cannot spell is denied when the plan is built.
+Keys and identity attributes are bound parameters (``g_*``), never literals in the SQL.
 """
 
 from __future__ import annotations
@@ -22,34 +24,29 @@ from typing import Any
 from sqlglot import exp
 
 from jupyter_gov.analysis import template_to_placeholders
+from jupyter_gov.connectors.base import TableEntry
+from jupyter_gov.connectors.profile import MaskDialect, MaskUnsupported, is_text
+from jupyter_gov.connectors.registry import profile_for_dialect
 from jupyter_gov.errors import PolicyError
 from jupyter_gov.identity import Identity
 from jupyter_gov.policy import MaskSpec, Policy
 
 #: presidio's entity names; the ``scrub`` mask replaces each match by ``<ENTITY>``, as
 #: presidio-anonymizer's ``replace`` operator does by default. Order matters: cards and
-#: SSNs before phone numbers, which would otherwise swallow them.
+#: SSNs before phone numbers, which would otherwise swallow them. No backslashes (``[.]``
+#: for ``\.``): string-literal escaping differs between engines, bracket classes do not.
 SCRUB_PATTERNS: dict[str, str] = {
-    "EMAIL_ADDRESS": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
+    "EMAIL_ADDRESS": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+[.][A-Za-z]{2,}",
     "CREDIT_CARD": r"[0-9]{4}[ -]?[0-9]{4}[ -]?[0-9]{4}[ -]?[0-9]{1,7}",
     "US_SSN": r"[0-9]{3}-[0-9]{2}-[0-9]{4}",
-    "PHONE_NUMBER": r"\+?[0-9][0-9() .-]{7,}[0-9]",
-    "IP_ADDRESS": r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}",
+    "PHONE_NUMBER": r"[+]?[0-9][0-9() .-]{7,}[0-9]",
+    "IP_ADDRESS": r"[0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}",
 }
 DEFAULT_SCRUB = ("EMAIL_ADDRESS", "CREDIT_CARD", "US_SSN", "PHONE_NUMBER")
 
 #: Partial masks never reveal part of a value shorter than kept characters plus this.
 _MIN_HIDDEN = 4
 _REDACTED = "****"
-
-
-@dataclass(frozen=True)
-class TableEntry:
-    """A catalog table: its schema and its columns with sqlglot data types, in order."""
-
-    schema: str
-    name: str
-    columns: Mapping[str, exp.DataType]
 
 
 @dataclass
@@ -60,6 +57,9 @@ class MaskedSource:
     masks: dict[str, MaskSpec] = field(default_factory=dict)  # column -> mask, masked only
     tags: dict[str, tuple[str, ...]] = field(default_factory=dict)  # column -> tags
     filters: tuple[str, ...] = ()  # row filter ids applied
+    #: column -> why its mask cannot be rendered for this engine; the column is projected as
+    #: NULL and a statement that reads it is denied when the plan is built.
+    unrenderable: dict[str, str] = field(default_factory=dict)
 
 
 def masking_keys(policy: Policy, environ: Mapping[str, str], home_key: bytes) -> dict[str, str]:
@@ -92,7 +92,13 @@ def masked_source(
         ref = exp.column(column, quoted=True)
         if spec.function != "none":
             source.masks[column] = spec
-            masked = mask_expression(spec, ref, dtype, tag=tags[0] if tags else "value")
+            try:
+                masked = mask_expression(
+                    spec, ref, dtype, tag=tags[0] if tags else "value", dialect=dialect
+                )
+            except MaskUnsupported as error:
+                source.unrenderable[column] = str(error)
+                masked = exp.cast(exp.null(), dtype.copy())
             projections.append(exp.alias_(masked, column, quoted=True))
         else:
             projections.append(ref)
@@ -146,34 +152,31 @@ def _filter_condition(
 # -- mask functions -----------------------------------------------------------------------
 
 
-def _is_text(dtype: exp.DataType) -> bool:
-    return dtype.is_type(*exp.DataType.TEXT_TYPES) or dtype.this == exp.DataType.Type.UNKNOWN
-
-
 def _is_temporal(dtype: exp.DataType) -> bool:
     return dtype.is_type(*exp.DataType.TEMPORAL_TYPES)
 
 
-def _as_text(ref: exp.Expr, dtype: exp.DataType) -> exp.Expr:
-    return ref if _is_text(dtype) else exp.cast(ref, exp.DataType.build("VARCHAR"))
+def mask_dialect(dialect: str) -> MaskDialect:
+    """The building blocks of masks for ``dialect``; raises when no profile renders it."""
+    profile = profile_for_dialect(dialect)
+    if profile is None:
+        raise MaskUnsupported(
+            f"No jupyter-gov profile renders masks in the {dialect!r} dialect; set the "
+            "connection's dialect to a supported one."
+        )
+    return profile.masks
 
 
-def _null_of(dtype: exp.DataType) -> exp.Expr:
-    return exp.cast(exp.null(), dtype.copy())
-
-
-def _keyed_hash(text: exp.Expr) -> exp.Expr:
-    """Keyed SHA-256, ``sha256(k || value)``, with a 256-bit secret key bound as a parameter.
+def _keyed_hash(blocks: MaskDialect, text: exp.Expr) -> exp.Expr:
+    """Keyed SHA-256 in lower-case hex, ``sha256(k || value)``, with a 256-bit key bound as a
+    parameter: the same digest on every engine for the same key and value.
 
     A secret prefix makes the digest a keyed pseudonym: without the key, short values
     (SSNs, phones) cannot be brute-forced from the output. Length extension lets nobody
     learn the key or a value, so the cheaper single hash is enough for masking (HMAC's
     nested form costs twice as much on every row of every masked scan).
     """
-    return exp.SHA2(
-        this=exp.DPipe(this=exp.Placeholder(this="g_k1"), expression=text),
-        length=exp.Literal.number(256),
-    )
+    return blocks.sha256_hex(blocks.concat(exp.Placeholder(this="g_k1"), text))
 
 
 def _when_not_null(ref: exp.Expr, masked: exp.Expr) -> exp.Expr:
@@ -183,70 +186,89 @@ def _when_not_null(ref: exp.Expr, masked: exp.Expr) -> exp.Expr:
     )
 
 
-def mask_expression(spec: MaskSpec, ref: exp.Expr, dtype: exp.DataType, tag: str) -> exp.Expr:
+def mask_expression(
+    spec: MaskSpec, ref: exp.Expr, dtype: exp.DataType, tag: str, dialect: str = "duckdb"
+) -> exp.Expr:
     """The sqlglot expression that masks ``ref`` (a column of type ``dtype``) per ``spec``.
 
     Masks keep the column's type where the type allows: ``null``, ``redact`` and ``year``
     do for every type; ``hash``, ``token``, ``partial``, ``email`` and ``scrub`` produce text.
+    Raises :class:`MaskUnsupported` (one sentence naming mask and engine) when the
+    dialect's profile cannot spell a block the mask needs.
     """
     function = spec.function
     if function == "none":
         return ref
+    profile = profile_for_dialect(dialect)
+    if profile is None:
+        raise MaskUnsupported(
+            f"The {function} mask cannot be rendered in the {dialect!r} dialect, which no "
+            "jupyter-gov profile speaks; set the connection's dialect to a supported one."
+        )
+    try:
+        return _mask(spec, ref, dtype, tag, profile.masks)
+    except MaskUnsupported as error:
+        raise MaskUnsupported(
+            f"The {function} mask cannot be rendered for {profile.title} ({error}); "
+            "ask an administrator to choose another mask for this column."
+        ) from error
+
+
+def _mask(
+    spec: MaskSpec, ref: exp.Expr, dtype: exp.DataType, tag: str, blocks: MaskDialect
+) -> exp.Expr:
+    function = spec.function
     if function in ("null", "deny"):
-        return _null_of(dtype)
+        return blocks.typed_null(dtype)
     if function == "redact":
-        if _is_text(dtype):
+        if is_text(dtype):
             return _when_not_null(ref, exp.Literal.string(spec.value or _REDACTED))
-        return _null_of(dtype)
+        return blocks.typed_null(dtype)
     if function == "hash":
-        return _when_not_null(ref, _keyed_hash(_as_text(ref, dtype)))
+        return _when_not_null(ref, _keyed_hash(blocks, blocks.as_text(ref, dtype)))
     if function == "token":
         prefix = (spec.value or tag).replace(" ", "_")
-        digest = exp.Substring(
-            this=_keyed_hash(_as_text(ref, dtype)),
-            start=exp.Literal.number(1),
-            length=exp.Literal.number(12),
+        digest = blocks.substring(
+            _keyed_hash(blocks, blocks.as_text(ref, dtype)), exp.Literal.number(1), 12
         )
-        return _when_not_null(
-            ref, exp.DPipe(this=exp.Literal.string(f"{prefix}_"), expression=digest)
-        )
+        return _when_not_null(ref, blocks.concat(exp.Literal.string(f"{prefix}_"), digest))
     if function == "year":
         if _is_temporal(dtype):
-            return exp.cast(exp.DateTrunc(this=ref, unit=exp.var("YEAR")), dtype.copy())
-        return _null_of(dtype)
-    text = _as_text(ref, dtype)
+            return blocks.year_start(ref, dtype)
+        return blocks.typed_null(dtype)
+    text = blocks.as_text(ref, dtype)
     if function == "partial":
-        return _partial(text, spec.keep_first, spec.keep_last)
+        return _partial(blocks, text, spec.keep_first, spec.keep_last)
     if function == "email":
-        at = exp.StrPosition(this=text.copy(), substr=exp.Literal.string("@"))
-        domain = exp.Substring(this=text.copy(), start=at)
+        at = blocks.position(text.copy(), "@")
+        domain = blocks.substring(text.copy(), at)
         return exp.Case(
             ifs=[
                 exp.If(this=exp.Is(this=text.copy(), expression=exp.null()), true=exp.null()),
                 exp.If(
                     this=exp.GT(this=at.copy(), expression=exp.Literal.number(0)),
-                    true=exp.DPipe(this=exp.Literal.string("***"), expression=domain),
+                    true=blocks.concat(exp.Literal.string("***"), domain),
                 ),
             ],
             default=exp.Literal.string(_REDACTED),
         )
     if function == "scrub":
-        return scrub_expression(text, spec.entities or DEFAULT_SCRUB)
+        return _scrub(blocks, text, spec.entities or DEFAULT_SCRUB)
     raise PolicyError(f"Unknown mask function {function!r}.")
 
 
-def _partial(text: exp.Expr, keep_first: int, keep_last: int) -> exp.Expr:
-    length = exp.Length(this=text.copy())
+def _partial(blocks: MaskDialect, text: exp.Expr, keep_first: int, keep_last: int) -> exp.Expr:
+    length = blocks.length(text.copy())
     hidden = exp.Sub(this=length.copy(), expression=exp.Literal.number(keep_first + keep_last))
     pieces: list[exp.Expr] = []
     if keep_first:
-        pieces.append(exp.Left(this=text.copy(), expression=exp.Literal.number(keep_first)))
-    pieces.append(exp.Repeat(this=exp.Literal.string("*"), times=hidden))
+        pieces.append(blocks.left(text.copy(), keep_first))
+    pieces.append(blocks.repeat("*", hidden))
     if keep_last:
-        pieces.append(exp.Right(this=text.copy(), expression=exp.Literal.number(keep_last)))
+        pieces.append(blocks.right(text.copy(), keep_last))
     joined = pieces[0]
     for piece in pieces[1:]:
-        joined = exp.DPipe(this=joined, expression=piece)
+        joined = blocks.concat(joined, piece)
     return exp.Case(
         ifs=[
             exp.If(this=exp.Is(this=text.copy(), expression=exp.null()), true=exp.null()),
@@ -261,14 +283,15 @@ def _partial(text: exp.Expr, keep_first: int, keep_last: int) -> exp.Expr:
     )
 
 
-def scrub_expression(text: exp.Expr, entities: tuple[str, ...]) -> exp.Expr:
-    """Nested ``regexp_replace`` calls that replace each entity with ``<ENTITY>``, in SQL."""
+def _scrub(blocks: MaskDialect, text: exp.Expr, entities: tuple[str, ...]) -> exp.Expr:
     out = text
     for entity in entities:
-        out = exp.RegexpReplace(
-            this=out,
-            expression=exp.Literal.string(SCRUB_PATTERNS[entity]),
-            replacement=exp.Literal.string(f"<{entity}>"),
-            modifiers=exp.Literal.string("g"),
-        )
+        out = blocks.regexp_replace_all(out, SCRUB_PATTERNS[entity], f"<{entity}>")
     return out
+
+
+def scrub_expression(
+    text: exp.Expr, entities: tuple[str, ...], dialect: str = "duckdb"
+) -> exp.Expr:
+    """Nested global regex replaces that replace each entity with ``<ENTITY>``, in SQL."""
+    return _scrub(mask_dialect(dialect), text, entities)

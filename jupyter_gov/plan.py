@@ -210,7 +210,11 @@ def _rewrite(
         )
         for column in sorted(used):
             spec = source.masks.get(column)
-            if spec is not None and spec.function == "deny":
+            if column in source.unrenderable:  # the engine cannot spell this mask: never sent
+                findings.append(
+                    Finding("deny", "mask-unsupported", source.unrenderable[column], index)
+                )
+            elif spec is not None and spec.function == "deny":
                 findings.append(
                     Finding(
                         "deny",

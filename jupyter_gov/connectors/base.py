@@ -10,7 +10,14 @@ from typing import Any, Protocol
 import pyarrow as pa
 from sqlglot import exp
 
-from jupyter_gov.masking import TableEntry
+
+@dataclass(frozen=True)
+class TableEntry:
+    """A catalog table: its schema and its columns with sqlglot data types, in order."""
+
+    schema: str
+    name: str
+    columns: Mapping[str, exp.DataType]
 
 
 @dataclass
@@ -22,11 +29,16 @@ class Catalog:
     _mapping: dict[str, dict[str, dict[str, str]]] | None = field(default=None, repr=False)
 
     @classmethod
-    def from_rows(cls, rows: list[tuple[str, str, str, str]], default_schema: str) -> Catalog:
-        """Build from ``(schema, table, column, type)`` rows in ordinal order."""
+    def from_rows(
+        cls, rows: list[tuple[str, str, str, str]], default_schema: str, dialect: str = "duckdb"
+    ) -> Catalog:
+        """Build from ``(schema, table, column, type)`` rows in ordinal order.
+
+        Types are read in the engine's own dialect (a MySQL ``TINYINT(1)`` is not DuckDB's).
+        """
         grouped: dict[tuple[str, str], dict[str, exp.DataType]] = {}
         for schema, table, column, data_type in rows:
-            grouped.setdefault((schema, table), {})[column] = _parse_type(data_type)
+            grouped.setdefault((schema, table), {})[column] = _parse_type(data_type, dialect)
         catalog = cls()
         for (schema, table), columns in grouped.items():
             entry = TableEntry(schema=schema, name=table, columns=columns)
@@ -56,9 +68,9 @@ class Catalog:
         return out
 
 
-def _parse_type(data_type: str) -> exp.DataType:
+def _parse_type(data_type: str, dialect: str = "duckdb") -> exp.DataType:
     try:
-        return exp.DataType.build(data_type, dialect="duckdb")
+        return exp.DataType.build(data_type, dialect=dialect)
     except Exception:  # an engine-specific type sqlglot does not know: treat as opaque
         return exp.DataType.build("UNKNOWN")
 

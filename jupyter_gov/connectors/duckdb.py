@@ -14,8 +14,11 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+from sqlglot import exp
 
+from jupyter_gov import functions, guardrails
 from jupyter_gov.connectors.base import Catalog
+from jupyter_gov.connectors.profile import Capabilities, MaskDialect, Profile, call
 from jupyter_gov.errors import ConnectionFailed, QueryFailed
 from jupyter_gov.policy import Connection
 from jupyter_gov.scrub import scrub_text
@@ -73,8 +76,10 @@ class DuckDBConnector:
     def catalog(self, refresh: bool = False) -> Catalog:
         with self._lock:
             if self._catalog is None or refresh:
-                rows = self.con.execute(_CATALOG_SQL).fetchall()
-                self._catalog = Catalog.from_rows(rows, default_schema="main")
+                rows = self.con.execute(PROFILE.catalog_query).fetchall()
+                self._catalog = Catalog.from_rows(
+                    rows, default_schema=PROFILE.default_schema, dialect=PROFILE.dialect
+                )
             return self._catalog
 
     def execute(self, sql: str, params: Mapping[str, Any]) -> pa.Table:
@@ -103,12 +108,40 @@ class DuckDBConnector:
         self.con.close()
 
 
-def open_connector(connection: Connection) -> DuckDBConnector:
-    """Open the connector for a policy connection."""
-    url = connection.expanded_url
-    if url.startswith("duckdb:"):
-        return DuckDBConnector(connection.name, url, read_only=connection.read_only)
-    raise ConnectionFailed(
-        f"Connection {connection.name!r} uses {url.split(':', 1)[0]!r}, which this version "
-        "of jupyter-gov cannot open yet; use a duckdb: URL."
-    )
+class DuckDBMasks(MaskDialect):
+    """DuckDB's ``regexp_replace`` replaces the first match unless given the ``'g'`` option."""
+
+    def regexp_replace_all(self, text: exp.Expr, pattern: str, replacement: str) -> exp.Expr:
+        return call(
+            "REGEXP_REPLACE",
+            text,
+            exp.Literal.string(pattern),
+            exp.Literal.string(replacement),
+            exp.Literal.string("g"),
+        )
+
+
+def _connect(connection: Connection) -> DuckDBConnector:
+    return DuckDBConnector(connection.name, connection.expanded_url, connection.read_only)
+
+
+PROFILE = Profile(
+    name="duckdb",
+    title="DuckDB",
+    schemes=("duckdb",),
+    dialect="duckdb",
+    paramstyle="dollar",
+    default_schema="main",
+    catalog_query=_CATALOG_SQL,
+    masks=DuckDBMasks(),
+    capabilities=Capabilities(
+        cancel=True, read_only_transactions=True, result_registration=True, server_timeout=False
+    ),
+    functions=functions.DIALECT_FUNCTIONS["duckdb"],
+    dangerous_functions=frozenset(
+        {"getenv", "current_setting", "duckdb_settings", "duckdb_secrets", "query", "query_table"}
+    ),
+    file_readers=frozenset(guardrails._FILE_READERS),
+    lockdown={**LOCKDOWN, "enable_external_access": False, "lock_configuration": True},
+    connect=_connect,
+)
