@@ -437,7 +437,9 @@ class _Analysis:
             flow.add_column(entry, name, self.raw, unbounded=False)
         return flow
 
-    def _flow(self, node: exp.Expr, scope: Scope | None, bound: frozenset[str] = frozenset()) -> _Flow:
+    def _flow(
+        self, node: exp.Expr, scope: Scope | None, bound: frozenset[str] = frozenset()
+    ) -> _Flow:
         """Raw values that one expression, evaluated in ``scope``, can carry per row."""
         if isinstance(node, (exp.Predicate, exp.Connector, exp.Not, exp.Exists, exp.Boolean)):
             return _Flow()  # a truth value
@@ -498,9 +500,7 @@ class _Analysis:
         if child is None:
             return self._all()
         flow = self._whole(child)
-        if isinstance(node.parent, (exp.Array, exp.ArrayAgg)) or isinstance(
-            node.parent, exp.Anonymous
-        ):
+        if isinstance(node.parent, (exp.Array, exp.ArrayAgg, exp.Anonymous)):
             flow.collect()  # ARRAY(SELECT ...) collects every row
         return flow
 

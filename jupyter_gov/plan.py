@@ -152,9 +152,7 @@ def build_plan(
         rewrite_findings = _rewrite(statement, ctx, catalog, unmask, limit, index)
         plan.findings.extend(rewrite_findings)
         if not any(f.verdict == "deny" for f in rewrite_findings):
-            plan.findings.extend(
-                guardrails.check_approvals(info, ctx, statement.exposure, index)
-            )
+            plan.findings.extend(guardrails.check_approvals(info, ctx, statement.exposure, index))
     plan.normalized = ";\n".join(s.info.normalized for s in plan.statements)
     plan.fingerprint = analysis.statement_fingerprint([s.info.normalized for s in plan.statements])
     plan.decision = guardrails.verdict_of(plan.findings)
@@ -406,9 +404,7 @@ def _referenced_columns(
                 if id(column) in projected_ids:
                     use.projected.setdefault(id(entry), set()).add(name)
         if raw is not None:
-            use.exposure = exposure.analyse(
-                qualified, _table_entry(catalog), raw, results, limit
-            )
+            use.exposure = exposure.analyse(qualified, _table_entry(catalog), raw, results, limit)
         return use
     except (OptimizeError, SqlglotError, KeyError, ValueError, AttributeError, TypeError):
         return None
