@@ -8,8 +8,13 @@ column names in the SELECT list and count rows.
 
 from __future__ import annotations
 
-import pytest
+import re
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jupyter_gov.errors import GovError
 from jupyter_gov.result import ApprovalRequired
 
 RULE = "approval:bulk-unmasked-pii"
@@ -231,3 +236,114 @@ def test_masked_pages_never_add_up(session_for):
     bob = session_for("bob")
     for offset in (0, 1000, 2000):
         assert len(bob.sql(PAGE.format(offset))) == 1000
+
+
+# -- the oracle: what an allowed statement returns never exceeds its bound ---------------
+
+ORACLE_TAGS = ("ssn", "credit_card", "email")
+_RAW_PATTERN = re.compile(
+    r"\d{3}-\d{2}-\d{4}|\d{4} \d{4} \d{4} \d{4}|[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]+"
+)
+
+PROJECTIONS = [
+    "ssn",
+    "email, credit_card",
+    "c",
+    "to_json(c)",
+    "COLUMNS(*)",
+    "COLUMNS('ssn|email')",
+    "#5",
+    "upper(email) || ssn",
+    "struct_pack(a := ssn, b := email)",
+    "[ssn, credit_card]",
+    "min(ssn)",
+    "count(ssn)",
+    "list(ssn)",
+    "string_agg(email, ';')",
+    "histogram(ssn)",
+    "to_json(list(c))",
+    "min(ssn, 50)",
+    "first(ssn)",
+    "lag(ssn) OVER (ORDER BY customer_id)",
+    "list(ssn) OVER ()",
+    "(SELECT ssn FROM customers LIMIT 1)",
+    "ARRAY(SELECT email FROM customers LIMIT 20)",
+]
+SOURCES = [
+    "customers c",
+    "(SELECT * FROM customers) c",
+    "customers c JOIN orders o USING (customer_id)",
+]
+
+
+@pytest.fixture(scope="module")
+def raw_values(demo_connector) -> frozenset[str]:
+    rows = demo_connector.con.execute("SELECT ssn, credit_card, email FROM customers").fetchall()
+    return frozenset(value for row in rows for value in row if value)
+
+
+def raw_values_in(value: object, raw: frozenset[str]) -> int:
+    """Occurrences of raw values anywhere in a cell: lists, structs, maps, JSON, strings."""
+    if isinstance(value, dict):
+        return sum(raw_values_in(v, raw) + raw_values_in(k, raw) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return sum(raw_values_in(v, raw) for v in value)
+    if isinstance(value, str):
+        return sum(1 for match in _RAW_PATTERN.finditer(value) if match.group() in raw)
+    return 0
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    projection=st.sampled_from(PROJECTIONS),
+    source=st.sampled_from(SOURCES),
+    group=st.booleans(),
+    limit=st.sampled_from([None, 1, 7, 60, 300, 2000]),
+)
+def test_allowed_statements_never_return_more_raw_values_than_their_bound(
+    session_for, raw_values, projection, source, group, limit
+):
+    sql = f"SELECT {projection} FROM {source}"
+    if group:
+        sql += " GROUP BY ALL"
+    if limit is not None:
+        sql += f" LIMIT {limit}"
+    alice = session_for("alice")
+    plan = alice.explain(sql)
+    if plan.decision != "allow":
+        return
+    try:
+        result = alice.sql(sql)
+    except GovError:
+        return  # DuckDB refused the shape (e.g. a window over GROUP BY ALL): nothing returned
+    returned = sum(
+        raw_values_in(cell, raw_values)
+        for row in result.arrow().to_pylist()
+        for cell in row.values()
+    )
+    bound = plan.statements[-1].exposure.values(ORACLE_TAGS)
+    assert bound is not None and returned <= bound <= 1000
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT c FROM customers c LIMIT 7",
+        "SELECT to_json(c) FROM customers c LIMIT 7",
+        "SELECT COLUMNS(*) FROM customers LIMIT 7",
+        "SELECT email, credit_card FROM customers LIMIT 60",
+        "SELECT [ssn, credit_card] FROM customers LIMIT 60",
+        "SELECT min(ssn), max(email) FROM customers",
+        "(SELECT ssn FROM customers LIMIT 60) UNION ALL (SELECT email FROM customers LIMIT 60)",
+    ],
+)
+def test_allowed_raw_exports_are_within_their_bound(alice, raw_values, sql):
+    plan = alice.explain(sql)
+    assert plan.decision == "allow"
+    rows = alice.sql(sql).arrow().to_pylist()
+    returned = sum(raw_values_in(cell, raw_values) for row in rows for cell in row.values())
+    assert 0 < returned <= plan.statements[-1].exposure.values(ORACLE_TAGS) <= 1000
