@@ -402,10 +402,10 @@ class GovernedSession:
     ) -> None:
         """Record the raw values a run delivered: per rule for the caller, and in its result."""
         last = plan.statements[-1] if plan.statements else None
-        if last is None or not last.info.is_read:
-            return
-        records = self._result_records(plan.connection, identity)
-        delivered = last.exposure.with_results(records).delivered(rows)
+        delivered = Exposure(rows=0)  # a write returns a count, never a raw value
+        if last is not None and last.info.is_read:
+            records = self._result_records(plan.connection, identity)
+            delivered = last.exposure.with_results(records).delivered(rows)
         if name is not None:
             saved = self._result_exposure.setdefault(plan.connection, {})
             saved[name.lower()] = (identity.key, delivered)
