@@ -208,9 +208,9 @@ class _Flow:
         self.tags: dict[str, frozenset[str]] = {}
         self.results: set[str] = set()
 
-    def add(self, other: _Flow, times: int = 1) -> _Flow:
+    def add(self, other: _Flow) -> _Flow:
         for key, n in other.per_row.items():
-            self.per_row[key] += n * times
+            self.per_row[key] += n
         self.unbounded |= other.unbounded
         self.tags.update(other.tags)
         self.results |= other.results
@@ -274,12 +274,12 @@ class _Analysis:
                 return _Flow().exposure(0)  # VALUES: literals only
             return self._query_exposure(query, None)
         if isinstance(root, exp.Update):
-            flow = _Flow()
+            # SET copies values into a table: any column or subquery there fails closed.
             for assignment in root.expressions:
                 value = assignment.expression if isinstance(assignment, exp.EQ) else assignment
-                if any(True for _ in value.find_all(exp.Column, exp.Subquery)):
+                if value.find(exp.Column, exp.Subquery) is not None:
                     return everything(root, self.tables, self.raw, self.results)
-            return flow.exposure(0)
+            return _Flow().exposure(0)
         if isinstance(root, exp.Delete):
             return _Flow().exposure(0)
         return self._query_exposure(root, limit)
@@ -395,19 +395,13 @@ class _Analysis:
         flow.add(_flow_of(everything(self.root, self.tables, self.raw, self.results)))
         return flow.collect()
 
-    def _source(self, scope: Scope | None, name: str) -> tuple[Scope | None, object]:
+    def _source(self, scope: Scope | None, name: str) -> object:
+        """The source a name refers to in this scope or an enclosing one (correlation)."""
         while scope is not None:
             if name in scope.sources:
-                return scope, scope.sources[name]
+                return scope.sources[name]
             scope = scope.parent
-        return None, None
-
-    def _chain_sources(self, scope: Scope | None) -> list[object]:
-        found: list[object] = []
-        while scope is not None:
-            found.extend(v for k, v in scope.sources.items())
-            scope = scope.parent
-        return found
+        return None
 
     def _source_flow(self, source: object, column: str | None) -> _Flow:
         """A column of a source (``None``: the whole row of it)."""
@@ -457,7 +451,7 @@ class _Analysis:
         if isinstance(node, exp.Column):
             return self._column(node, scope, bound)
         if isinstance(node, exp.TableColumn):  # the row of a source, as a struct
-            _, source = self._source(scope, node.name)
+            source = self._source(scope, node.name)
             return self._all() if source is None else self._source_flow(source, None)
         if isinstance(node, exp.Star):
             return self._star(None, scope)
@@ -508,14 +502,14 @@ class _Analysis:
         if isinstance(node.this, exp.Star):
             return self._star(node.table or None, scope)
         if node.table:
-            _, source = self._source(scope, node.table)
+            source = self._source(scope, node.table)
             if source is None:
                 return self._all()  # e.g. a pivot's output or a struct field: fail closed
             return self._source_flow(source, node.name)
         name = node.name
         if name.lower() in bound:
             return _Flow()  # a lambda parameter: its values were counted with the list
-        _, source = self._source(scope, name)
+        source = self._source(scope, name)
         if source is not None:
             return self._source_flow(source, None)  # the row as a struct
         return self._all()
@@ -523,7 +517,7 @@ class _Analysis:
     def _star(self, qualifier: str | None, scope: Scope | None) -> _Flow:
         flow = _Flow()
         if qualifier:
-            _, source = self._source(scope, qualifier)
+            source = self._source(scope, qualifier)
             return self._all() if source is None else self._source_flow(source, None)
         sources = scope.sources.values() if scope is not None else []
         for source in sources:
