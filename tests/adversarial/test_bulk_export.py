@@ -347,3 +347,13 @@ def test_allowed_raw_exports_are_within_their_bound(alice, raw_values, sql):
     rows = alice.sql(sql).arrow().to_pylist()
     returned = sum(raw_values_in(cell, raw_values) for row in rows for cell in row.values())
     assert 0 < returned <= plan.statements[-1].exposure.values(ORACLE_TAGS) <= 1000
+
+
+def test_an_approved_export_runs_and_does_not_use_up_the_session_limit(session_for):
+    alice, dave = session_for("alice"), session_for("dave")
+    sql = "SELECT ssn, email FROM customers LIMIT 2000"
+    request = alice.request_approval(sql, justification="quarterly KYC file")
+    assert RULE in request.rules
+    dave.approvals.approve(request.id, dave.identity, ("approver",), "ok")
+    assert len(alice.sql(sql, approval_id=request.id)) == 2000
+    assert decision(alice, "SELECT ssn FROM customers LIMIT 10") == ("allow", [])
