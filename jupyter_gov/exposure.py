@@ -25,17 +25,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from jupyter_gov.functions import DIALECT_FUNCTIONS, SAFE_FUNCTIONS
-from jupyter_gov.masking import TableEntry
-from jupyter_gov.policy import Policy
+
+if TYPE_CHECKING:  # annotations only: keeps this module free of import cycles
+    from jupyter_gov.masking import TableEntry
+    from jupyter_gov.policy import Policy
 
 #: ``raw(entry, column)``: the tags of a column the caller sees unmasked, else empty.
-RawTags = Callable[[TableEntry, str], frozenset[str]]
+RawTags = Callable[["TableEntry", str], frozenset[str]]
 
 #: Aggregates and window functions whose result is at most one input value per group.
 _ONE_VALUE = frozenset(
