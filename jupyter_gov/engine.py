@@ -24,7 +24,8 @@ from jupyter_gov.approvals import ApprovalError, ApprovalRequest, ApprovalStore,
 from jupyter_gov.audit import AuditStore, default_home
 from jupyter_gov.connectors import Connector, open_connector
 from jupyter_gov.errors import GovError, IdentityError, QueryFailed
-from jupyter_gov.guardrails import Context, Finding
+from jupyter_gov.exposure import Exposure
+from jupyter_gov.guardrails import Context, Finding, check_approvals, verdict_of
 from jupyter_gov.identity import Identity, IdentityProvider
 from jupyter_gov.plan import Plan, build_plan
 from jupyter_gov.policy import Policy
@@ -98,6 +99,10 @@ class GovernedSession:
         self._plans: OrderedDict[tuple[Any, ...], Plan] = OrderedDict()
         self._keys: dict[str, str] | None = None
         self._approvals: ApprovalStore | None = None
+        # Bulk-export accounting: raw values each identity received, per approval rule,
+        # and what each saved result holds, per connection: name -> (owner, exposure).
+        self._exposure_spent: dict[str, dict[str, int]] = {}
+        self._result_exposure: dict[str, dict[str, tuple[str, Exposure]]] = {}
 
     # -- public API ----------------------------------------------------------------------
 
@@ -352,12 +357,66 @@ class GovernedSession:
         cached = self._plans.get(key)
         if cached is not None:
             self._plans.move_to_end(key)
-            return cached
+            return self._with_session_exposure(cached, ctx)
         plan = build_plan(text, ctx, catalog, results, unmask=unmask, limit=limit)
         self._plans[key] = plan
         if len(self._plans) > _PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)
-        return plan
+        return self._with_session_exposure(plan, ctx)
+
+    # -- bulk-export accounting (see jupyter_gov.exposure) ---------------------------------
+
+    def _result_records(self, connection: str, identity: Identity) -> dict[str, Exposure]:
+        """What each of this identity's saved results holds, by lower-case name."""
+        return {
+            name: exposure
+            for name, (owner, exposure) in self._result_exposure.get(connection, {}).items()
+            if owner == identity.key
+        }
+
+    def _with_session_exposure(self, plan: Plan, ctx: Context) -> Plan:
+        """Add the approval rules that what this session already received makes apply.
+
+        A plan is decided on one statement; the bulk-export limit is per session: results
+        read back (``page0 UNION ALL page1``) add what they hold, and the raw values this
+        identity already received count toward the same limit, so paging crosses it.
+        """
+        if plan.decision == "deny":
+            return plan
+        spent = self._exposure_spent.get(ctx.identity.key, {})
+        records = self._result_records(ctx.connection.name, ctx.identity)
+        findings = list(plan.findings)
+        seen = {(f.rule, f.statement) for f in findings}
+        for index, statement in enumerate(plan.statements):
+            exposure = statement.exposure.with_results(records)
+            for finding in check_approvals(statement.info, ctx, exposure, index, spent):
+                if (finding.rule, finding.statement) not in seen:
+                    seen.add((finding.rule, finding.statement))
+                    findings.append(finding)
+        if len(findings) == len(plan.findings):
+            return plan
+        return replace(plan, findings=findings, decision=verdict_of(findings))
+
+    def _account_exposure(
+        self, plan: Plan, identity: Identity, rows: int, name: str | None
+    ) -> None:
+        """Record the raw values a run delivered: per rule for the caller, and in its result."""
+        last = plan.statements[-1] if plan.statements else None
+        delivered = Exposure(rows=0)  # a write returns a count, never a raw value
+        if last is not None and last.info.is_read:
+            records = self._result_records(plan.connection, identity)
+            delivered = last.exposure.with_results(records).delivered(rows)
+        if name is not None:
+            saved = self._result_exposure.setdefault(plan.connection, {})
+            saved[name.lower()] = (identity.key, delivered)
+        if any(r.startswith(("approved:", "break-glass:")) for r in plan.rules):
+            return  # a reviewed export: the approval covered it
+        spent = self._exposure_spent.setdefault(identity.key, {})
+        for rule in self.policy.approval_rules:
+            if rule.unmasked_tags:
+                values = delivered.values(rule.unmasked_tags)
+                if values:
+                    spent[rule.id] = spent.get(rule.id, 0) + values
 
     def _owned_results(self, connection: str, identity: Identity) -> dict[str, str]:
         return {
@@ -403,6 +462,7 @@ class GovernedSession:
         if name is not None and table.num_columns:
             connector.register_result(name, table)
             self._results.setdefault(plan.connection, {})[name] = identity.key
+        self._account_exposure(plan, identity, table.num_rows, name if table.num_columns else None)
         return GovernedResult(
             table,
             plan,

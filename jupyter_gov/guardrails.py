@@ -9,7 +9,7 @@ all, is denied.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,6 +17,7 @@ from sqlglot import exp
 from sqlglot.optimizer.simplify import simplify
 
 from jupyter_gov.analysis import READ_ROOTS, WRITE_ROOTS, StatementInfo, function_name
+from jupyter_gov.exposure import Exposure
 from jupyter_gov.functions import function_allowed, table_function_allowed
 from jupyter_gov.identity import Identity
 from jupyter_gov.policy import Connection, Policy
@@ -278,12 +279,18 @@ def _is_tautology(condition: exp.Expr) -> bool:
 def check_approvals(
     info: StatementInfo,
     ctx: Context,
-    unmasked_tags: Iterable[str],
+    exposure: Exposure,
     index: int = 0,
+    spent: Mapping[str, int] | None = None,
 ) -> list[Finding]:
-    """Approval rules from the policy, given which classified tags the caller sees raw."""
+    """Approval rules from the policy, given what the statement can output raw.
+
+    A rule with ``unmasked_tags`` applies when raw values with one of those tags can reach
+    the output; its ``max_rows`` is a number of *values* (rows × raw classified columns,
+    through every construct, see :mod:`jupyter_gov.exposure`), counted together with what
+    this session already received (``spent``, by rule id).
+    """
     findings = []
-    unmasked = set(unmasked_tags)
     kind = "select" if info.is_read else info.kind
     for rule in ctx.policy.approval_rules:
         if rule.statements and kind not in rule.statements:
@@ -295,18 +302,22 @@ def check_approvals(
         if rule.connections and ctx.connection.name not in rule.connections:
             continue
         if rule.unmasked_tags:
-            hit = unmasked & set(rule.unmasked_tags)
+            hit = exposure.exposed_tags(rule.unmasked_tags)
             if not hit:
                 continue
-            if (
-                rule.max_rows is not None
-                and _row_bound(info.expression) is not None
-                and (_row_bound(info.expression) <= rule.max_rows)
-            ):
-                continue
+            before = (spent or {}).get(rule.id, 0)
+            values = _row_bound(exposure, rule.unmasked_tags)
+            if rule.max_rows is not None and values is not None:
+                if before + values <= rule.max_rows:
+                    continue
+                size = f"up to {values:,} raw values" + (
+                    f", {before:,} already this session" if before else ""
+                )
+            else:
+                size = "an unbounded number of raw values"
             reason = (
-                f"{rule.description or rule.id} (unmasked: {', '.join(sorted(hit))}); "
-                f"approvers: {', '.join(rule.approvers)}."
+                f"{rule.description or rule.id} (unmasked: {', '.join(sorted(hit))}; "
+                f"{size}); approvers: {', '.join(rule.approvers)}."
             )
         else:
             reason = f"{rule.description or rule.id} Approvers: {', '.join(rule.approvers)}."
@@ -314,14 +325,12 @@ def check_approvals(
     return findings
 
 
-def _row_bound(expression: exp.Expr) -> int | None:
-    """The statement's LIMIT when it is a plain integer, else None (unbounded)."""
-    limit = expression.args.get("limit")
-    if isinstance(limit, exp.Limit):
-        value = limit.expression
-        if isinstance(value, exp.Literal) and value.is_int:
-            return int(value.this)
-    return None
+def _row_bound(exposure: Exposure, tags: Iterable[str]) -> int | None:
+    """At most how many raw values with these tags the statement outputs; None: unbounded.
+
+    Values, not rows: ``list(ssn)`` under ``LIMIT 1`` is one row and ten thousand values.
+    """
+    return exposure.values(tags)
 
 
 def verdict_of(findings: Iterable[Finding]) -> Verdict:

@@ -18,7 +18,7 @@ from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import traverse_scope
 
-from jupyter_gov import analysis, guardrails, masking
+from jupyter_gov import analysis, exposure, guardrails, masking
 from jupyter_gov.analysis import SqlSyntaxError, StatementInfo
 from jupyter_gov.connectors.base import Catalog
 from jupyter_gov.guardrails import Context, Finding, Verdict
@@ -36,6 +36,7 @@ class PlannedStatement:
     positional: list[str] = field(default_factory=list)  # bound names of ? placeholders
     masked_columns: dict[str, str] = field(default_factory=dict)
     unmasked_tags: set[str] = field(default_factory=set)
+    exposure: exposure.Exposure = field(default_factory=exposure.Exposure)
     filters: tuple[str, ...] = ()
     placeholders: tuple[str, ...] = ()  # every bound name the final SQL uses
     audited_sql: str = ""  # ``sql`` with literals replaced by ?, for the audit
@@ -151,9 +152,7 @@ def build_plan(
         rewrite_findings = _rewrite(statement, ctx, catalog, unmask, limit, index)
         plan.findings.extend(rewrite_findings)
         if not any(f.verdict == "deny" for f in rewrite_findings):
-            plan.findings.extend(
-                guardrails.check_approvals(info, ctx, statement.unmasked_tags, index)
-            )
+            plan.findings.extend(guardrails.check_approvals(info, ctx, statement.exposure, index))
     plan.normalized = ";\n".join(s.info.normalized for s in plan.statements)
     plan.fingerprint = analysis.statement_fingerprint([s.info.normalized for s in plan.statements])
     plan.decision = guardrails.verdict_of(plan.findings)
@@ -193,7 +192,14 @@ def _rewrite(
     findings: list[Finding] = []
     info = statement.info
     tree = info.expression  # describe() walked this tree; we rewrite it in place
-    references = _referenced_columns(tree, catalog, ctx.dialect)
+    results = frozenset(r.name for r in info.tables if r.kind == "result")
+    raw = exposure.raw_columns(ctx.policy, ctx.roles, unmask)
+    references = _referenced_columns(tree, catalog, ctx.dialect, raw, results, limit)
+    statement.exposure = (
+        references.exposure
+        if references is not None
+        else exposure.everything(tree, _table_entry(catalog), raw, results)
+    )
     filters: list[str] = []
     for ref in info.tables:
         if ref.kind != "catalog":
@@ -345,14 +351,24 @@ class ColumnUse:
 
     ``projected`` holds those that appear in a SELECT list (outside ``count``), so they may
     reach the output; a column used only in a predicate or a join is in ``read`` alone.
+    ``exposure`` is what the bulk-export rule decides on: the raw classified values the
+    statement can output, through every construct (see :mod:`jupyter_gov.exposure`).
     """
 
     read: dict[int, set[str]] = field(default_factory=dict)
     projected: dict[int, set[str]] = field(default_factory=dict)
+    exposure: exposure.Exposure = field(default_factory=exposure.Exposure)
 
 
-def _referenced_columns(tree: exp.Expr, catalog: Catalog, dialect: str) -> ColumnUse | None:
-    """Which catalog columns the statement reads and projects; None when unknown.
+def _referenced_columns(
+    tree: exp.Expr,
+    catalog: Catalog,
+    dialect: str,
+    raw: exposure.RawTags | None = None,
+    results: frozenset[str] = frozenset(),
+    limit: int | None = None,
+) -> ColumnUse | None:
+    """Which catalog columns the statement reads, projects and can output; None when unknown.
 
     Uses sqlglot's qualify (stars expanded against the catalog) and scopes. When qualify
     cannot handle a shape, the caller falls back to "every column of every table read",
@@ -391,9 +407,22 @@ def _referenced_columns(tree: exp.Expr, catalog: Catalog, dialect: str) -> Colum
                 use.read.setdefault(id(entry), set()).add(name)
                 if id(column) in projected_ids:
                     use.projected.setdefault(id(entry), set()).add(name)
+        if raw is not None:
+            use.exposure = exposure.analyse(qualified, _table_entry(catalog), raw, results, limit)
         return use
     except (OptimizeError, SqlglotError, KeyError, ValueError, AttributeError, TypeError):
         return None
+
+
+def _table_entry(catalog: Catalog):
+    """Resolve a table node to its catalog entry (None: not a catalog relation)."""
+
+    def resolve(table: exp.Table) -> masking.TableEntry | None:
+        if not isinstance(table.this, exp.Identifier):
+            return None
+        return catalog.get(table.name, table.db or None)
+
+    return resolve
 
 
 def _match_case(entry: masking.TableEntry, name: str) -> str:
