@@ -154,6 +154,40 @@ def default_home() -> Path:
         return Path.home() / ".local" / "share" / "jupyter" / "jupyter_gov"
 
 
+def private_dir(path: Path) -> None:
+    """Create ``path`` and any missing parents owner-only (0700), whatever the umask.
+
+    Directories that already exist are left as they are: they may be shared on purpose.
+    """
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        with suppress(FileExistsError):  # another kernel made it first
+            directory.mkdir(mode=0o700)
+            os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` empty and owner-only (0600) if it does not exist, whatever the umask.
+
+    SQLite creates its ``-wal`` and ``-shm`` files with the database file's permissions,
+    so making the database private first keeps all three private.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 def default_store_url() -> str:
     return f"sqlite:///{default_home() / 'audit.sqlite'}"
 
@@ -181,7 +215,8 @@ class AuditStore:
         self.path = path_from_url(self.url)
         self._local = threading.local()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
+            private_file(self.path)
             with self._transaction() as db:
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     db.execute(statement)
@@ -196,6 +231,8 @@ class AuditStore:
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
+            with suppress(OSError):  # sqlite3 would create a missing file 0644; if this
+                private_file(self.path)  # fails, connect below reports why
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")

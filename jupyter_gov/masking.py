@@ -13,14 +13,14 @@ attributes are bound parameters (``g_*``), never literals in the SQL text.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlglot import exp
 
+from jupyter_gov import keys
 from jupyter_gov.analysis import template_to_placeholders
 from jupyter_gov.errors import PolicyError
 from jupyter_gov.identity import Identity
@@ -62,10 +62,9 @@ class MaskedSource:
     filters: tuple[str, ...] = ()  # row filter ids applied
 
 
-def masking_keys(policy: Policy, environ: Mapping[str, str], home_key: bytes) -> dict[str, str]:
-    """Derive the hash key from the configured masking key (HMAC, so it is never used raw)."""
-    secret = environ.get(policy.mask_key_env, "").encode() or home_key
-    return {"g_k1": hmac.new(secret, b"jupyter-gov mask key v1", hashlib.sha256).hexdigest()}
+def masking_keys(policy: Policy, environ: Mapping[str, str], home: Path) -> dict[str, str]:
+    """The bound key parameters masks use; see :mod:`jupyter_gov.keys` for the rules."""
+    return keys.derived_keys(keys.resolve(policy.mask_key_env, environ, home))
 
 
 def masked_source(
