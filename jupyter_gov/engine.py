@@ -22,7 +22,7 @@ from jupyter_gov import keys, masking
 from jupyter_gov.approvals import ApprovalError, ApprovalRequest, ApprovalStore, Binding
 from jupyter_gov.audit import AuditStore, default_home
 from jupyter_gov.connectors import Connector, open_connector
-from jupyter_gov.errors import GovError, IdentityError, QueryFailed
+from jupyter_gov.errors import AuditError, GovError, IdentityError, QueryFailed
 from jupyter_gov.guardrails import Context, Finding
 from jupyter_gov.identity import Identity, IdentityProvider
 from jupyter_gov.plan import Plan, build_plan
@@ -476,16 +476,31 @@ class GovernedSession:
         duration_ms: float | None = None,
         error: str | None = None,
     ) -> int:
+        """Record how the statement ended. It has run (or failed) by now, so a failure to
+        record says exactly that, never "not run"; a result that cannot be recorded is
+        withheld, so nothing leaves the proxy unaudited."""
         if duration_ms is None:
             duration_ms = (time.perf_counter() - started) * 1000
-        return self.audit.append(
-            "result",
-            **base,
-            rows=rows,
-            duration_ms=round(duration_ms, 3),
-            error=error,
-            decision="error" if error else "allow",
-        )
+        try:
+            return self.audit.append(
+                "result",
+                **base,
+                rows=rows,
+                duration_ms=round(duration_ms, 3),
+                error=error,
+                decision="error" if error else "allow",
+            )
+        except AuditError as failure:
+            what = (
+                "The statement failed, and its failure"
+                if error
+                else "The statement ran (any change it made stays made), but its result"
+            )
+            withheld = "" if error else ", so the result is withheld"
+            raise AuditError(
+                f"{what} could not be recorded in the audit store at {self.audit.path}"
+                f"{withheld}; check the disk and the file's permissions before running it again."
+            ) from failure
 
     def _audit_identity_failure(self, query_id: str, connection: str, reason: str) -> None:
         self.audit.append(
