@@ -67,6 +67,7 @@ def _msal_from_config(config: Mapping[str, Any], env: Mapping[str, str]) -> Msal
         scope=config.get("scope"),
         audience=config.get("audience"),
         issuer=config.get("issuer"),
+        tenants=tuple(config.get("tenants") or ()),
         group_claims=group_claims,
         attributes=config.get("attributes"),
         client_credential=credential_from_env(env),

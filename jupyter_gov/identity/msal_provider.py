@@ -45,6 +45,7 @@ from jupyter_gov.identity.oidc import (
     audience_for_scope,
     identity_from_claims,
 )
+from jupyter_gov.identity.tenants import ENTRA_ISSUER, is_multi_tenant
 
 EXPIRED = "Your sign-in has expired; run %gsql_login (or jupyter-gov login) to sign in again."
 NOT_SIGNED_IN = "Nobody is signed in; run %gsql_login (or jupyter-gov login) to sign in."
@@ -182,7 +183,9 @@ class MsalProvider:
     msal requires). ``mode="service"`` authenticates the application itself with the client
     credential (pipelines); ``mode="user"`` signs in people. With a client credential, user
     flows run as a confidential client (no device flow); without one, as a public client.
-    ``clock`` is injectable so that expiry can be tested without waiting.
+    ``tenants`` lists the ``tid`` values trusted; it is required for a multi-tenant
+    authority (``common``, ``organizations``, a ``{tenantid}`` issuer), whose issuer is then
+    checked per tenant. ``clock`` is injectable so that expiry can be tested without waiting.
     """
 
     name = "msal"
@@ -196,6 +199,7 @@ class MsalProvider:
         scope: str | None = None,
         audience: str | Sequence[str] | None = None,
         issuer: str | Sequence[str] | None = None,
+        tenants: Sequence[str] = (),
         group_claims: str | Sequence[str] = DEFAULT_GROUP_CLAIMS,
         attributes: Mapping[str, str] | None = None,
         client_credential: str | dict[str, Any] | None = None,
@@ -222,6 +226,14 @@ class MsalProvider:
                 f"The identity authority {url!r} must be an https URL with a path, like "
                 "https://login.microsoftonline.com/<tenant>."
             )
+        issuers = [issuer] if isinstance(issuer, str) else list(issuer or ())
+        if is_multi_tenant(authority, issuers) and not tenants:
+            raise IdentityError(
+                f"The authority {url!r} accepts sign-ins from any tenant; list the tenant ids "
+                "you trust in identity.tenants."
+            )
+        if authority and is_multi_tenant(authority) and not issuers:
+            issuer = ENTRA_ISSUER  # pinned, not taken from the discovery document
         if mode not in ("user", "service"):
             raise IdentityError(f"Unknown msal mode {mode!r}; use 'user' or 'service'.")
         if mode == "service" and not client_credential:
@@ -247,6 +259,7 @@ class MsalProvider:
         self.validator = TokenValidator(
             f"{url}/v2.0" if entra else url,
             issuer=issuer,
+            tenants=tuple(tenants),
             leeway=leeway,
             clock=clock,
         )

@@ -17,6 +17,7 @@ from typing import Any
 
 from jupyter_gov.errors import PolicyError
 from jupyter_gov.identity.base import Identity
+from jupyter_gov.identity.tenants import config_is_multi_tenant
 from jupyter_gov.policy import loader
 
 #: Mask functions from least to most restrictive; where several apply, the last wins.
@@ -158,6 +159,7 @@ class Policy:
         self.version: int = data["version"]
         self.hash = loader.content_hash(data)
         self.identity_config: dict[str, Any] = dict(data.get("identity") or {"provider": "local"})
+        self.tenants: frozenset[str] = frozenset(self.identity_config.get("tenants") or ())
         self.roles: dict[str, Role] = {
             name: Role(
                 name=name,
@@ -278,6 +280,15 @@ class Policy:
             check(rule.roles, f"approvals rule {rule.id}")
             check(rule.approvers, f"approvals rule {rule.id} approvers")
         check(self.break_glass_roles, "approvals.break_glass")
+        if (
+            self.identity_config.get("provider") == "msal"
+            and config_is_multi_tenant(self.identity_config)
+            and not self.tenants
+        ):
+            raise PolicyError(
+                f"{self.origin}: identity's authority accepts sign-ins from any tenant; list "
+                "the tenant ids you trust in identity.tenants."
+            )
         defaults = [c.name for c in self.connections.values() if c.default]
         if len(defaults) > 1:
             raise PolicyError(f"{self.origin}: several connections are marked default: {defaults}.")
@@ -285,6 +296,12 @@ class Policy:
     # -- questions -----------------------------------------------------------------------
 
     def roles_for(self, identity: Identity) -> tuple[str, ...]:
+        if (
+            self.tenants
+            and identity.auth_method.startswith("msal")
+            and identity.issuer not in self.tenants
+        ):
+            return ()  # a token from another tenant holds no role here, whatever it claims
         return tuple(name for name, role in self.roles.items() if role.matches(identity))
 
     @property

@@ -45,6 +45,8 @@ USERS: dict[str, dict[str, Any]] = {
         "tid": "tenant-guid-1",
         "roles": ["auditor"],
     },
+    # a stranger's tenant, with a group named like ours: only the tenant allow-list stops her
+    "mallory": {"name": "Mallory", "tid": "tenant-guid-evil", "groups": ["admins"]},
 }
 
 
@@ -153,6 +155,7 @@ def _extend(app: Any, clients: dict[str, dict[str, Any]]) -> None:
                 "oid": client["oid"],
                 "azp": form["client_id"],
                 "roles": client.get("roles", []),
+                **({"tid": client["tid"]} if "tid" in client else {}),
                 "iat": now,
                 "nbf": now,
                 "exp": now + 3600,
@@ -298,6 +301,12 @@ def _start_oidc_server(tmp: str) -> tuple[OidcServer, Any]:
 
     clients = {
         "pipeline": {"secret": "pipeline-secret", "oid": "sp-pipeline", "roles": ["pipeline.run"]},
+        "pipeline-foreign": {
+            "secret": "foreign-secret",
+            "oid": "sp-foreign",
+            "tid": "tenant-guid-evil",
+            "roles": ["admins"],
+        },
         "pipeline-cert": {
             "cert": client_cert.cert_chain_pems[0].bytes().decode(),
             "oid": "sp-pipeline-cert",

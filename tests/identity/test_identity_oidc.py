@@ -136,7 +136,9 @@ def test_unreachable_issuer_is_one_sentence() -> None:
 
 def test_entra_tenant_placeholder_in_issuer() -> None:
     validator = TokenValidator(
-        "https://login.example/common", issuer="https://login.example/{tenantid}/v2.0"
+        "https://login.example/common",
+        issuer="https://login.example/{tenantid}/v2.0",
+        tenants=["t1", "t2"],
     )
     validator._check_issuer({"iss": "https://login.example/t1/v2.0", "tid": "t1"})
     with pytest.raises(TokenRejected):
