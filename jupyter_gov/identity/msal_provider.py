@@ -38,6 +38,7 @@ import requests
 
 from jupyter_gov.errors import IdentityError
 from jupyter_gov.identity.base import Identity
+from jupyter_gov.identity.http import isolated_session
 from jupyter_gov.identity.oidc import (
     DEFAULT_GROUP_CLAIMS,
     TokenRejected,
@@ -185,7 +186,10 @@ class MsalProvider:
     flows run as a confidential client (no device flow); without one, as a public client.
     ``tenants`` lists the ``tid`` values trusted; it is required for a multi-tenant
     authority (``common``, ``organizations``, a ``{tenantid}`` issuer), whose issuer is then
-    checked per tenant. ``clock`` is injectable so that expiry can be tested without waiting.
+    checked per tenant. Every request (msal's, discovery, keys, UserInfo) goes through one
+    session that ignores proxy and CA settings in the environment; ``ca_bundle`` is the CA
+    file to trust instead of certifi's roots. ``clock`` is injectable so that expiry can be
+    tested without waiting.
     """
 
     name = "msal"
@@ -209,6 +213,7 @@ class MsalProvider:
         redirect_uri: str | None = None,
         leeway: float = 60.0,
         refresh_margin: float = 300.0,
+        ca_bundle: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not client_id:
@@ -256,8 +261,10 @@ class MsalProvider:
         else:
             self.audience = audience or client_id
         entra = self.authority is not None
+        self._http = isolated_session(ca_bundle)  # msal's, the validator's and UserInfo's
         self.validator = TokenValidator(
             f"{url}/v2.0" if entra else url,
+            session=self._http,
             issuer=issuer,
             tenants=tuple(tenants),
             leeway=leeway,
@@ -297,7 +304,7 @@ class MsalProvider:
     def _msal(self) -> msal.ClientApplication:
         """Build the msal application lazily: msal fetches discovery in its constructor."""
         if self._app is None:
-            kwargs: dict[str, Any] = {"token_cache": self._cache}
+            kwargs: dict[str, Any] = {"token_cache": self._cache, "http_client": self._http}
             if self.authority:
                 kwargs["authority"] = self.authority
             else:
@@ -369,7 +376,7 @@ class MsalProvider:
         if not isinstance(endpoint, str):
             raise IdentityError(EXPIRED)
         try:
-            response = requests.get(
+            response = self._http.get(
                 endpoint, timeout=10, headers={"Authorization": f"Bearer {access_token}"}
             )
             response.raise_for_status()

@@ -3,9 +3,9 @@ signature have been checked against the issuer's published keys.
 
 msal (since 1.38) no longer validates ID tokens, and access tokens are opaque to it, so every
 token that becomes an :class:`Identity` goes through :class:`TokenValidator` first. Keys and
-discovery metadata are fetched with ``requests`` (so ``REQUESTS_CA_BUNDLE`` and proxies behave
-as they do for msal) and cached; an unknown key id triggers one rate-limited refetch, which
-is how issuers roll their keys.
+discovery metadata are fetched with a session that ignores the environment's proxies and CA
+settings (:mod:`jupyter_gov.identity.http`), and cached; an unknown key id triggers one
+rate-limited refetch, which is how issuers roll their keys.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import requests
 
 from jupyter_gov.errors import IdentityError
 from jupyter_gov.identity.base import Identity
+from jupyter_gov.identity.http import isolated_session
 
 #: Asymmetric algorithms only: ``none`` and the HMAC family would let anyone who knows the
 #: client id (or nothing at all) mint tokens.
@@ -58,6 +59,7 @@ class TokenValidator:
         clock: Callable[[], float] = time.time,
         session: requests.Session | None = None,
         timeout: float = 10.0,
+        ca_bundle: str | None = None,
     ) -> None:
         self.authority = authority.rstrip("/")
         self.issuers = (issuer,) if isinstance(issuer, str) else tuple(issuer or ())
@@ -67,7 +69,7 @@ class TokenValidator:
         self.min_refetch_interval = min_refetch_interval
         self.clock = clock
         self.timeout = timeout
-        self._session = session or requests.Session()
+        self._session = session or isolated_session(ca_bundle, timeout)
         self._lock = threading.Lock()
         self._metadata: dict[str, Any] | None = None
         self._metadata_at = 0.0

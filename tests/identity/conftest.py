@@ -429,7 +429,13 @@ HUB_USERS = {
         "pending": None,
     },
 }
-HUB_TOKENS = {"good-token": "full", "weak-token": "none"}
+#: token -> (owner, scope): "full" may read the owner's groups and roles, "none" nothing.
+HUB_TOKENS = {
+    "good-token": ("alice", "full"),
+    "root-token": ("root", "full"),
+    "weak-token": ("alice", "none"),
+    "service-token": ("announcer", "service"),
+}
 
 
 @dataclass
@@ -440,22 +446,22 @@ class HubServer:
 
 @pytest.fixture
 def hub_server() -> Iterator[HubServer]:
-    """The documented Hub API subset: ``GET /hub/api/users/{name}`` with token auth."""
+    """The documented Hub API subset, with token auth: ``GET /hub/api/user`` (the token's
+    owner) and ``GET /hub/api/users/{name}``."""
     seen: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             seen.append(self.path)
             auth = self.headers.get("Authorization", "")
-            scope = (
-                HUB_TOKENS.get(auth.removeprefix("token ")) if auth.startswith("token ") else None
+            owner, scope = (
+                HUB_TOKENS.get(auth.removeprefix("token "), (None, None))
+                if auth.startswith("token ")
+                else (None, None)
             )
             path = urlparse(self.path).path
-            name = path.removeprefix("/hub/api/users/")
             if scope is None:
                 return self._json(403, {"status": 403, "message": "Missing or invalid token"})
-            if not path.startswith("/hub/api/users/") or name not in HUB_USERS:
-                return self._json(404, {"status": 404, "message": "Not Found"})
             if scope == "none":
                 return self._json(
                     403,
@@ -465,6 +471,13 @@ def hub_server() -> Iterator[HubServer]:
                         "scopes; requires any of [read:users]",
                     },
                 )
+            if path == "/hub/api/user":
+                if scope == "service":
+                    return self._json(200, {"kind": "service", "name": owner, "roles": []})
+                return self._json(200, HUB_USERS[owner])
+            name = path.removeprefix("/hub/api/users/")
+            if not path.startswith("/hub/api/users/") or name not in HUB_USERS:
+                return self._json(404, {"status": 404, "message": "Not Found"})
             return self._json(200, HUB_USERS[name])
 
         def _json(self, status: int, body: dict[str, Any]) -> None:

@@ -159,6 +159,7 @@ def foreign_service(oidc_server: Any, tenants: tuple[str, ...]) -> MsalProvider:
     return MsalProvider(
         "pipeline-foreign",
         oidc_authority=oidc_server.authority("tenant1"),
+        ca_bundle=oidc_server.ca_file,
         client_credential="foreign-secret",
         mode="service",
         scope="api://jupyter-gov/query",
