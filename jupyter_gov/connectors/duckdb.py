@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from jupyter_gov.connectors.base import Catalog
+from jupyter_gov.connectors.base import Catalog, safe_error
 from jupyter_gov.errors import ConnectionFailed, QueryFailed
 from jupyter_gov.policy import Connection
 from jupyter_gov.scrub import scrub_text
@@ -43,9 +43,14 @@ class DuckDBConnector:
 
     dialect = "duckdb"
 
-    def __init__(self, name: str, url: str, read_only: bool = False) -> None:
+    def __init__(
+        self, name: str, url: str, read_only: bool = False, *, policy_url: str | None = None
+    ) -> None:
+        """``url`` is the expanded URL; ``policy_url`` the policy's own form, with its
+        ``${VAR}`` references unexpanded, which is the only form any message shows."""
         self.name = name
         self.url = url
+        shown = self.policy_url = policy_url or url
         self._lock = threading.RLock()
         self._catalog: Catalog | None = None
         target = url.removeprefix("duckdb:")
@@ -60,7 +65,8 @@ class DuckDBConnector:
                 path = Path(target.removeprefix("///").removeprefix("//")).expanduser()
                 if not path.exists():
                     raise ConnectionFailed(
-                        f"DuckDB file {path} does not exist; check the connection URL {url!r}."
+                        f"The DuckDB file of connection {name!r} ({shown}) does not exist; "
+                        "check its URL in the policy and the variables it uses."
                     )
                 config = dict(LOCKDOWN, access_mode="READ_ONLY" if read_only else "AUTOMATIC")
                 self.con = duckdb.connect(str(path), config=config)
@@ -68,7 +74,10 @@ class DuckDBConnector:
             self.con.execute("SET enable_external_access = false")
             self.con.execute("SET lock_configuration = true")
         except duckdb.Error as error:
-            raise ConnectionFailed(f"Could not open DuckDB connection {name!r}: {error}") from error
+            raise ConnectionFailed(
+                f"Could not open DuckDB connection {name!r} ({shown}): "
+                f"{safe_error(str(error), shown)}"
+            ) from error
 
     def catalog(self, refresh: bool = False) -> Catalog:
         with self._lock:
@@ -87,10 +96,19 @@ class DuckDBConnector:
             except duckdb.InterruptException as error:
                 raise QueryFailed("The query was cancelled.") from error
             except duckdb.Error as error:
-                # Engine errors can echo values ("could not convert 'x@y.com'"): scrub them,
-                # so neither the audit nor a notebook output holds PII from an error.
-                message = scrub_text(str(error).split("\n")[0])
-                raise QueryFailed(f"DuckDB rejected the governed statement: {message}") from error
+                # Engine errors echo values ("Could not convert string 'Hana Nguyen'"): only
+                # the redacted form may reach the user, the audit or an API response.
+                message = safe_error(str(error), self.policy_url, self._names())
+                raise QueryFailed(
+                    f"DuckDB rejected the governed statement: {scrub_text(message)}"
+                ) from None
+
+    def _names(self) -> set[str]:
+        """Catalog tables and columns: the names an error message may keep."""
+        catalog = self.catalog()
+        names = {e.name for e in catalog.tables.values()}
+        names.update(c for e in catalog.tables.values() for c in e.columns)
+        return names
 
     def register_result(self, name: str, table: pa.Table) -> None:
         with self._lock:
@@ -107,8 +125,10 @@ def open_connector(connection: Connection) -> DuckDBConnector:
     """Open the connector for a policy connection."""
     url = connection.expanded_url
     if url.startswith("duckdb:"):
-        return DuckDBConnector(connection.name, url, read_only=connection.read_only)
+        return DuckDBConnector(
+            connection.name, url, read_only=connection.read_only, policy_url=connection.url
+        )
     raise ConnectionFailed(
-        f"Connection {connection.name!r} uses {url.split(':', 1)[0]!r}, which this version "
-        "of jupyter-gov cannot open yet; use a duckdb: URL."
+        f"Connection {connection.name!r} uses {connection.url.split(':', 1)[0]!r}, which this "
+        "version of jupyter-gov cannot open yet; use a duckdb: URL."
     )

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from jupyter_gov.errors import PolicyError
+from jupyter_gov.errors import ConnectionFailed, PolicyError
 from jupyter_gov.identity.base import Identity
 from jupyter_gov.identity.tenants import config_is_multi_tenant
 from jupyter_gov.policy import loader
@@ -116,8 +117,27 @@ class Connection:
 
     @property
     def expanded_url(self) -> str:
-        """The URL with ``${VAR}`` expanded, so secrets stay in the environment."""
+        """The URL with ``${VAR}`` expanded, so secrets stay in the environment.
+
+        The expanded form goes to the driver only: messages show :attr:`url`, the policy's
+        own form. A variable that is not set is an error naming the variable, never a URL
+        sent on with ``${VAR}`` left in it.
+        """
+        missing = [name for name in env_references(self.url) if name not in os.environ]
+        if missing:
+            raise ConnectionFailed(
+                f"Connection {self.name!r} uses ${{{missing[0]}}}, which is not set; set it in "
+                "the environment of the kernel (or the CLI) and try again."
+            )
         return os.path.expandvars(self.url)
+
+
+_ENV_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def env_references(url: str) -> list[str]:
+    """The variables ``os.path.expandvars`` would expand in ``url``, in order."""
+    return list(dict.fromkeys(a or b for a, b in _ENV_REFERENCE.findall(url)))
 
 
 @dataclass(frozen=True)
