@@ -106,7 +106,22 @@ def home_key(home: Path) -> bytes:
 
 
 def _read_key_file(path: Path) -> bytes:
-    key = path.read_bytes()
+    """Read the key, refusing a symlink, a file of another user and one others can read or
+    write: in a shared or pre-created home such a file is a key someone else knows."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            raise MaskKeyError(
+                f"The masking key file {path} belongs to another user or others may read or "
+                "write it, so it cannot be trusted; remove it (or chmod 600 your own) and "
+                "run again."
+            )
+        key = b""
+        while chunk := os.read(fd, 4096):
+            key += chunk
+    finally:
+        os.close(fd)
     if len(key) != FILE_KEY_BYTES:
         raise MaskKeyError(
             f"The masking key file {path} holds {len(key)} bytes instead of "

@@ -82,7 +82,13 @@ class DuckDBConnector:
     def catalog(self, refresh: bool = False) -> Catalog:
         with self._lock:
             if self._catalog is None or refresh:
-                rows = self.con.execute(_CATALOG_SQL).fetchall()
+                try:
+                    rows = self.con.execute(_CATALOG_SQL).fetchall()
+                except duckdb.Error as error:
+                    raise ConnectionFailed(
+                        f"Could not read the catalog of connection {self.name!r}: "
+                        f"{safe_error(str(error), self.policy_url)}"
+                    ) from None
                 self._catalog = Catalog.from_rows(rows, default_schema="main")
             return self._catalog
 

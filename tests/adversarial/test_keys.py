@@ -57,6 +57,7 @@ def test_concurrent_first_use_agrees_on_one_full_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize("size", [0, 1, 16, 31, 33])
 def test_short_or_long_key_file_is_an_error_not_a_key(tmp_path: Path, size: int) -> None:
     (tmp_path / keys.KEY_FILE).write_bytes(b"k" * size)
+    os.chmod(tmp_path / keys.KEY_FILE, 0o600)
     with pytest.raises(MaskKeyError, match=f"holds {size} bytes instead of 32") as error:
         keys.home_key(tmp_path)
     assert str(error.value).count(". ") == 0 and str(error.value).endswith(".")
@@ -65,6 +66,7 @@ def test_short_or_long_key_file_is_an_error_not_a_key(tmp_path: Path, size: int)
 def test_empty_key_file_is_never_replaced_silently(tmp_path: Path) -> None:
     """A truncated file may hide a lost key: refusing keeps old tokens from changing."""
     (tmp_path / keys.KEY_FILE).write_bytes(b"")
+    os.chmod(tmp_path / keys.KEY_FILE, 0o600)
     with pytest.raises(MaskKeyError):
         keys.home_key(tmp_path)
     assert (tmp_path / keys.KEY_FILE).read_bytes() == b""
@@ -149,3 +151,27 @@ def test_unmasked_query_does_not_need_the_key(session_for, monkeypatch) -> None:
 def _child_env() -> dict[str, str]:
     root = str(Path(__file__).resolve().parents[2])
     return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def test_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    """A key file readable by the group or others is a key someone else may know."""
+    key_file = tmp_path / keys.KEY_FILE
+    key_file.write_bytes(os.urandom(32))
+    for mode in (0o644, 0o640, 0o606):
+        os.chmod(key_file, mode)
+        with pytest.raises(MaskKeyError, match="cannot be trusted"):
+            keys.home_key(tmp_path)
+    os.chmod(key_file, 0o600)
+    assert len(keys.home_key(tmp_path)) == 32
+
+
+def test_planted_symlink_key_file_is_refused(tmp_path: Path) -> None:
+    """A symlink planted at mask.key (pointing at a key the planter knows) is not followed."""
+    known = tmp_path / "planted"
+    known.write_bytes(b"k" * 32)
+    os.chmod(known, 0o600)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / keys.KEY_FILE).symlink_to(known)
+    with pytest.raises(MaskKeyError, match="cannot be read"):
+        keys.home_key(home)
