@@ -107,3 +107,16 @@ def test_requests_ca_bundle_in_the_kernel_env_is_not_trusted_for_the_issuer(
         validator.metadata()
     pinned = TokenValidator(oidc_server.authority("tenant1"), ca_bundle=oidc_server.ca_file)
     assert pinned.metadata()["issuer"] == oidc_server.issuer
+
+
+def test_user_env_var_does_not_name_the_local_os_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    """USER=alice (an admin in the demo policy) does not make the OS user alice."""
+    import os
+    import pwd
+
+    from jupyter_gov.identity.local import LocalProvider
+
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.setenv(name, "alice")
+    real = pwd.getpwuid(os.geteuid()).pw_name
+    assert LocalProvider().current().subject == real != "alice"
