@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_gov.errors import AuditError
+from jupyter_gov.files import private_dir, private_file
 
 GENESIS = "0" * 64
 
@@ -152,40 +153,6 @@ def default_home() -> Path:
         return Path(jupyter_data_dir()) / "jupyter_gov"
     except ImportError:  # pragma: no cover - jupyter_core ships with ipykernel
         return Path.home() / ".local" / "share" / "jupyter" / "jupyter_gov"
-
-
-def private_dir(path: Path) -> None:
-    """Create ``path`` and any missing parents owner-only (0700), whatever the umask.
-
-    Directories that already exist are left as they are: they may be shared on purpose.
-    """
-    missing = []
-    current = path
-    while not current.exists():
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
-    for directory in reversed(missing):
-        with suppress(FileExistsError):  # another kernel made it first
-            directory.mkdir(mode=0o700)
-            os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
-
-
-def private_file(path: Path) -> None:
-    """Create ``path`` empty and owner-only (0600) if it does not exist, whatever the umask.
-
-    SQLite creates its ``-wal`` and ``-shm`` files with the database file's permissions,
-    so making the database private first keeps all three private.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    try:
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
 
 
 def default_store_url() -> str:

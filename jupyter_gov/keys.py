@@ -29,8 +29,8 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from jupyter_gov.audit import private_dir
 from jupyter_gov.errors import GovError
+from jupyter_gov.files import private_dir
 
 #: The shortest key accepted, in bytes after decoding.
 MIN_KEY_BYTES = 32

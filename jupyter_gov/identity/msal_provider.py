@@ -37,6 +37,7 @@ import msal
 import requests
 
 from jupyter_gov.errors import IdentityError
+from jupyter_gov.files import private_dir
 from jupyter_gov.identity.base import Identity
 from jupyter_gov.identity.http import isolated_session
 from jupyter_gov.identity.oidc import (
@@ -85,8 +86,7 @@ def open_token_cache(
     from msal_extensions import FilePersistence, PersistedTokenCache, build_encrypted_persistence
 
     location = Path(path).expanduser()
-    if not location.parent.exists():
-        location.parent.mkdir(parents=True, mode=0o700)
+    private_dir(location.parent)
     try:
         persistence = build_encrypted_persistence(str(location))
     except Exception as error:  # ImportError (no gi), or no Secret Service when headless

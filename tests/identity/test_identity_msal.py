@@ -289,3 +289,24 @@ def test_service_sign_in_ignores_proxy_env_vars(
         scope="api://jupyter-gov/query",
     )
     assert provider.current().subject == "sp-pipeline"
+
+
+def test_token_cache_and_its_directories_are_private_under_umask_000(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cache = tmp_path / "a" / "b" / "tokens.bin"
+    code = (
+        "import os, sys; os.umask(0); "
+        "from jupyter_gov.identity.msal_provider import open_token_cache; "
+        "c = open_token_cache(sys.argv[1]); sys.exit(3 if getattr(c, \"is_encrypted\", False) else 0)"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root}
+    done = subprocess.run([sys.executable, "-c", code, str(cache)], env=env, check=False)
+    if done.returncode == 3:
+        pytest.skip("the token cache is encrypted on this machine")
+    assert done.returncode == 0
+    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o600
+    for directory in (tmp_path / "a", tmp_path / "a" / "b"):
+        assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
