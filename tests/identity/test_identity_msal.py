@@ -299,7 +299,7 @@ def test_token_cache_and_its_directories_are_private_under_umask_000(tmp_path: P
     code = (
         "import os, sys; os.umask(0); "
         "from jupyter_gov.identity.msal_provider import open_token_cache; "
-        "c = open_token_cache(sys.argv[1]); sys.exit(3 if getattr(c, \"is_encrypted\", False) else 0)"
+        'c = open_token_cache(sys.argv[1]); sys.exit(3 if getattr(c, "is_encrypted", False) else 0)'
     )
     root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": root}
