@@ -131,11 +131,25 @@ TYPE_WORDS = frozenset(
     """.split()
 )
 
+#: Words engine error classes are made of ("Out of Range Error", "Binder Error"); a prefix
+#: made of anything else is not trusted to be a class.
+CLASS_WORDS = frozenset(
+    """
+    binder catalog configuration connection constraint conversion dependency execution
+    expression extension fatal http implemented index input internal interrupt invalid io
+    mathematical mismatch missing not of optimizer out parameter parser permission range
+    sequence serialization syntax transaction type unknown
+    """.split()
+)
+
 _CLASS = re.compile(r"^\s*([A-Z][A-Za-z]*(?: [A-Za-z]+)*) Error:\s*")
-_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`")
+# A single quote opens a quoted segment unless it is an apostrophe inside a word (can't).
+_QUOTED = r"(?<![A-Za-z])'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`"
+_TOKEN = r"(?:[^\s,;:!?()\[\]{}<>=+*/|&^%'\"`]|(?<=[A-Za-z])'(?=[A-Za-z]))+"
+_PIECE = re.compile(rf"(?P<quoted>{_QUOTED})|(?P<token>{_TOKEN})")
+_STRAY_QUOTE = re.compile(r"['\"`]")
 _SIGNATURE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\(([A-Z0-9_\[\], ]*)\)$")
 _ECHO = re.compile(r"\b(Input|input|Value|value):\s.*$")
-_TOKEN = re.compile(r"[^\s,;:!?()\[\]{}<>=+*/|&^%]+")
 
 
 def redact_engine_message(message: str, names: Iterable[str] = ()) -> str:
@@ -143,18 +157,40 @@ def redact_engine_message(message: str, names: Iterable[str] = ()) -> str:
 
     Keeps the first line's error class and the words that explain it; ``names`` (catalog
     tables and columns) may stay when quoted. ``Could not convert string 'Hana Nguyen' to
-    INT32`` becomes ``Conversion Error: Could not convert string '?' to INT32``.
+    INT32`` becomes ``Conversion Error: Could not convert string '?' to INT32``. A quote
+    left open (a value with a line break cut the line) hides everything after it.
     """
     known = {n.lower() for n in names}
     line = (message.strip().splitlines() or [""])[0].strip()
     match = _CLASS.match(line)
+    if match and not set(match.group(1).lower().split()) <= CLASS_WORDS:
+        match = None
     kind = match.group(1) if match else "Unknown"
     body = line[match.end() :] if match else line
     body = _ECHO.sub(lambda m: f"{m.group(1)}: ?", body)
-    body = _QUOTED.sub(lambda m: _quoted(m.group(0), known), body)
     strict = kind in DATA_ERROR_CLASSES or not match
-    body = _TOKEN.sub(lambda m: _token(m.group(0), known, strict), body)
-    return f"{kind} Error: {body}" if match else body
+    out: list[str] = []
+    position, quoted_end = 0, -1
+    for piece in [*_PIECE.finditer(body), None]:
+        between = body[position : piece.start() if piece else len(body)]
+        stray = _STRAY_QUOTE.search(between)
+        if stray:  # an unterminated quote: everything after it is a value
+            out.append(between[: stray.start()] + "?")
+            break
+        out.append(between)
+        if piece is None:
+            break
+        if piece.group("quoted"):
+            out.append(_quoted(piece.group("quoted"), known))
+            quoted_end = piece.end()
+        elif piece.start() == quoted_end and any(c.isalnum() for c in piece.group("token")):
+            # glued to a quote: the rest of a value that had the quote character inside
+            out.append("?")
+        else:
+            out.append(_token(piece.group("token"), known, strict))
+        position = piece.end()
+    text = "".join(out)
+    return f"{kind} Error: {text}" if match else text
 
 
 def _quoted(segment: str, known: set[str]) -> str:
@@ -179,10 +215,8 @@ def _is_type(word: str) -> bool:
 
 
 def _token(token: str, known: set[str], strict: bool) -> str:
-    if token in ("'?'", '"?"', "?", "->", "-", ".", "'", '"') or token.startswith(("'", '"')):
-        return token
-    core = token.strip(".'\"")
-    if _is_type(core) or core.lower() in known:
+    core = token.strip(".-")
+    if not core or _is_type(core) or core.lower() in known:
         return token
     if any(c.isdigit() for c in core):
         return "?"

@@ -202,6 +202,18 @@ def test_magic_output_holds_no_expanded_secret(shell, vault_policy, capsys) -> N
             'Binder Error: Could not find key "?" in struct',
         ),
         ("an unknown failure mentioning Hana at 12 Elm Street", "an unknown ? ? ? at ? ? ?"),
+        # a value with a line break cuts the first line inside its quotes
+        (
+            'Binder Error: Could not find key "Hana\nNguyen" in struct',
+            "Binder Error: Could not find key ?",
+        ),
+        # a value with the quote character inside it
+        (
+            'Binder Error: Could not find key "O"Brien" in struct',
+            'Binder Error: Could not find key "?"??',
+        ),
+        # a prefix that is not an engine error class is not kept as one
+        ("Hana Nguyen Error: boom", "? ? Error: ?"),
     ],
 )
 def test_redaction_keeps_the_class_and_known_names_only(message, expected) -> None:
@@ -212,3 +224,61 @@ def test_redacted_messages_are_gov_errors_of_one_line(session_for) -> None:
     with pytest.raises(GovError) as error:
         session_for("alice").sql(CAST_NAME)
     assert "\n" not in str(error.value)
+
+
+# -- property: no value survives, whatever it is ------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from jupyter_gov.scrub import MESSAGE_WORDS, STATEMENT_WORDS, TYPE_WORDS  # noqa: E402
+
+QUOTED_TEMPLATES = [
+    "Conversion Error: Could not convert string '{v}' to INT32 when casting from source column x",
+    'Invalid Input Error: Could not parse string "{v}" according to format specifier "%Y"',
+    'Constraint Error: Duplicate key "id: {v}" violates primary key constraint.',
+    "Conversion Error: Type VARCHAR with value '{v}' can't be cast to the destination type DATE",
+    'Binder Error: Could not find key "{v}" in struct',
+]
+BARE_TEMPLATES = [
+    "Invalid Input Error: {v}",
+    "Conversion Error: Date out of range: {v}",
+    "Invalid Input Error: Malformed JSON at byte 3 of input: unexpected character.  Input: {v}",
+    "Out of Range Error: Overflow in addition of INT32 ({v} + 1)!",
+]
+KEPT = {w.lower() for w in MESSAGE_WORDS | TYPE_WORDS | STATEMENT_WORDS}
+words = st.text(
+    st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"),
+    min_size=3,
+    max_size=12,
+)
+
+
+def _value_is_a_kept_name(value: str) -> bool:
+    return value.lower() in KEPT or value in ("x",)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    template=st.sampled_from(QUOTED_TEMPLATES),
+    value=st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters=""),
+        min_size=3,
+        max_size=40,
+    ),
+)
+def test_no_quoted_value_survives_redaction(template: str, value: str) -> None:
+    if _value_is_a_kept_name(value.strip()):
+        return  # a value spelled like a type or a statement kind reveals nothing
+    redacted = redact_engine_message(template.format(v=value), ["customers", "full_name"])
+    assert value not in redacted and value.strip() not in redacted.split("Error: ", 1)[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(template=st.sampled_from(BARE_TEMPLATES), value=st.lists(words, min_size=1, max_size=4))
+def test_no_bare_word_of_a_value_survives_in_a_data_error(template: str, value: list[str]) -> None:
+    redacted = redact_engine_message(template.format(v=" ".join(value)))
+    body = redacted.split("Error: ", 1)[1].replace("(", " ").replace(")", " ").split()
+    for word in value:
+        if word.lower() not in KEPT:
+            assert word not in body, (word, redacted)
