@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_gov.errors import AuditError
+from jupyter_gov.files import private_dir, private_file
 
 GENESIS = "0" * 64
 
@@ -181,7 +182,8 @@ class AuditStore:
         self.path = path_from_url(self.url)
         self._local = threading.local()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
+            private_file(self.path)
             with self._transaction() as db:
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     db.execute(statement)
@@ -196,6 +198,8 @@ class AuditStore:
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
+            with suppress(OSError):  # sqlite3 would create a missing file 0644; if this
+                private_file(self.path)  # fails, connect below reports why
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")

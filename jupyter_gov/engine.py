@@ -10,7 +10,6 @@ raises :class:`ApprovalRequired`; both carry the plan with its rules and reasons
 from __future__ import annotations
 
 import os
-import secrets
 import time
 import uuid
 from collections import OrderedDict
@@ -19,11 +18,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from jupyter_gov import masking
+from jupyter_gov import keys, masking
 from jupyter_gov.approvals import ApprovalError, ApprovalRequest, ApprovalStore, Binding
 from jupyter_gov.audit import AuditStore, default_home
 from jupyter_gov.connectors import Connector, open_connector
-from jupyter_gov.errors import GovError, IdentityError, QueryFailed
+from jupyter_gov.errors import AuditError, GovError, IdentityError, QueryFailed
 from jupyter_gov.exposure import Exposure
 from jupyter_gov.guardrails import Context, Finding, check_approvals, verdict_of
 from jupyter_gov.identity import Identity, IdentityProvider
@@ -505,7 +504,7 @@ class GovernedSession:
 
     def _masking_keys(self) -> dict[str, str]:
         if self._keys is None:
-            self._keys = masking.masking_keys(self.policy, os.environ, _home_key())
+            self._keys = masking.masking_keys(self.policy, os.environ, default_home())
         return self._keys
 
     def _event_base(
@@ -537,16 +536,31 @@ class GovernedSession:
         duration_ms: float | None = None,
         error: str | None = None,
     ) -> int:
+        """Record how the statement ended. It has run (or failed) by now, so a failure to
+        record says exactly that, never "not run"; a result that cannot be recorded is
+        withheld, so nothing leaves the proxy unaudited."""
         if duration_ms is None:
             duration_ms = (time.perf_counter() - started) * 1000
-        return self.audit.append(
-            "result",
-            **base,
-            rows=rows,
-            duration_ms=round(duration_ms, 3),
-            error=error,
-            decision="error" if error else "allow",
-        )
+        try:
+            return self.audit.append(
+                "result",
+                **base,
+                rows=rows,
+                duration_ms=round(duration_ms, 3),
+                error=error,
+                decision="error" if error else "allow",
+            )
+        except AuditError as failure:
+            what = (
+                "The statement failed, and its failure"
+                if error
+                else "The statement ran (any change it made stays made), but its result"
+            )
+            withheld = "" if error else ", so the result is withheld"
+            raise AuditError(
+                f"{what} could not be recorded in the audit store at {self.audit.path}"
+                f"{withheld}; check the disk and the file's permissions before running it again."
+            ) from failure
 
     def _audit_identity_failure(self, query_id: str, connection: str, reason: str) -> None:
         self.audit.append(
@@ -573,22 +587,5 @@ def _param_types(params: Mapping[str, Any] | Sequence[Any] | None) -> tuple[Any,
 
 
 def _home_key() -> bytes:
-    """A per-installation masking key, created once with owner-only permissions."""
-    path = default_home() / "mask.key"
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_bytes(32)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another kernel created it first: use theirs
-            return path.read_bytes()
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key)
-        return key
-    except OSError as error:
-        raise GovError(
-            f"The masking key at {path} cannot be read ({error.strerror}); set "
-            "JUPYTER_GOV_MASK_KEY or fix the file's permissions."
-        ) from error
+    """The per-installation masking key (see :func:`jupyter_gov.keys.home_key`)."""
+    return keys.home_key(default_home())

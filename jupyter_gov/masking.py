@@ -15,14 +15,14 @@ Keys and identity attributes are bound parameters (``g_*``), never literals in t
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlglot import exp
 
+from jupyter_gov import keys
 from jupyter_gov.analysis import template_to_placeholders
 from jupyter_gov.connectors.base import TableEntry
 from jupyter_gov.connectors.profile import MaskDialect, MaskUnsupported, is_text
@@ -30,19 +30,7 @@ from jupyter_gov.connectors.registry import profile_for_dialect
 from jupyter_gov.errors import PolicyError
 from jupyter_gov.identity import Identity
 from jupyter_gov.policy import MaskSpec, Policy
-
-#: presidio's entity names; the ``scrub`` mask replaces each match by ``<ENTITY>``, as
-#: presidio-anonymizer's ``replace`` operator does by default. Order matters: cards and
-#: SSNs before phone numbers, which would otherwise swallow them. No backslashes (``[.]``
-#: for ``\.``): string-literal escaping differs between engines, bracket classes do not.
-SCRUB_PATTERNS: dict[str, str] = {
-    "EMAIL_ADDRESS": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+[.][A-Za-z]{2,}",
-    "CREDIT_CARD": r"[0-9]{4}[ -]?[0-9]{4}[ -]?[0-9]{4}[ -]?[0-9]{1,7}",
-    "US_SSN": r"[0-9]{3}-[0-9]{2}-[0-9]{4}",
-    "PHONE_NUMBER": r"[+]?[0-9][0-9() .-]{7,}[0-9]",
-    "IP_ADDRESS": r"[0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}",
-}
-DEFAULT_SCRUB = ("EMAIL_ADDRESS", "CREDIT_CARD", "US_SSN", "PHONE_NUMBER")
+from jupyter_gov.scrub import DEFAULT_SCRUB, SCRUB_PATTERNS
 
 #: Partial masks never reveal part of a value shorter than kept characters plus this.
 _MIN_HIDDEN = 4
@@ -62,10 +50,9 @@ class MaskedSource:
     unrenderable: dict[str, str] = field(default_factory=dict)
 
 
-def masking_keys(policy: Policy, environ: Mapping[str, str], home_key: bytes) -> dict[str, str]:
-    """Derive the hash key from the configured masking key (HMAC, so it is never used raw)."""
-    secret = environ.get(policy.mask_key_env, "").encode() or home_key
-    return {"g_k1": hmac.new(secret, b"jupyter-gov mask key v1", hashlib.sha256).hexdigest()}
+def masking_keys(policy: Policy, environ: Mapping[str, str], home: Path) -> dict[str, str]:
+    """The bound key parameters masks use; see :mod:`jupyter_gov.keys` for the rules."""
+    return keys.derived_keys(keys.resolve(policy.mask_key_env, environ, home))
 
 
 def masked_source(

@@ -119,3 +119,66 @@ def test_two_writers_keep_one_chain(tmp_path):
         (first if i % 2 else second).append("attempt", subject=str(i))
     report = first.verify()
     assert report.ok and report.rows == 20
+
+
+class FailsOnAppend(AuditStore):
+    """An audit store whose n-th append fails, as a full disk would."""
+
+    def __init__(self, path, fail_at: int) -> None:
+        super().__init__(path)
+        self.fail_at = fail_at
+        self.appends = 0
+
+    def append(self, kind, **event):
+        self.appends += 1
+        if self.appends == self.fail_at:
+            raise AuditError(f"The audit store at {self.path} cannot be written (disk full).")
+        return super().append(kind, **event)
+
+
+def session_with_store(session_for, tmp_path, user: str, fail_at: int):
+    session = session_for(user)
+    session.audit = FailsOnAppend(tmp_path / "failing.sqlite", fail_at)
+    return session
+
+
+def test_unrecorded_result_says_it_ran_and_is_withheld(session_for, tmp_path):
+    """Attempt and decision are written; the third append (the result) fails."""
+    session = session_with_store(session_for, tmp_path, "bob", fail_at=3)
+    with pytest.raises(AuditError) as error:
+        session.sql("SELECT email FROM customers LIMIT 2")
+    message = str(error.value)
+    assert message.startswith("The statement ran")
+    assert "result is withheld" in message and "not run" not in message
+    assert message.count(". ") == 0 and message.endswith(".")
+    kinds = [e["kind"] for e in session.audit.events(newest_first=False)]
+    assert kinds == ["attempt", "decision"]
+
+
+def test_unrecorded_failure_says_the_statement_failed(session_for, tmp_path):
+    session = session_with_store(session_for, tmp_path, "bob", fail_at=3)
+    with pytest.raises(AuditError, match=r"^The statement failed, and its failure could not"):
+        session.sql("SELECT CAST(city AS INTEGER) FROM customers")
+
+
+def test_audit_file_is_private_under_umask_000(tmp_path):
+    """In a child process with umask 0: home 0700, store and its WAL files 0600."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    home = tmp_path / "home"
+    code = (
+        "import os, sys; os.umask(0); from jupyter_gov.audit import AuditStore; "
+        "s = AuditStore(); s.append('attempt', subject='x'); "
+        "assert s.verify().ok"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "JUPYTER_GOV_HOME": str(home), "PYTHONPATH": root}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    assert home.stat().st_mode & 0o777 == 0o700
+    files = sorted(p.name for p in home.iterdir())
+    assert "audit.sqlite" in files
+    for path in home.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o600, path.name

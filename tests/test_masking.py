@@ -199,7 +199,7 @@ def test_most_restrictive_mask_wins_for_several_roles(session_for, demo_policy):
 
 def test_keyed_hash_changes_with_the_key(session_for, monkeypatch):
     first = session_for("bob").sql("SELECT full_name FROM customers WHERE customer_id = 1")
-    monkeypatch.setenv("JUPYTER_GOV_MASK_KEY", "another-key-0123456789abcdefgh")
+    monkeypatch.setenv("JUPYTER_GOV_MASK_KEY", "another-key-0123456789abcdefghijkl")
     second = session_for("bob").sql("SELECT full_name FROM customers WHERE customer_id = 1")
     assert first.fetchall() != second.fetchall()
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyarrow as pa
 from sqlglot import exp
+
+from jupyter_gov.policy.model import env_references
+from jupyter_gov.scrub import redact_engine_message
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,21 @@ def _parse_type(data_type: str, dialect: str = "duckdb") -> exp.DataType:
         return exp.DataType.build(data_type, dialect=dialect)
     except Exception:  # an engine-specific type sqlglot does not know: treat as opaque
         return exp.DataType.build("UNKNOWN")
+
+
+def safe_error(message: str, policy_url: str, names: Iterable[str] = ()) -> str:
+    """A driver's error message fit for a user, the audit and an API response.
+
+    Every value a ``${VAR}`` of the connection's URL expanded to is put back as ``${VAR}``
+    (drivers quote the URL or its password in "could not connect" messages), and the rest
+    goes through :func:`~jupyter_gov.scrub.redact_engine_message`, which keeps no literal,
+    row value or path. Connectors call this on every error they turn into a message.
+    """
+    for name in env_references(policy_url):
+        value = os.environ.get(name, "")
+        if len(value) >= 3:  # shorter values would garble the message and hide little
+            message = message.replace(value, f"${{{name}}}")
+    return redact_engine_message(message, names)
 
 
 class Connector(Protocol):

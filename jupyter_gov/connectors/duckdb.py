@@ -17,7 +17,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from jupyter_gov import functions, guardrails
-from jupyter_gov.connectors.base import Catalog
+from jupyter_gov.connectors.base import Catalog, safe_error
 from jupyter_gov.connectors.profile import Capabilities, MaskDialect, Profile, call
 from jupyter_gov.errors import ConnectionFailed, QueryFailed
 from jupyter_gov.policy import Connection
@@ -46,9 +46,14 @@ class DuckDBConnector:
 
     dialect = "duckdb"
 
-    def __init__(self, name: str, url: str, read_only: bool = False) -> None:
+    def __init__(
+        self, name: str, url: str, read_only: bool = False, *, policy_url: str | None = None
+    ) -> None:
+        """``url`` is the expanded URL; ``policy_url`` the policy's own form, with its
+        ``${VAR}`` references unexpanded, which is the only form any message shows."""
         self.name = name
         self.url = url
+        shown = self.policy_url = policy_url or url
         self._lock = threading.RLock()
         self._catalog: Catalog | None = None
         target = url.removeprefix("duckdb:")
@@ -63,7 +68,8 @@ class DuckDBConnector:
                 path = Path(target.removeprefix("///").removeprefix("//")).expanduser()
                 if not path.exists():
                     raise ConnectionFailed(
-                        f"DuckDB file {path} does not exist; check the connection URL {url!r}."
+                        f"The DuckDB file of connection {name!r} ({shown}) does not exist; "
+                        "check its URL in the policy and the variables it uses."
                     )
                 config = dict(LOCKDOWN, access_mode="READ_ONLY" if read_only else "AUTOMATIC")
                 self.con = duckdb.connect(str(path), config=config)
@@ -71,12 +77,21 @@ class DuckDBConnector:
             self.con.execute("SET enable_external_access = false")
             self.con.execute("SET lock_configuration = true")
         except duckdb.Error as error:
-            raise ConnectionFailed(f"Could not open DuckDB connection {name!r}: {error}") from error
+            raise ConnectionFailed(
+                f"Could not open DuckDB connection {name!r} ({shown}): "
+                f"{safe_error(str(error), shown)}"
+            ) from error
 
     def catalog(self, refresh: bool = False) -> Catalog:
         with self._lock:
             if self._catalog is None or refresh:
-                rows = self.con.execute(PROFILE.catalog_query).fetchall()
+                try:
+                    rows = self.con.execute(PROFILE.catalog_query).fetchall()
+                except duckdb.Error as error:
+                    raise ConnectionFailed(
+                        f"Could not read the catalog of connection {self.name!r}: "
+                        f"{safe_error(str(error), self.policy_url)}"
+                    ) from None
                 self._catalog = Catalog.from_rows(
                     rows, default_schema=PROFILE.default_schema, dialect=PROFILE.dialect
                 )
@@ -92,10 +107,19 @@ class DuckDBConnector:
             except duckdb.InterruptException as error:
                 raise QueryFailed("The query was cancelled.") from error
             except duckdb.Error as error:
-                # Engine errors can echo values ("could not convert 'x@y.com'"): scrub them,
-                # so neither the audit nor a notebook output holds PII from an error.
-                message = scrub_text(str(error).split("\n")[0])
-                raise QueryFailed(f"DuckDB rejected the governed statement: {message}") from error
+                # Engine errors echo values ("Could not convert string 'Hana Nguyen'"): only
+                # the redacted form may reach the user, the audit or an API response.
+                message = safe_error(str(error), self.policy_url, self._names())
+                raise QueryFailed(
+                    f"DuckDB rejected the governed statement: {scrub_text(message)}"
+                ) from None
+
+    def _names(self) -> set[str]:
+        """Catalog tables and columns: the names an error message may keep."""
+        catalog = self.catalog()
+        names = {e.name for e in catalog.tables.values()}
+        names.update(c for e in catalog.tables.values() for c in e.columns)
+        return names
 
     def register_result(self, name: str, table: pa.Table) -> None:
         with self._lock:
@@ -122,7 +146,12 @@ class DuckDBMasks(MaskDialect):
 
 
 def _connect(connection: Connection) -> DuckDBConnector:
-    return DuckDBConnector(connection.name, connection.expanded_url, connection.read_only)
+    return DuckDBConnector(
+        connection.name,
+        connection.expanded_url,
+        read_only=connection.read_only,
+        policy_url=connection.url,
+    )
 
 
 PROFILE = Profile(

@@ -49,7 +49,12 @@ def provider_from_config(
     if user is not None:
         raise IdentityError(IMPERSONATION_REFUSED)
     if kind == "jupyterhub":
-        return JupyterHubProvider(cache_ttl=float(config.get("cache_ttl", 60)), env=env)
+        return JupyterHubProvider(
+            cache_ttl=float(config.get("cache_ttl", 60)),
+            env=env,
+            api_url=config.get("api_url"),
+            ca_bundle=config.get("ca_bundle"),
+        )
     if kind == "msal":
         return _msal_from_config(config, env)
     raise IdentityError(f"Unknown identity provider {kind!r}; use local, jupyterhub or msal.")
@@ -67,6 +72,7 @@ def _msal_from_config(config: Mapping[str, Any], env: Mapping[str, str]) -> Msal
         scope=config.get("scope"),
         audience=config.get("audience"),
         issuer=config.get("issuer"),
+        tenants=tuple(config.get("tenants") or ()),
         group_claims=group_claims,
         attributes=config.get("attributes"),
         client_credential=credential_from_env(env),
@@ -75,6 +81,7 @@ def _msal_from_config(config: Mapping[str, Any], env: Mapping[str, str]) -> Msal
         require_encrypted_cache=bool(config.get("require_encrypted_cache", False)),
         redirect_uri=config.get("redirect_uri"),
         leeway=float(config.get("leeway", 60)),
+        ca_bundle=config.get("ca_bundle"),
     )
 
 

@@ -1,12 +1,17 @@
-"""JupyterHub identity: the Hub already authenticated the person who owns this server.
+"""JupyterHub identity: the Hub says who owns this server's API token.
 
-Inside a single-user server the Hub sets ``JUPYTERHUB_USER``, ``JUPYTERHUB_API_URL`` and
-``JUPYTERHUB_API_TOKEN``; the user's groups and roles come from ``GET /users/{name}`` of the
-Hub REST API. The server's token can read them only if the Hub grants it the scopes
-``read:users:groups!user`` and ``read:roles:users!user`` (``c.Spawner.server_token_scopes``);
-without them the Hub omits the fields and the identity has no groups. Answers are cached for
-``cache_ttl`` seconds so a burst of queries costs one request, and a revoked group takes at
-most that long to stop counting.
+Inside a single-user server the Hub sets ``JUPYTERHUB_API_URL`` and ``JUPYTERHUB_API_TOKEN``;
+``GET /user`` of the Hub REST API answers with the model of *the token's owner*, with their
+groups and roles. ``JUPYTERHUB_USER`` is never read: it is a plain environment variable that
+anything starting the kernel can set, and the Hub's answer about a user named in it says
+nothing about who holds the token. Groups and roles are included only if the Hub grants the
+server's token ``read:users:groups!user`` and ``read:roles:users!user``
+(``c.Spawner.server_token_scopes``); without them the identity has no groups. Answers are
+cached for ``cache_ttl`` seconds so a burst of queries costs one request, and a revoked group
+takes at most that long to stop counting.
+
+The Hub is called without the environment's proxies or CA settings
+(:mod:`jupyter_gov.identity.http`); the policy may pin ``api_url`` and ``ca_bundle``.
 """
 
 from __future__ import annotations
@@ -16,12 +21,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote
 
 import requests
 
 from jupyter_gov.errors import IdentityError
 from jupyter_gov.identity.base import Identity
+from jupyter_gov.identity.http import isolated_session
 
 
 class JupyterHubProvider:
@@ -41,21 +46,22 @@ class JupyterHubProvider:
         env: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         session: requests.Session | None = None,
+        api_url: str | None = None,
+        ca_bundle: str | None = None,
     ) -> None:
         env = os.environ if env is None else env
-        self.user = env.get("JUPYTERHUB_USER", "")
-        self.api_url = env.get("JUPYTERHUB_API_URL", "").rstrip("/")
+        self.api_url = (api_url or env.get("JUPYTERHUB_API_URL", "")).rstrip("/")
         self._token = env.get("JUPYTERHUB_API_TOKEN", "")
         self.cache_ttl = cache_ttl
         self.timeout = timeout
         self.clock = clock
-        self._session = session or requests.Session()
+        self._session = session or isolated_session(ca_bundle, timeout)
         self._lock = threading.Lock()
         self._cached: Identity | None = None
         self._cached_at = 0.0
 
     def __repr__(self) -> str:
-        return f"JupyterHubProvider(user={self.user!r}, api_url={self.api_url!r})"
+        return f"JupyterHubProvider(api_url={self.api_url!r})"
 
     def current(self) -> Identity:
         with self._lock:
@@ -66,24 +72,20 @@ class JupyterHubProvider:
             return identity
 
     def _fetch(self) -> Identity:
-        missing = [
-            name
-            for name, value in (
-                ("JUPYTERHUB_USER", self.user),
-                ("JUPYTERHUB_API_URL", self.api_url),
-                ("JUPYTERHUB_API_TOKEN", self._token),
-            )
-            if not value
-        ]
-        if missing:
-            raise IdentityError(
-                f"{missing[0]} is not set; the jupyterhub identity provider only works inside "
-                "a JupyterHub single-user server."
-            )
-        url = f"{self.api_url}/users/{quote(self.user, safe='')}"
+        for name, value in (
+            ("JUPYTERHUB_API_URL", self.api_url),
+            ("JUPYTERHUB_API_TOKEN", self._token),
+        ):
+            if not value:
+                raise IdentityError(
+                    f"{name} is not set; the jupyterhub identity provider only works inside "
+                    "a JupyterHub single-user server."
+                )
         try:
             response = self._session.get(
-                url, headers={"Authorization": f"token {self._token}"}, timeout=self.timeout
+                f"{self.api_url}/user",
+                headers={"Authorization": f"token {self._token}"},
+                timeout=self.timeout,
             )
         except requests.RequestException as error:
             raise IdentityError(
@@ -91,28 +93,33 @@ class JupyterHubProvider:
             ) from error
         if response.status_code in (401, 403):
             raise IdentityError(
-                f"The JupyterHub API refused to describe user {self.user!r} "
-                f"(HTTP {response.status_code}); the server's token lacks the read:users scope."
+                "The JupyterHub API refused to say who owns this server's token "
+                f"(HTTP {response.status_code}); the token is invalid or lacks its scopes."
             )
-        if response.status_code == 404:
-            raise IdentityError(f"JupyterHub does not know the user {self.user!r}.")
         if response.status_code != 200:
             raise IdentityError(
-                f"The JupyterHub API answered HTTP {response.status_code} for user {self.user!r}."
+                f"The JupyterHub API answered HTTP {response.status_code} when asked who owns "
+                "this server's token."
             )
         try:
             model: Any = response.json()
         except ValueError as error:
             raise IdentityError("The JupyterHub API answered with invalid JSON.") from error
-        if not isinstance(model, dict) or model.get("name") != self.user:
-            raise IdentityError(f"The JupyterHub API described someone other than {self.user!r}.")
+        name = model.get("name") if isinstance(model, dict) else None
+        if not isinstance(name, str) or not name:
+            raise IdentityError("The JupyterHub API did not name the owner of this server's token.")
+        if model.get("kind", "user") != "user":
+            raise IdentityError(
+                "This server's token belongs to a Hub service, not a user; run jupyter-gov in "
+                "a user's server or use another identity provider."
+            )
         groups: list[str] = []
         for value in [*(model.get("groups") or []), *(model.get("roles") or [])]:
             if isinstance(value, str) and value not in groups:
                 groups.append(value)
         return Identity(
-            subject=self.user,
-            display_name=self.user,
+            subject=name,
+            display_name=name,
             auth_method="jupyterhub",
             issuer=self.api_url,
             verified=True,

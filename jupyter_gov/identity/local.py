@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,6 +48,17 @@ class LocalProvider:
 
 
 def _os_user() -> str:
+    """The name of the process's effective uid, from the password database.
+
+    ``getpass.getuser()`` reads ``LOGNAME``/``USER`` first, so the environment would name
+    the user; it is only the fallback when the uid has no passwd entry (some containers).
+    """
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError, OSError):
+        pass
     try:
         return getpass.getuser()
     except (KeyError, OSError) as error:  # no passwd entry, as in some containers

@@ -37,7 +37,9 @@ import msal
 import requests
 
 from jupyter_gov.errors import IdentityError
+from jupyter_gov.files import private_dir
 from jupyter_gov.identity.base import Identity
+from jupyter_gov.identity.http import isolated_session
 from jupyter_gov.identity.oidc import (
     DEFAULT_GROUP_CLAIMS,
     TokenRejected,
@@ -45,6 +47,7 @@ from jupyter_gov.identity.oidc import (
     audience_for_scope,
     identity_from_claims,
 )
+from jupyter_gov.identity.tenants import ENTRA_ISSUER, is_multi_tenant
 
 EXPIRED = "Your sign-in has expired; run %gsql_login (or jupyter-gov login) to sign in again."
 NOT_SIGNED_IN = "Nobody is signed in; run %gsql_login (or jupyter-gov login) to sign in."
@@ -83,8 +86,7 @@ def open_token_cache(
     from msal_extensions import FilePersistence, PersistedTokenCache, build_encrypted_persistence
 
     location = Path(path).expanduser()
-    if not location.parent.exists():
-        location.parent.mkdir(parents=True, mode=0o700)
+    private_dir(location.parent)
     try:
         persistence = build_encrypted_persistence(str(location))
     except Exception as error:  # ImportError (no gi), or no Secret Service when headless
@@ -182,7 +184,12 @@ class MsalProvider:
     msal requires). ``mode="service"`` authenticates the application itself with the client
     credential (pipelines); ``mode="user"`` signs in people. With a client credential, user
     flows run as a confidential client (no device flow); without one, as a public client.
-    ``clock`` is injectable so that expiry can be tested without waiting.
+    ``tenants`` lists the ``tid`` values trusted; it is required for a multi-tenant
+    authority (``common``, ``organizations``, a ``{tenantid}`` issuer), whose issuer is then
+    checked per tenant. Every request (msal's, discovery, keys, UserInfo) goes through one
+    session that ignores proxy and CA settings in the environment; ``ca_bundle`` is the CA
+    file to trust instead of certifi's roots. ``clock`` is injectable so that expiry can be
+    tested without waiting.
     """
 
     name = "msal"
@@ -196,6 +203,7 @@ class MsalProvider:
         scope: str | None = None,
         audience: str | Sequence[str] | None = None,
         issuer: str | Sequence[str] | None = None,
+        tenants: Sequence[str] = (),
         group_claims: str | Sequence[str] = DEFAULT_GROUP_CLAIMS,
         attributes: Mapping[str, str] | None = None,
         client_credential: str | dict[str, Any] | None = None,
@@ -205,6 +213,7 @@ class MsalProvider:
         redirect_uri: str | None = None,
         leeway: float = 60.0,
         refresh_margin: float = 300.0,
+        ca_bundle: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not client_id:
@@ -222,6 +231,14 @@ class MsalProvider:
                 f"The identity authority {url!r} must be an https URL with a path, like "
                 "https://login.microsoftonline.com/<tenant>."
             )
+        issuers = [issuer] if isinstance(issuer, str) else list(issuer or ())
+        if is_multi_tenant(authority, issuers) and not tenants:
+            raise IdentityError(
+                f"The authority {url!r} accepts sign-ins from any tenant; list the tenant ids "
+                "you trust in identity.tenants."
+            )
+        if authority and is_multi_tenant(authority) and not issuers:
+            issuer = ENTRA_ISSUER  # pinned, not taken from the discovery document
         if mode not in ("user", "service"):
             raise IdentityError(f"Unknown msal mode {mode!r}; use 'user' or 'service'.")
         if mode == "service" and not client_credential:
@@ -244,9 +261,12 @@ class MsalProvider:
         else:
             self.audience = audience or client_id
         entra = self.authority is not None
+        self._http = isolated_session(ca_bundle)  # msal's, the validator's and UserInfo's
         self.validator = TokenValidator(
             f"{url}/v2.0" if entra else url,
+            session=self._http,
             issuer=issuer,
+            tenants=tuple(tenants),
             leeway=leeway,
             clock=clock,
         )
@@ -284,7 +304,7 @@ class MsalProvider:
     def _msal(self) -> msal.ClientApplication:
         """Build the msal application lazily: msal fetches discovery in its constructor."""
         if self._app is None:
-            kwargs: dict[str, Any] = {"token_cache": self._cache}
+            kwargs: dict[str, Any] = {"token_cache": self._cache, "http_client": self._http}
             if self.authority:
                 kwargs["authority"] = self.authority
             else:
@@ -356,7 +376,7 @@ class MsalProvider:
         if not isinstance(endpoint, str):
             raise IdentityError(EXPIRED)
         try:
-            response = requests.get(
+            response = self._http.get(
                 endpoint, timeout=10, headers={"Authorization": f"Bearer {access_token}"}
             )
             response.raise_for_status()

@@ -3,9 +3,9 @@ signature have been checked against the issuer's published keys.
 
 msal (since 1.38) no longer validates ID tokens, and access tokens are opaque to it, so every
 token that becomes an :class:`Identity` goes through :class:`TokenValidator` first. Keys and
-discovery metadata are fetched with ``requests`` (so ``REQUESTS_CA_BUNDLE`` and proxies behave
-as they do for msal) and cached; an unknown key id triggers one rate-limited refetch, which
-is how issuers roll their keys.
+discovery metadata are fetched with a session that ignores the environment's proxies and CA
+settings (:mod:`jupyter_gov.identity.http`), and cached; an unknown key id triggers one
+rate-limited refetch, which is how issuers roll their keys.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import requests
 
 from jupyter_gov.errors import IdentityError
 from jupyter_gov.identity.base import Identity
+from jupyter_gov.identity.http import isolated_session
 
 #: Asymmetric algorithms only: ``none`` and the HMAC family would let anyone who knows the
 #: client id (or nothing at all) mint tokens.
@@ -39,8 +40,11 @@ class TokenValidator:
     ``authority`` is the URL whose ``/.well-known/openid-configuration`` describes the issuer.
     ``issuer`` overrides the expected ``iss`` (several allowed, e.g. Entra v1 and v2 issuers);
     by default it is the discovery document's ``issuer``, with Entra's ``{tenantid}``
-    placeholder filled from the token's ``tid``. ``clock`` is injectable so tests need no
-    sleeps; ``leeway`` absorbs clock skew between the issuer and this machine.
+    placeholder filled from the token's ``tid``. ``tenants`` is the allow-list of ``tid``
+    values: a token from any other tenant is rejected, and so is every token when the
+    issuer is a ``{tenantid}`` template and no tenants are listed. ``clock`` is injectable
+    so tests need no sleeps; ``leeway`` absorbs clock skew between the issuer and this
+    machine.
     """
 
     def __init__(
@@ -48,21 +52,24 @@ class TokenValidator:
         authority: str,
         *,
         issuer: str | Sequence[str] | None = None,
+        tenants: Sequence[str] = (),
         leeway: float = 60.0,
         cache_ttl: float = 3600.0,
         min_refetch_interval: float = 60.0,
         clock: Callable[[], float] = time.time,
         session: requests.Session | None = None,
         timeout: float = 10.0,
+        ca_bundle: str | None = None,
     ) -> None:
         self.authority = authority.rstrip("/")
         self.issuers = (issuer,) if isinstance(issuer, str) else tuple(issuer or ())
+        self.tenants = frozenset(tenants)
         self.leeway = leeway
         self.cache_ttl = cache_ttl
         self.min_refetch_interval = min_refetch_interval
         self.clock = clock
         self.timeout = timeout
-        self._session = session or requests.Session()
+        self._session = session or isolated_session(ca_bundle, timeout)
         self._lock = threading.Lock()
         self._metadata: dict[str, Any] | None = None
         self._metadata_at = 0.0
@@ -190,9 +197,24 @@ class TokenValidator:
         raise TokenRejected("The sign-in token was rejected: its signature does not verify.")
 
     def _check_issuer(self, claims: Mapping[str, Any]) -> None:
+        """The token's tenant must be on the allow-list (when there is one), and its issuer
+        the expected one *for that tenant*: a multi-tenant authority's ``{tenantid}``
+        issuer template is only ever filled with an allowed tenant."""
         issuer = claims.get("iss")
         expected = self.issuers or (str(self.metadata().get("issuer", "")),)
         tid = claims.get("tid")
+        if self.tenants and tid not in self.tenants:
+            raise TokenRejected(
+                "The sign-in token was rejected: it comes from "
+                + (f"tenant {tid!r}" if isinstance(tid, str) else "no tenant")
+                + ", which the policy's identity.tenants does not list."
+            )
+        templated = any("{tenantid}" in e for e in expected)
+        if templated and not self.tenants:
+            raise TokenRejected(
+                "The sign-in token was rejected: the authority accepts any tenant and the "
+                "policy lists none; add the allowed tenant ids to identity.tenants."
+            )
         allowed = {e.replace("{tenantid}", tid) if isinstance(tid, str) else e for e in expected}
         if not isinstance(issuer, str) or issuer not in allowed:
             raise TokenRejected(

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from jupyter_gov.errors import PolicyError
+from jupyter_gov.errors import ConnectionFailed, PolicyError
 from jupyter_gov.identity.base import Identity
+from jupyter_gov.identity.tenants import config_is_multi_tenant
 from jupyter_gov.policy import loader
 
 #: Mask functions from least to most restrictive; where several apply, the last wins.
@@ -115,8 +117,27 @@ class Connection:
 
     @property
     def expanded_url(self) -> str:
-        """The URL with ``${VAR}`` expanded, so secrets stay in the environment."""
+        """The URL with ``${VAR}`` expanded, so secrets stay in the environment.
+
+        The expanded form goes to the driver only: messages show :attr:`url`, the policy's
+        own form. A variable that is not set is an error naming the variable, never a URL
+        sent on with ``${VAR}`` left in it.
+        """
+        missing = [name for name in env_references(self.url) if name not in os.environ]
+        if missing:
+            raise ConnectionFailed(
+                f"Connection {self.name!r} uses ${{{missing[0]}}}, which is not set; set it in "
+                "the environment of the kernel (or the CLI) and try again."
+            )
         return os.path.expandvars(self.url)
+
+
+_ENV_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def env_references(url: str) -> list[str]:
+    """The variables ``os.path.expandvars`` would expand in ``url``, in order."""
+    return list(dict.fromkeys(a or b for a, b in _ENV_REFERENCE.findall(url)))
 
 
 @dataclass(frozen=True)
@@ -158,6 +179,7 @@ class Policy:
         self.version: int = data["version"]
         self.hash = loader.content_hash(data)
         self.identity_config: dict[str, Any] = dict(data.get("identity") or {"provider": "local"})
+        self.tenants: frozenset[str] = frozenset(self.identity_config.get("tenants") or ())
         self.roles: dict[str, Role] = {
             name: Role(
                 name=name,
@@ -278,6 +300,15 @@ class Policy:
             check(rule.roles, f"approvals rule {rule.id}")
             check(rule.approvers, f"approvals rule {rule.id} approvers")
         check(self.break_glass_roles, "approvals.break_glass")
+        if (
+            self.identity_config.get("provider") == "msal"
+            and config_is_multi_tenant(self.identity_config)
+            and not self.tenants
+        ):
+            raise PolicyError(
+                f"{self.origin}: identity's authority accepts sign-ins from any tenant; list "
+                "the tenant ids you trust in identity.tenants."
+            )
         defaults = [c.name for c in self.connections.values() if c.default]
         if len(defaults) > 1:
             raise PolicyError(f"{self.origin}: several connections are marked default: {defaults}.")
@@ -285,6 +316,12 @@ class Policy:
     # -- questions -----------------------------------------------------------------------
 
     def roles_for(self, identity: Identity) -> tuple[str, ...]:
+        if (
+            self.tenants
+            and identity.auth_method.startswith("msal")
+            and identity.issuer not in self.tenants
+        ):
+            return ()  # a token from another tenant holds no role here, whatever it claims
         return tuple(name for name, role in self.roles.items() if role.matches(identity))
 
     @property

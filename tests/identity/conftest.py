@@ -45,6 +45,8 @@ USERS: dict[str, dict[str, Any]] = {
         "tid": "tenant-guid-1",
         "roles": ["auditor"],
     },
+    # a stranger's tenant, with a group named like ours: only the tenant allow-list stops her
+    "mallory": {"name": "Mallory", "tid": "tenant-guid-evil", "groups": ["admins"]},
 }
 
 
@@ -153,6 +155,7 @@ def _extend(app: Any, clients: dict[str, dict[str, Any]]) -> None:
                 "oid": client["oid"],
                 "azp": form["client_id"],
                 "roles": client.get("roles", []),
+                **({"tid": client["tid"]} if "tid" in client else {}),
                 "iat": now,
                 "nbf": now,
                 "exp": now + 3600,
@@ -298,6 +301,12 @@ def _start_oidc_server(tmp: str) -> tuple[OidcServer, Any]:
 
     clients = {
         "pipeline": {"secret": "pipeline-secret", "oid": "sp-pipeline", "roles": ["pipeline.run"]},
+        "pipeline-foreign": {
+            "secret": "foreign-secret",
+            "oid": "sp-foreign",
+            "tid": "tenant-guid-evil",
+            "roles": ["admins"],
+        },
         "pipeline-cert": {
             "cert": client_cert.cert_chain_pems[0].bytes().decode(),
             "oid": "sp-pipeline-cert",
@@ -420,7 +429,13 @@ HUB_USERS = {
         "pending": None,
     },
 }
-HUB_TOKENS = {"good-token": "full", "weak-token": "none"}
+#: token -> (owner, scope): "full" may read the owner's groups and roles, "none" nothing.
+HUB_TOKENS = {
+    "good-token": ("alice", "full"),
+    "root-token": ("root", "full"),
+    "weak-token": ("alice", "none"),
+    "service-token": ("announcer", "service"),
+}
 
 
 @dataclass
@@ -431,22 +446,22 @@ class HubServer:
 
 @pytest.fixture
 def hub_server() -> Iterator[HubServer]:
-    """The documented Hub API subset: ``GET /hub/api/users/{name}`` with token auth."""
+    """The documented Hub API subset, with token auth: ``GET /hub/api/user`` (the token's
+    owner) and ``GET /hub/api/users/{name}``."""
     seen: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             seen.append(self.path)
             auth = self.headers.get("Authorization", "")
-            scope = (
-                HUB_TOKENS.get(auth.removeprefix("token ")) if auth.startswith("token ") else None
+            owner, scope = (
+                HUB_TOKENS.get(auth.removeprefix("token "), (None, None))
+                if auth.startswith("token ")
+                else (None, None)
             )
             path = urlparse(self.path).path
-            name = path.removeprefix("/hub/api/users/")
             if scope is None:
                 return self._json(403, {"status": 403, "message": "Missing or invalid token"})
-            if not path.startswith("/hub/api/users/") or name not in HUB_USERS:
-                return self._json(404, {"status": 404, "message": "Not Found"})
             if scope == "none":
                 return self._json(
                     403,
@@ -456,6 +471,13 @@ def hub_server() -> Iterator[HubServer]:
                         "scopes; requires any of [read:users]",
                     },
                 )
+            if path == "/hub/api/user":
+                if scope == "service":
+                    return self._json(200, {"kind": "service", "name": owner, "roles": []})
+                return self._json(200, HUB_USERS[owner])
+            name = path.removeprefix("/hub/api/users/")
+            if not path.startswith("/hub/api/users/") or name not in HUB_USERS:
+                return self._json(404, {"status": 404, "message": "Not Found"})
             return self._json(200, HUB_USERS[name])
 
         def _json(self, status: int, body: dict[str, Any]) -> None:

@@ -97,6 +97,7 @@ def test_pipeline_service_identity_queries_and_is_attributed(
     provider = MsalProvider(
         "pipeline",
         oidc_authority=oidc_server.authority("tenant1"),
+        ca_bundle=oidc_server.ca_file,
         client_credential="pipeline-secret",
         mode="service",
         scope="api://jupyter-gov/query",

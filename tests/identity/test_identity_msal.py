@@ -27,6 +27,7 @@ SECRET = "any-secret"  # the mock accepts any secret for unregistered clients
 def user_provider(server: Any, cache: Path, clock: Any = None, **kwargs: Any) -> MsalProvider:
     options: dict[str, Any] = {
         "oidc_authority": server.authority("tenant1"),
+        "ca_bundle": server.ca_file,
         "client_credential": SECRET,
         "token_cache": cache,
         "attributes": {"region": "region"},
@@ -183,6 +184,7 @@ def test_client_secret_gives_a_service_identity(oidc_server: Any) -> None:
     provider = MsalProvider(
         "pipeline",
         oidc_authority=oidc_server.authority("tenant1"),
+        ca_bundle=oidc_server.ca_file,
         client_credential="pipeline-secret",
         mode="service",
         scope="api://jupyter-gov/query",
@@ -206,6 +208,7 @@ def test_client_certificate_from_environment(oidc_server: Any, tmp_path: Path) -
     config = {
         "provider": "msal",
         "oidc_authority": oidc_server.authority("tenant1"),
+        "ca_bundle": oidc_server.ca_file,
         "scope": "api://jupyter-gov/.default",
     }
     identity = provider_from_config(config, env=env).current()
@@ -216,6 +219,7 @@ def test_wrong_service_secret_is_refused(oidc_server: Any) -> None:
     provider = MsalProvider(
         "pipeline",
         oidc_authority=oidc_server.authority("tenant1"),
+        ca_bundle=oidc_server.ca_file,
         client_credential="wrong",
         mode="service",
         scope="api://jupyter-gov/.default",
@@ -228,6 +232,7 @@ def test_service_token_for_another_api_is_rejected(oidc_server: Any) -> None:
     provider = MsalProvider(
         "pipeline",
         oidc_authority=oidc_server.authority("tenant1"),
+        ca_bundle=oidc_server.ca_file,
         client_credential="pipeline-secret",
         mode="service",
         scope="api://other-api/.default",
@@ -265,3 +270,43 @@ def test_unreachable_issuer_is_one_sentence(tmp_path: Path) -> None:
     )
     with pytest.raises(IdentityError, match=r"^Could not reach the identity provider at "):
         provider.current()
+
+
+def test_service_sign_in_ignores_proxy_env_vars(
+    oidc_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """msal's own requests (discovery, token) go through the isolated session too."""
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    provider = MsalProvider(
+        "pipeline",
+        oidc_authority=oidc_server.authority("tenant1"),
+        ca_bundle=oidc_server.ca_file,
+        client_credential="pipeline-secret",
+        mode="service",
+        scope="api://jupyter-gov/query",
+    )
+    assert provider.current().subject == "sp-pipeline"
+
+
+def test_token_cache_and_its_directories_are_private_under_umask_000(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cache = tmp_path / "a" / "b" / "tokens.bin"
+    code = (
+        "import os, sys; os.umask(0); "
+        "from jupyter_gov.identity.msal_provider import open_token_cache; "
+        'c = open_token_cache(sys.argv[1]); sys.exit(3 if getattr(c, "is_encrypted", False) else 0)'
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root}
+    done = subprocess.run([sys.executable, "-c", code, str(cache)], env=env, check=False)
+    if done.returncode == 3:
+        pytest.skip("the token cache is encrypted on this machine")
+    assert done.returncode == 0
+    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o600
+    for directory in (tmp_path / "a", tmp_path / "a" / "b"):
+        assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700

@@ -44,7 +44,7 @@ def id_token(server: Any, sub: str, *, tenant: str = "tenant1", client: str = CL
 
 @pytest.fixture
 def validator(oidc_server: Any) -> TokenValidator:
-    return TokenValidator(oidc_server.authority("tenant1"))
+    return TokenValidator(oidc_server.authority("tenant1"), ca_bundle=oidc_server.ca_file)
 
 
 @pytest.mark.usefixtures("oidc_server")
@@ -100,7 +100,10 @@ class TestAgainstProvider:
         exp = jwt.decode(token, options={"verify_signature": False})["exp"]
         offset = {"value": exp - time.time() + 59}
         validator = TokenValidator(
-            oidc_server.authority("tenant1"), leeway=60, clock=lambda: time.time() + offset["value"]
+            oidc_server.authority("tenant1"),
+            leeway=60,
+            clock=lambda: time.time() + offset["value"],
+            ca_bundle=oidc_server.ca_file,
         )
         validator.validate(token, audience=CLIENT)  # expired 59 s ago: within the leeway
         offset["value"] += 2
@@ -110,7 +113,9 @@ class TestAgainstProvider:
 
     def test_wrong_issuer_is_rejected(self, oidc_server: Any) -> None:
         validator = TokenValidator(
-            oidc_server.authority("tenant1"), issuer="https://issuer.example/tenant1"
+            oidc_server.authority("tenant1"),
+            issuer="https://issuer.example/tenant1",
+            ca_bundle=oidc_server.ca_file,
         )
         with pytest.raises(TokenRejected, match="issued by"):
             validator.validate(id_token(oidc_server, "alice"), audience=CLIENT)
@@ -136,7 +141,9 @@ def test_unreachable_issuer_is_one_sentence() -> None:
 
 def test_entra_tenant_placeholder_in_issuer() -> None:
     validator = TokenValidator(
-        "https://login.example/common", issuer="https://login.example/{tenantid}/v2.0"
+        "https://login.example/common",
+        issuer="https://login.example/{tenantid}/v2.0",
+        tenants=["t1", "t2"],
     )
     validator._check_issuer({"iss": "https://login.example/t1/v2.0", "tid": "t1"})
     with pytest.raises(TokenRejected):
@@ -185,3 +192,35 @@ def test_claims_mapping_keys_on_stable_ids() -> None:
 )
 def test_audience_for_scope(scope: str, audience: str) -> None:
     assert audience_for_scope(scope) == audience
+
+
+def test_requests_ca_bundle_in_the_environment_is_not_trusted(oidc_server: Any) -> None:
+    """The test CA is in REQUESTS_CA_BUNDLE (the fixture puts it there) but not configured:
+    the validator does not trust it, so an extra CA added by notebook code opens nothing."""
+    import os
+
+    assert os.environ["REQUESTS_CA_BUNDLE"] == oidc_server.ca_file
+    validator = TokenValidator(oidc_server.authority("tenant1"))
+    with pytest.raises(IdentityError, match=r"Could not fetch .*SSLError"):
+        validator.metadata()
+
+
+def test_proxy_env_vars_are_not_used_for_the_issuer(
+    oidc_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy on a dead port in every proxy variable: discovery still reaches the issuer."""
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    import requests
+
+    with pytest.raises(requests.exceptions.ProxyError):  # the control: requests obeys them
+        requests.get(oidc_server.authority("tenant1") + "/.well-known/openid-configuration")
+    validator = TokenValidator(oidc_server.authority("tenant1"), ca_bundle=oidc_server.ca_file)
+    assert validator.metadata()["issuer"] == oidc_server.issuer
+
+
+def test_missing_configured_ca_bundle_is_one_sentence(tmp_path: Any) -> None:
+    with pytest.raises(IdentityError, match=r"named by identity\.ca_bundle does not exist"):
+        TokenValidator("https://issuer.example/t", ca_bundle=str(tmp_path / "missing.pem"))
