@@ -72,9 +72,8 @@ class Settings:
             "connection": self.connection,
             "mask_key": f"${self.mask_key.env}, else {self.mask_key.file}",
         }
-        return {
-            name: f"{value} ({self.origins.get(name, 'default')})" for name, value in values.items()
-        }
+        origins = {**self.origins, "approvals_store": self.origins.get("audit_store", "default")}
+        return {name: f"{value} ({origins.get(name, 'default')})" for name, value in values.items()}
 
 
 def resolve(

@@ -109,7 +109,9 @@ class GovCore:
         """The one audit store, opened on first use; :class:`AuditError` if it cannot be."""
         with self._lock:
             if self.store_url is None:
-                raise AuditError(f"The audit store is not known: {self.error}")
+                raise AuditError(
+                    f"The audit store is not known because the policy did not load: {self.error}"
+                )
             if self._audit is None or self._audit.url != self.store_url:
                 self._audit = AuditStore(self.store_url)
                 self._approvals = None
