@@ -119,3 +119,19 @@ def test_cli_config_says_where_each_setting_came_from(capsys, tmp_path, monkeypa
     shown = json.loads(capsys.readouterr().out)
     assert shown["audit_store"].endswith("env.sqlite (environment)")
     assert shown["policy"] == "<built-in demo policy> (default)"
+
+
+def test_connect_writes_to_the_store_the_policy_names(tmp_path):
+    from jupyter_gov import connect
+
+    session = connect(policy=str(policy_with_store(tmp_path / "conf", "audit.sqlite")))
+    assert session.audit.path == (tmp_path / "conf" / "audit.sqlite").resolve()
+    assert session.settings.origins["audit_store"] == "policy"
+
+
+def test_connect_keyword_beats_the_environment(tmp_path, monkeypatch):
+    from jupyter_gov import connect
+
+    monkeypatch.setenv(ENV_AUDIT_STORE, str(tmp_path / "env.sqlite"))
+    session = connect(audit=str(tmp_path / "kw.sqlite"))
+    assert session.audit.path == (tmp_path / "kw.sqlite").resolve()
