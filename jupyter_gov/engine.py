@@ -45,8 +45,8 @@ def connect(
 
     ``policy`` is a :class:`Policy`, a path, or None for ``$JUPYTER_GOV_POLICY`` or the
     built-in demo; ``audit`` a store or its URL, else resolved as every front end does
-    (:func:`jupyter_gov.config.resolve`). ``identity`` is an :class:`Identity`, a provider, a user name to act as
-    (local provider only), or None for the policy's provider.
+    (:func:`jupyter_gov.config.resolve`). ``identity`` is an :class:`Identity`, a provider,
+    a user name to act as (local provider only), or None for the policy's provider.
     """
     return GovernedSession(policy, identity, connection=connection, audit=audit)
 

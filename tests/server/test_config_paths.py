@@ -144,7 +144,7 @@ def jp_server_config(layout: Layout) -> Config:
 @pytest.fixture
 def shell(layout: Layout, demo_connector) -> Iterator[InteractiveShell]:
     """An IPython shell with ``%load_ext jupyter_gov`` and the layout's ``%config`` lines."""
-    shell = InteractiveShell()
+    shell = InteractiveShell(config=Config({"HistoryManager": {"enabled": False}}))
     shell.extension_manager.load_extension("jupyter_gov")
     magic = shell.magics_manager.registry["GovMagic"]
     for name, value in layout.magic.items():
