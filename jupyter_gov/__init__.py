@@ -63,8 +63,10 @@ def load_ipython_extension(ipython) -> None:
     load(ipython)
 
 
-def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    return [{"module": "jupyter_gov.server"}]
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    from jupyter_gov.server import _jupyter_server_extension_points as points
+
+    return points()
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:

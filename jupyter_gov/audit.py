@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from jupyter_gov.errors import AuditError
 from jupyter_gov.files import private_dir, private_file
@@ -83,6 +83,9 @@ KINDS = (
     "sign_out",
 )
 
+# True when an event has at least one masked column (stored as JSON).
+_MASKED_SQL = "(masked_columns IS NOT NULL AND masked_columns NOT IN ('', '{}', '[]', 'null'))"
+
 _REAL_FIELDS = {"rows", "duration_ms", "ts", "token_expires_at"}
 _COLUMNS = ", ".join(f"{name} {'REAL' if name in _REAL_FIELDS else 'TEXT'}" for name in FIELDS)
 _SCHEMA = f"""
@@ -121,6 +124,38 @@ class VerifyReport:
         if self.ok:
             return f"audit chain ok: {self.rows} events, head {self.head[:16]}"
         return f"audit chain BROKEN at event {self.broken_at}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class StatsRow:
+    """How many events of one decision fell in one time bucket (``masked``: any masked column)."""
+
+    start: int
+    decision: str | None
+    masked: bool
+    count: int
+
+
+@runtime_checkable
+class AuditReader(Protocol):
+    """What front ends (the sidebar's API, the CLI, later a gateway) read from an audit store.
+
+    Filters are :func:`filter_clause`'s keywords. A store of another kind (PostgreSQL, a
+    gateway's client) implements these five methods; nothing outside the store runs SQL
+    against its tables.
+    """
+
+    def events(
+        self, *, limit: int = 100, offset: int = 0, newest_first: bool = True, **filters: Any
+    ) -> list[dict[str, Any]]: ...
+
+    def count(self, **filters: Any) -> int: ...
+
+    def stats(self, *, bucket: int, **filters: Any) -> list[StatsRow]: ...
+
+    def verify(self, checkpoint: Mapping[str, Any] | None = None) -> VerifyReport: ...
+
+    def head(self) -> tuple[int, str]: ...
 
 
 def row_hash(prev_hash: str, event: Mapping[str, Any]) -> str:
@@ -292,6 +327,27 @@ class AuditStore:
         except sqlite3.Error as error:
             raise AuditError(f"The audit store at {self.path} cannot be read ({error}).") from error
         return int(row[0])
+
+    def stats(self, *, bucket: int, **filters: Any) -> list[StatsRow]:
+        """Event counts per ``bucket``-second slot, decision and masked-or-not, oldest first.
+
+        Only non-empty groups are returned; the caller zero-fills the window it shows.
+        """
+        if bucket <= 0:
+            raise ValueError("bucket must be a positive number of seconds")
+        clause, args = filter_clause(**filters)
+        sql = (
+            f"SELECT CAST(ts / ? AS INTEGER) AS slot, decision, {_MASKED_SQL} AS masked, "
+            f"count(*) FROM events {clause} GROUP BY slot, decision, masked ORDER BY slot"
+        )
+        try:
+            rows = self._connect().execute(sql, [bucket, *args]).fetchall()
+        except sqlite3.Error as error:
+            raise AuditError(f"The audit store at {self.path} cannot be read ({error}).") from error
+        return [
+            StatsRow(int(slot) * bucket, decision, bool(masked), int(n))
+            for slot, decision, masked, n in rows
+        ]
 
     def head(self) -> tuple[int, str]:
         row = (

@@ -14,6 +14,7 @@ from typing import Any
 
 from jupyter_gov.approvals import ApprovalError
 from jupyter_gov.audit import AuditStore
+from jupyter_gov.config import resolve, resolve_store
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.errors import GovError, IdentityError, PolicyError
 from jupyter_gov.policy import Policy
@@ -22,13 +23,22 @@ from jupyter_gov.result import ApprovalRequired, QueryDenied, banner_text
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DENIED, EXIT_APPROVAL = 0, 1, 2, 3, 4
 
 
+def _config_options(parser: argparse.ArgumentParser) -> None:
+    """``--policy`` and ``--store``, resolved as every front end does (jupyter_gov.config)."""
+    parser.add_argument("--policy", help="policy file (default: $JUPYTER_GOV_POLICY or the demo)")
+    parser.add_argument(
+        "--store",
+        help="audit store URL or path (default: $JUPYTER_GOV_AUDIT_STORE, the policy's "
+        "audit.store, else $JUPYTER_GOV_HOME/audit.sqlite)",
+    )
+
+
 def _query_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sql", help="the SQL to run (use - to read it from standard input)")
-    parser.add_argument("--policy", help="policy file (default: $JUPYTER_GOV_POLICY or the demo)")
+    _config_options(parser)
     parser.add_argument("--user", help="act as this user (local identity provider only)")
     parser.add_argument("--connection", help="connection name from the policy")
     parser.add_argument("--format", choices=["table", "json"], default="table")
-    parser.add_argument("--store", help="audit store URL or path")
     parser.add_argument(
         "--param",
         action="append",
@@ -58,32 +68,37 @@ def build_parser() -> argparse.ArgumentParser:
     _query_options(explain)
 
     tables = commands.add_parser("tables", help="list tables and what you see of each column")
-    tables.add_argument("--policy")
+    _config_options(tables)
     tables.add_argument("--user")
     tables.add_argument("--connection")
     tables.add_argument("--format", choices=["table", "json"], default="table")
 
     whoami = commands.add_parser("whoami", help="who the proxy thinks you are")
-    whoami.add_argument("--policy")
+    _config_options(whoami)
     whoami.add_argument("--user")
     login = commands.add_parser("login", help="sign in with the policy's identity provider")
-    login.add_argument("--policy")
+    _config_options(login)
     login.add_argument("--flow", choices=["device", "browser"], default="device")
     logout = commands.add_parser("logout", help="forget the cached sign-in")
-    logout.add_argument("--policy")
+    _config_options(logout)
+
+    config = commands.add_parser("config", help="where the policy, audit store and keys are")
+    _config_options(config)
+    config.add_argument("--connection")
+    config.add_argument("--format", choices=["table", "json"], default="table")
 
     audit = commands.add_parser("audit", help="read and verify the audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     verify = audit_commands.add_parser("verify", help="walk the hash chain")
-    verify.add_argument("--store")
+    _config_options(verify)
     verify.add_argument("--checkpoint", help="a JSON checkpoint file to detect a truncated tail")
     verify.add_argument("--format", choices=["table", "json"], default="table")
     tail = audit_commands.add_parser("tail", help="the newest events")
-    tail.add_argument("--store")
+    _config_options(tail)
     tail.add_argument("-n", type=int, default=20)
     tail.add_argument("--format", choices=["table", "json"], default="table")
     checkpoint = audit_commands.add_parser("checkpoint", help="print head hash and count")
-    checkpoint.add_argument("--store")
+    _config_options(checkpoint)
 
     approvals = commands.add_parser("approvals", help="list, show, approve or deny requests")
     approvals.add_argument("action", choices=["list", "show", "approve", "deny", "revoke"])
@@ -133,22 +148,30 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run_query(args)
     if args.command == "tables":
         return _tables(args)
+    if args.command == "config":
+        settings = resolve(policy=args.policy, audit_store=args.store, connection=args.connection)
+        described = settings.describe()
+        if args.format == "json":
+            print(json.dumps(described))
+        for name, value in described.items() if args.format == "table" else ():
+            print(f"{name:<16} {value}")
+        return EXIT_OK
     if args.command == "whoami":
-        session = GovernedSession(args.policy, args.user)
+        session = GovernedSession(args.policy, args.user, audit=args.store)
         identity = session.identity
         print(json.dumps({**identity.audit_fields(), "roles": session.policy.roles_for(identity)}))
         return EXIT_OK
     if args.command == "login":
         from jupyter_gov.signin import login_in_terminal
 
-        session = GovernedSession(args.policy)
+        session = GovernedSession(args.policy, audit=args.store)
         identity = login_in_terminal(session.provider, session.audit, flow=args.flow)
         print(f"Signed in as {identity.display_name} ({identity.subject}, {identity.auth_method}).")
         return EXIT_OK
     if args.command == "logout":
         from jupyter_gov.identity.factory import logout
 
-        session = GovernedSession(args.policy)
+        session = GovernedSession(args.policy, audit=args.store)
         print("Signed out." if logout(session.provider) else "There was no sign-in to forget.")
         return EXIT_OK
     if args.command == "audit":
@@ -219,7 +242,7 @@ def _run_query(args: argparse.Namespace) -> int:
 
 
 def _tables(args: argparse.Namespace) -> int:
-    session = GovernedSession(args.policy, args.user, connection=args.connection)
+    session = GovernedSession(args.policy, args.user, connection=args.connection, audit=args.store)
     rows = session.visible_columns(args.connection)
     if args.format == "json":
         print(json.dumps(rows))
@@ -231,7 +254,7 @@ def _tables(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    store = AuditStore(args.store) if args.store else AuditStore()
+    store = AuditStore(resolve_store(policy=args.policy, audit_store=args.store))
     if args.audit_command == "verify":
         checkpoint = None
         if args.checkpoint:

@@ -21,6 +21,7 @@ from typing import Any
 from jupyter_gov import keys, masking
 from jupyter_gov.approvals import ApprovalError, ApprovalRequest, ApprovalStore, Binding
 from jupyter_gov.audit import AuditStore, default_home
+from jupyter_gov.config import resolve
 from jupyter_gov.connectors import Connector, open_connector
 from jupyter_gov.errors import AuditError, GovError, IdentityError, QueryFailed
 from jupyter_gov.exposure import Exposure
@@ -43,8 +44,9 @@ def connect(
     """Open a governed session.
 
     ``policy`` is a :class:`Policy`, a path, or None for ``$JUPYTER_GOV_POLICY`` or the
-    built-in demo. ``identity`` is an :class:`Identity`, a provider, a user name to act as
-    (local provider only), or None for the policy's provider.
+    built-in demo; ``audit`` a store or its URL, else resolved as every front end does
+    (:func:`jupyter_gov.config.resolve`). ``identity`` is an :class:`Identity`, a provider,
+    a user name to act as (local provider only), or None for the policy's provider.
     """
     return GovernedSession(policy, identity, connection=connection, audit=audit)
 
@@ -80,18 +82,21 @@ class GovernedSession:
         connection: str | None = None,
         audit: AuditStore | str | None = None,
     ) -> None:
-        self.policy = policy if isinstance(policy, Policy) else Policy.load(policy)
+        # One resolution for every front end (see jupyter_gov.config): the kernels, the CLI
+        # and the sidebar then agree on the policy and the audit store.
+        explicit_store = audit.url if isinstance(audit, AuditStore) else audit
+        self.settings = resolve(policy=policy, audit_store=explicit_store, connection=connection)
+        self.policy = self.settings.policy
         if isinstance(identity, Identity):
             self.provider: IdentityProvider = _StaticProvider(identity)
         elif isinstance(identity, str) or identity is None:
             self.provider = provider_for(self.policy, identity)
         else:
             self.provider = identity
-        self.default_connection = self.policy.connection(connection).name
-        if isinstance(audit, AuditStore):
-            self.audit = audit
-        else:
-            self.audit = AuditStore(audit or self.policy.audit_store or None)
+        self.default_connection = self.settings.connection
+        self.audit = (
+            audit if isinstance(audit, AuditStore) else AuditStore(self.settings.audit_store)
+        )
         self.session_id = uuid.uuid4().hex[:16]
         self._connectors: dict[str, Connector] = {}
         self._results: dict[str, dict[str, str]] = {}  # connection -> {name: identity key}

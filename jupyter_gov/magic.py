@@ -22,6 +22,7 @@ from traitlets import Bool, Int, Unicode
 from traitlets.config import Configurable
 
 from jupyter_gov import analysis
+from jupyter_gov.config import Settings, resolve
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.errors import GovError
 from jupyter_gov.policy import Policy
@@ -135,34 +136,48 @@ class GovMagic(Magics, Configurable):
         help="Act as this user (local identity provider only; recorded as unverified).",
     )
     connection = Unicode(None, allow_none=True, config=True, help="Default connection name.")
-    audit_store = Unicode(None, allow_none=True, config=True, help="Audit store URL or path.")
+    audit_store = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="Audit store URL or path; defaults to $JUPYTER_GOV_AUDIT_STORE, the policy's "
+        "audit.store, else $JUPYTER_GOV_HOME/audit.sqlite (see jupyter_gov.config).",
+    )
     autolimit = Int(0, config=True, help="Server-side row limit for every query (0 = none).")
     show_banner = Bool(True, config=True, help="Show the decision banner above results.")
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         Configurable.__init__(self, config=shell.config if shell is not None else None)
         Magics.__init__(self, shell=shell, **kwargs)
-        self._sessions: dict[tuple[str | None, str | None], GovernedSession] = {}
-        self._policy: Policy | None = None
+        self._sessions: dict[str | None, GovernedSession] = {}
+        self._settings: Settings | None = None
+        self._settings_key: tuple[str | None, ...] | None = None
 
     # -- sessions ------------------------------------------------------------------------
 
-    def loaded_policy(self) -> Policy:
-        if self._policy is None or (self.policy or None) != getattr(self, "_policy_source", None):
-            self._policy = Policy.load(self.policy or None)
-            self._policy_source = self.policy or None
+    def settings(self) -> Settings:
+        """The resolved configuration; resolved again (new sessions) when a trait changes."""
+        key = (self.policy or None, self.audit_store or None, self.connection or None)
+        if self._settings is None or key != self._settings_key:
+            self._settings = resolve(policy=key[0], audit_store=key[1], connection=key[2])
+            self._settings_key = key
             self._sessions.clear()
-        return self._policy
+        return self._settings
+
+    def loaded_policy(self) -> Policy:
+        return self.settings().policy
 
     def session(self, user: str | None = None) -> GovernedSession:
-        policy = self.loaded_policy()
+        settings = self.settings()
         user = user or self.user or None
-        key = (user, self.connection)
-        if key not in self._sessions:
-            self._sessions[key] = GovernedSession(
-                policy, user, connection=self.connection or None, audit=self.audit_store or None
+        if user not in self._sessions:
+            self._sessions[user] = GovernedSession(
+                settings.policy,
+                user,
+                connection=settings.connection,
+                audit=settings.audit_store,
             )
-        return self._sessions[key]
+        return self._sessions[user]
 
     # -- magics --------------------------------------------------------------------------
 

@@ -19,9 +19,8 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import closing, contextmanager
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import tornado.web
 from jupyter_server.auth.decorator import authorized
@@ -35,8 +34,11 @@ from jupyter_gov.approvals import (
     ApprovalNotFound,
     ApprovalStore,
 )
-from jupyter_gov.audit import KINDS, AuditStore, filter_clause
+from jupyter_gov.audit import KINDS, AuditReader
 from jupyter_gov.errors import AuditError, GovError
+
+if TYPE_CHECKING:
+    from jupyter_gov.server.app import GovCore
 
 API_PREFIX = ("jupyter-gov", "api")
 MAX_LIMIT = 500
@@ -60,9 +62,6 @@ _FILTER_PARAMS = ("user", "connection", "decision", "kind", "since", "until", "t
 _AUDIT_PARAMS = frozenset({"limit", "offset", *_FILTER_PARAMS})
 _STATS_PARAMS = frozenset({"bucket", *_FILTER_PARAMS})
 
-# SQL fragment that is true when an event has at least one masked column (stored as JSON).
-_MASKED_SQL = "(masked_columns IS NOT NULL AND masked_columns NOT IN ('', '{}', '[]', 'null'))"
-
 
 def category(event: Mapping[str, Any]) -> str | None:
     """The badge of one event: allowed / masked / denied / approval / error, or None."""
@@ -79,20 +78,24 @@ class GovAPIHandler(APIHandler):
 
     @property
     def gov(self) -> Any:
+        """The :class:`~jupyter_gov.server.app.GovServer` extension (its traits)."""
         return self.settings["jupyter_gov"]
+
+    @property
+    def core(self) -> GovCore:
+        """The server's one resolved configuration, policy and stores."""
+        core = self.settings["jupyter_gov_core"]
+        core.refresh()
+        return core
 
     # -- the store -----------------------------------------------------------------------
 
-    def store(self) -> AuditStore:
-        """One store per server; opened on first use so a bad path only fails requests."""
-        cache = self.settings.setdefault("jupyter_gov_store", {})
-        url = self.gov.audit_store
-        if url not in cache:
-            try:
-                cache[url] = AuditStore(url)
-            except (AuditError, GovError) as error:
-                raise tornado.web.HTTPError(503, str(error)) from error
-        return cache[url]
+    def store(self) -> AuditReader:
+        """The core's audit store, opened on first use so a bad path only fails requests."""
+        try:
+            return self.core.audit()
+        except GovError as error:
+            raise tornado.web.HTTPError(503, str(error)) from error
 
     async def in_thread(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a blocking store call off the event loop; store errors become a JSON 503."""
@@ -197,17 +200,8 @@ class GovAPIHandler(APIHandler):
         self.finish(json.dumps(body, default=str))
 
 
-@contextmanager
-def _reader(store: AuditStore) -> Iterator[sqlite3.Connection]:
-    """A short-lived read-only connection to the store's SQLite file."""
-    uri = f"{store.path.resolve().as_uri()}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
-        db.execute("PRAGMA busy_timeout=30000")
-        yield db
-
-
 def page_events(
-    store: AuditStore, filters: Mapping[str, Any], limit: int, offset: int
+    store: AuditReader, filters: Mapping[str, Any], limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
     events = store.events(limit=limit, offset=offset, newest_first=True, **filters)
     if not events and offset == 0:
@@ -222,28 +216,22 @@ def page_events(
 
 
 def decision_stats(
-    store: AuditStore, filters: Mapping[str, Any], bucket: int, since: float, until: float
+    store: AuditReader, filters: Mapping[str, Any], bucket: int, since: float, until: float
 ) -> list[dict[str, Any]]:
     """Zero-filled buckets from ``since`` to ``until``, each with counts per category."""
-    clause, args = filter_clause(**{**filters, "since": since, "until": until})
-    sql = (
-        f"SELECT CAST(ts / ? AS INTEGER) AS slot, decision, {_MASKED_SQL} AS masked, count(*) "
-        f"FROM events {clause} GROUP BY slot, decision, masked"
-    )
+    rows = store.stats(bucket=bucket, **{**filters, "since": since, "until": until})
     first, last = int(since // bucket), int(until // bucket)
     buckets = {
         slot: {"start": slot * bucket, "counts": dict.fromkeys(CATEGORIES, 0), "total": 0}
         for slot in range(first, last + 1)
     }
-    with _reader(store) as db:
-        rows = db.execute(sql, [bucket, *args]).fetchall()
-    for slot, decision, masked, n in rows:
-        entry = buckets.get(int(slot))
-        name = category({"decision": decision, "masked_columns": masked})
+    for row in rows:
+        entry = buckets.get(row.start // bucket)
+        name = category({"decision": row.decision, "masked_columns": row.masked})
         if entry is None or name is None:
             continue
-        entry["counts"][name] += n
-        entry["total"] += n
+        entry["counts"][name] += row.count
+        entry["total"] += row.count
     return [buckets[slot] for slot in sorted(buckets)]
 
 
@@ -324,10 +312,13 @@ class PolicyHandler(GovAPIHandler):
     @authorized
     async def get(self) -> None:
         self.check_params(frozenset())
-        self.reply(await asyncio.to_thread(policy_summary, self.gov.policy, self.gov.user))
+        core = self.core
+        # A policy that did not load is loaded again only to say why.
+        policy = core.policy if core.policy is not None else self.gov.policy
+        self.reply(await asyncio.to_thread(policy_summary, policy, core.user))
 
 
-def policy_summary(path: str | None, user: str | None = None) -> dict[str, Any]:
+def policy_summary(policy: Any, user: str | None = None) -> dict[str, Any]:
     """The policy's public summary (no connection URLs); the demo policy when none is set.
 
     ``you`` says what applies to the server's own identity: its roles, the mask it gets for
@@ -336,7 +327,7 @@ def policy_summary(path: str | None, user: str | None = None) -> dict[str, Any]:
     try:
         from jupyter_gov.policy import Policy
 
-        policy = Policy.load(path)
+        policy = policy if isinstance(policy, Policy) else Policy.load(policy)
         summary = dict(policy.summary)
     except (GovError, OSError, ValueError) as error:
         return {"error": str(error)}
@@ -380,7 +371,7 @@ class ApprovalsHandler(GovAPIHandler):
         state = self.one("state") or "pending"
         if state not in ("pending", "all", *STATES):
             raise tornado.web.HTTPError(400, "Parameter 'state' must be pending or all.")
-        self.reply(await self.in_thread(list_approvals, self.store(), self.gov, state))
+        self.reply(await self.in_thread(list_approvals, self.core, state))
 
 
 class ApprovalDecisionHandler(GovAPIHandler):
@@ -397,9 +388,7 @@ class ApprovalDecisionHandler(GovAPIHandler):
         if not isinstance(comment, str) or len(comment) > 2000:
             raise tornado.web.HTTPError(400, "'comment' must be a string of at most 2000 chars.")
         try:
-            request = await self.in_thread(
-                decide_approval, self.store(), self.gov, request_id, action, comment
-            )
+            request = await self.in_thread(decide_approval, self.core, request_id, action, comment)
         except ApprovalNotFound as error:
             raise tornado.web.HTTPError(404, str(error)) from error
         except ApprovalForbidden as error:
@@ -411,18 +400,14 @@ class ApprovalDecisionHandler(GovAPIHandler):
         self.reply(request)
 
 
-def _approver(store: AuditStore, config: Any) -> tuple[Any, tuple[str, ...], ApprovalStore]:
+def _approver(core: GovCore) -> tuple[Any, tuple[str, ...], ApprovalStore]:
     """The identity the configured provider gives this server, its roles, and the store."""
-    from jupyter_gov.engine import provider_for
-    from jupyter_gov.policy import Policy
-
-    policy = Policy.load(config.policy or None)
-    identity = provider_for(policy, config.user or None).current()
-    return identity, policy.roles_for(identity), ApprovalStore(store)
+    identity = core.identity()
+    return identity, core.require_policy().roles_for(identity), core.approvals()
 
 
-def list_approvals(store: AuditStore, config: Any, state: str) -> dict[str, Any]:
-    identity, roles, approvals = _approver(store, config)
+def list_approvals(core: GovCore, state: str) -> dict[str, Any]:
+    identity, roles, approvals = _approver(core)
     actionable = {r.id for r in approvals.actionable_by(identity, roles)}
     items = []
     for request in approvals.list(state):
@@ -443,30 +428,24 @@ def list_approvals(store: AuditStore, config: Any, state: str) -> dict[str, Any]
     }
 
 
-def decide_approval(
-    store: AuditStore, config: Any, request_id: str, action: str, comment: str
-) -> dict[str, Any]:
-    identity, roles, approvals = _approver(store, config)
+def decide_approval(core: GovCore, request_id: str, action: str, comment: str) -> dict[str, Any]:
+    identity, roles, approvals = _approver(core)
     if action == "approve":
         return approvals.approve(request_id, identity, roles, comment).to_dict()
     return approvals.deny(request_id, identity, roles, comment).to_dict()
 
 
-def setup_handlers(web_app: Any, config: Any) -> None:
-    """Mount the API under ``{base_url}/jupyter-gov/api/``."""
-    web_app.settings["jupyter_gov"] = config
-    base = url_path_join(web_app.settings.get("base_url", "/"), *API_PREFIX)
-    web_app.add_handlers(
-        ".*$",
-        [
-            (url_path_join(base, "audit"), AuditHandler),
-            (url_path_join(base, "audit", "verify"), VerifyHandler),
-            (url_path_join(base, "audit", "stats"), StatsHandler),
-            (url_path_join(base, "policy"), PolicyHandler),
-            (url_path_join(base, "approvals"), ApprovalsHandler),
-            (
-                url_path_join(base, "approvals", r"([0-9a-f]{6,32})", r"(approve|deny)"),
-                ApprovalDecisionHandler,
-            ),
-        ],
-    )
+def routes() -> list[tuple[str, type[GovAPIHandler]]]:
+    """The API's routes under ``jupyter-gov/api/``; the ExtensionApp prefixes ``base_url``."""
+    base = url_path_join(*API_PREFIX)
+    return [
+        (url_path_join(base, "audit"), AuditHandler),
+        (url_path_join(base, "audit", "verify"), VerifyHandler),
+        (url_path_join(base, "audit", "stats"), StatsHandler),
+        (url_path_join(base, "policy"), PolicyHandler),
+        (url_path_join(base, "approvals"), ApprovalsHandler),
+        (
+            url_path_join(base, "approvals", r"([0-9a-f]{6,32})", r"(approve|deny)"),
+            ApprovalDecisionHandler,
+        ),
+    ]
