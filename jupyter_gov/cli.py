@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     approvals.add_argument("id", nargs="?", help="the request id (show, approve, deny, revoke)")
     approvals.add_argument("--comment", default="", help="shown to the requester")
     approvals.add_argument("--state", default="pending", help="list: pending (default) or all")
+    approvals.add_argument("--limit", type=int, help="list: at most this many (default: all)")
+    approvals.add_argument("--offset", type=int, default=0, help="list: skip this many first")
     approvals.add_argument("--user", help="act as this user (local identity provider only)")
     approvals.add_argument("--policy")
     approvals.add_argument("--store")
@@ -270,7 +272,7 @@ def _approvals(args: argparse.Namespace) -> int:
     session = GovernedSession(args.policy, args.user, audit=args.store)
     store = session.approvals
     if args.action == "list":
-        requests = store.list(args.state)
+        requests = store.list(args.state, limit=args.limit, offset=args.offset)
         if args.format == "json":
             print(json.dumps([r.to_dict() for r in requests], default=str))
         for request in requests if args.format == "table" else ():
@@ -282,13 +284,12 @@ def _approvals(args: argparse.Namespace) -> int:
     if not args.id:
         raise PolicyError(f"approvals {args.action} needs a request id.")
     identity = session.identity
-    roles = session.policy.roles_for(identity)
     if args.action == "show":
         request = store.get(args.id)
     elif args.action == "approve":
-        request = store.approve(args.id, identity, roles, args.comment)
+        request = session.approve(args.id, args.comment)
     elif args.action == "deny":
-        request = store.deny(args.id, identity, roles, args.comment)
+        request = session.deny(args.id, args.comment)
     else:
         request = store.revoke(args.id, identity, args.comment)
     if args.format == "json":

@@ -33,10 +33,7 @@ def team():
 
 
 def approve(session: GovernedSession, request_id: str, comment: str = "ok"):
-    identity = session.identity
-    return session.approvals.approve(
-        request_id, identity, session.policy.roles_for(identity), comment
-    )
+    return session.approve(request_id, comment)
 
 
 def status_of_order_7(session: GovernedSession) -> str:
@@ -104,7 +101,7 @@ def test_approval_is_single_use(team):
 def test_expired_approval_does_not_run(team):
     alice, _, dave = team
     clock = Clock()
-    alice._approvals = dave._approvals = ApprovalStore(alice.audit, clock=clock)
+    alice._approvals = dave._approvals = ApprovalStore(alice.audit, alice.policy, clock=clock)
     request = alice.request_approval(UPDATE, justification="x")
     approve(dave, request.id)
     clock.now += alice.policy.approval_ttl + 1
@@ -116,10 +113,9 @@ def test_expired_approval_does_not_run(team):
 def test_denied_request_keeps_the_reason_and_does_not_run(team):
     alice, _, dave = team
     request = alice.request_approval(UPDATE, justification="x")
-    identity = dave.identity
     with pytest.raises(ApprovalError, match="Say why"):
-        dave.approvals.deny(request.id, identity, ["approver"], "")
-    denied = dave.approvals.deny(request.id, identity, ["approver"], "not during month end")
+        dave.deny(request.id, "")
+    denied = dave.deny(request.id, "not during month end")
     assert denied.state == "denied" and denied.comment == "not during month end"
     with pytest.raises(ApprovalError, match="is denied"):
         alice.sql(UPDATE, approval_id=request.id)
@@ -206,3 +202,42 @@ def test_approver_in_another_process_sees_the_request(team, tmp_path):
     request = alice.request_approval(UPDATE, justification="x")
     other = ApprovalStore(type(alice.audit)(alice.audit.url))  # a second handle on the file
     assert [r.id for r in other.list("pending")] == [request.id]
+
+
+def test_audit_failure_leaves_the_request_undecided(team, monkeypatch):
+    import sqlite3
+
+    from jupyter_gov.audit import AuditTransaction
+    from jupyter_gov.errors import AuditError
+
+    alice, _, dave = team
+    request = alice.request_approval(UPDATE, justification="x")
+
+    def disk_full(self, kind, **event):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(AuditTransaction, "append", disk_full)
+    with pytest.raises(AuditError):
+        approve(dave, request.id)
+    monkeypatch.undo()
+    assert alice.approvals.get(request.id).state == "pending"
+    assert not alice.audit.events(kinds=["approval_approved"])
+
+
+def test_a_losing_compare_and_set_is_a_conflict_and_writes_nothing(team):
+    from jupyter_gov.approvals import ApprovalConflict
+
+    alice, _, dave = team
+    request = alice.request_approval(UPDATE, justification="x")
+    store = dave.approvals
+    with store.audit.transaction() as tx:
+        loaded = store._load(tx, request.id)
+    approve(dave, request.id)  # someone else decides between our read and our write
+    loaded.state = "denied"
+    with (
+        pytest.raises(ApprovalConflict, match="changed by someone else"),
+        store.audit.transaction() as tx,
+    ):
+        store._change(tx, loaded, "approval_denied", dave.identity, "pending")
+    assert alice.approvals.get(request.id).state == "approved"
+    assert not alice.audit.events(kinds=["approval_denied"])

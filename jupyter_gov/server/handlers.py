@@ -418,12 +418,12 @@ def _approver(store: AuditStore, config: Any) -> tuple[Any, tuple[str, ...], App
 
     policy = Policy.load(config.policy or None)
     identity = provider_for(policy, config.user or None).current()
-    return identity, policy.roles_for(identity), ApprovalStore(store)
+    return identity, policy.roles_for(identity), ApprovalStore(store, policy)
 
 
 def list_approvals(store: AuditStore, config: Any, state: str) -> dict[str, Any]:
     identity, roles, approvals = _approver(store, config)
-    actionable = {r.id for r in approvals.actionable_by(identity, roles)}
+    actionable = {r.id for r in approvals.actionable_by(identity)}
     items = []
     for request in approvals.list(state):
         item = request.to_dict()
@@ -446,10 +446,10 @@ def list_approvals(store: AuditStore, config: Any, state: str) -> dict[str, Any]
 def decide_approval(
     store: AuditStore, config: Any, request_id: str, action: str, comment: str
 ) -> dict[str, Any]:
-    identity, roles, approvals = _approver(store, config)
+    identity, _, approvals = _approver(store, config)
     if action == "approve":
-        return approvals.approve(request_id, identity, roles, comment).to_dict()
-    return approvals.deny(request_id, identity, roles, comment).to_dict()
+        return approvals.approve(request_id, identity, comment).to_dict()
+    return approvals.deny(request_id, identity, comment).to_dict()
 
 
 def setup_handlers(web_app: Any, config: Any) -> None:
