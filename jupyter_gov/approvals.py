@@ -452,6 +452,7 @@ class ApprovalStore:
         compare-and-set, so a single-use approval runs once however many kernels race.
         """
         self._expire_due(request_id)
+        self.audit.verify_through(self.audit.head()[0])  # the long walk, outside the lock
         with self.audit.transaction() as tx:
             return self._consume(tx, request_id, identity, binding)
 
@@ -605,6 +606,7 @@ class ApprovalStore:
         data = json.loads(row["body"])
         if row["request"] is not None:
             data.update(json.loads(row["request"]))
+        data["id"] = row["id"]  # a copied request under another id hashes differently
         data["state"] = row["state"]
         data["uses"] = row["uses"] or 0
         request = ApprovalRequest.from_dict(data)

@@ -506,6 +506,8 @@ class ApprovalTrail:
     def disagreements(self, state: str, uses: int | None, request_json: str | None) -> list[str]:
         """How a row of the approvals table differs from this trail (empty: it agrees)."""
         where = f"approval {self.approval_id}"
+        if self.request_hash is None and request_json is None:
+            return []  # made before approvals were chained: it can no longer be used anyway
         if request_json is None or (
             self.request_hash and request_digest(request_json) != self.request_hash
         ):
