@@ -486,13 +486,22 @@ class ApprovalStore:
                 f"{', '.join(_FIELD_NAMES[c] for c in changed)}; request a new approval.",
                 "approval-binding",
             )
-        problem = self._unproven(tx, request)
+        if self.clock() >= request.expires_at:
+            raise ApprovalRefused(
+                f"Approval {request_id} is expired, not approved; nothing was run.",
+                "approval-expired",
+            )
+        problem, decision = self._unproven(tx, request)
         if problem:
             raise ApprovalRefused(
                 f"Approval {request_id} cannot be trusted ({problem}); nothing was run: "
                 "run `jupyter-gov audit verify` and request a new approval.",
                 "approval-unverified",
             )
+        assert decision is not None  # who approved, as the chain says (the row may lie)
+        request.decided_by = f"{decision.get('issuer')}|{decision.get('subject')}"
+        request.decided_by_name = decision.get("display_name")
+        request.comment = (decision.get("detail") or {}).get("comment")
         before, uses = request.state, request.uses
         request.uses += 1
         if request.uses >= request.max_uses:
@@ -516,27 +525,29 @@ class ApprovalStore:
         problems = trail.problems + trail.disagreements(row["state"], row["uses"], row["request"])
         return trail, (problems[0] if problems else "")
 
-    def _unproven(self, tx: AuditTransaction, request: ApprovalRequest) -> str:
-        """Why the chain does not back this approval; empty when it does."""
+    def _unproven(
+        self, tx: AuditTransaction, request: ApprovalRequest
+    ) -> tuple[str, dict[str, Any] | None]:
+        """Why the chain does not back this approval ("" when it does), and its decision."""
         policy = self._policy()
         trail, problem = self._trail(tx, request)
         if problem:
-            return problem
-        if trail.state != "approved" or trail.decision is None:
-            return "its events do not say it is approved"
+            return problem, None
         decision = trail.decision
+        if trail.state != "approved" or decision is None:
+            return "its events do not say it is approved", None
         if decision.get("policy_hash") != request.binding.policy_hash:
-            return "it was decided under another policy version"
+            return "it was decided under another policy version", None
         decided_roles = set(decision.get("roles") or ())
         if decision["kind"] == "break_glass":
             if not decided_roles & set(policy.break_glass_roles):
-                return "the break-glass was not made by a break-glass role"
+                return "the break-glass was not made by a break-glass role", None
         elif not decided_roles & set(required_approvers(policy, request.rules)):
-            return "it was not decided by a role the policy makes an approver"
+            return "it was not decided by a role the policy makes an approver", None
         report = self.audit.verify_through(trail.last_event)
         if not report.ok:
-            return f"the audit chain is broken at event {report.broken_at}"
-        return ""
+            return f"the audit chain is broken at event {report.broken_at}", None
+        return "", decision
 
     def _decide(
         self, request_id: str, approver: Identity, state: str, comment: str

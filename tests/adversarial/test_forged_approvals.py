@@ -184,3 +184,17 @@ def test_refusals_are_approval_errors(team):
     alice, _ = team
     with pytest.raises(ApprovalError):
         alice.sql(UPDATE, approval_id="0123456789ab")
+
+
+def test_approver_name_edited_in_the_row_is_not_what_the_run_records(team):
+    alice, dave = team
+    request = alice.request_approval(UPDATE, justification="x")
+    dave.approve(request.id, "checked")
+    db = raw_db(alice)
+    (body,) = db.execute("SELECT body FROM approvals WHERE id = ?", (request.id,)).fetchone()
+    db.execute(
+        "UPDATE approvals SET body = ? WHERE id = ?",
+        (json.dumps({**json.loads(body), "decided_by_name": "The CEO"}), request.id),
+    )
+    result = alice.sql(UPDATE, approval_id=request.id)
+    assert result.plan.findings[-1].reason == "Approved by Dave: checked"
