@@ -292,14 +292,42 @@ def _approvals(args: argparse.Namespace) -> int:
         request = session.deny(args.id, args.comment)
     else:
         request = store.revoke(args.id, identity, args.comment)
+    # What will run, with its values, only for someone who may decide it.
+    approver = args.action == "show" and any(
+        r.id == request.id for r in store.actionable_by(identity)
+    )
     if args.format == "json":
-        print(json.dumps(request.to_dict(), default=str))
-    else:
-        print(
-            f"request {request.id}: {request.state}"
-            + (f" by {request.decided_by_name}" if request.decided_by_name else "")
-        )
+        print(json.dumps(request.to_dict(approver=approver), default=str))
+        return EXIT_OK
+    print(
+        f"request {request.id}: {request.state}"
+        + (f" by {request.decided_by_name}" if request.decided_by_name else "")
+    )
+    if args.action == "show":
+        print(_request_details(request, approver))
     return EXIT_OK
+
+
+def _request_details(request: Any, approver: bool) -> str:
+    """What an approver reads before deciding; others get the statement without literals."""
+    rows = "unknown" if request.dry_run_rows is None else f"{request.dry_run_rows:,}"
+    lines = [
+        f"  requester:     {request.requester_name} ({request.binding.requester})",
+        f"  connection:    {request.connection}",
+        f"  rules:         {', '.join(request.rules)}",
+        f"  justification: {request.justification}",
+        f"  rows touched:  {rows} (dry run)",
+        f"  row limit:     {request.row_limit if request.row_limit is not None else 'none'}",
+    ]
+    if request.unmask:
+        lines.append(f"  unmask:        {', '.join(request.unmask)}")
+    if approver and request.statement_text:
+        lines.append(f"  statement:     {request.statement_text.strip()}")
+        if request.params is not None:
+            lines.append(f"  parameters:    {json.dumps(request.params, default=str)}")
+    else:
+        lines.append(f"  statement:     {request.statement}")
+    return "\n".join(lines)
 
 
 def _policy(args: argparse.Namespace) -> int:

@@ -437,3 +437,18 @@ def test_many_newer_requests_never_hide_an_older_pending_one(team):
     assert [len(p) for p in pages] == [50, 50, 50, 50, 1]
     assert {r.id for p in pages for r in p} == {r.id for r in inbox}
     assert dave.approvals.count("pending") == 201
+
+
+def test_cli_show_gives_the_values_to_an_approver_only(team, capsys):
+    from jupyter_gov.cli import main
+
+    alice, _, _ = team
+    request = alice.request_approval(
+        AMOUNT_UPDATE, {"amount": 4242.42, "id": 7}, justification="refund"
+    )
+    assert main(["approvals", "show", request.id, "--user", "dave"]) == 0
+    shown = capsys.readouterr().out
+    assert AMOUNT_UPDATE in shown and "4242.42" in shown and "rows touched:  1" in shown
+    assert main(["approvals", "show", request.id, "--user", "bob"]) == 0
+    hidden = capsys.readouterr().out
+    assert "4242.42" not in hidden and "justification: refund" in hidden
