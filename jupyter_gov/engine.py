@@ -235,7 +235,9 @@ class GovernedSession:
         if plan.decision == "allow":
             raise ApprovalError("This statement does not need an approval; just run it.")
         binding = self._binding(plan, text, params, identity, unmask, limit)
-        rows = dry_run_rows(self, plan, text, params, unmask, limit, justification)
+        rows = None  # no count is run for a request that will be refused for no reason
+        if justification.strip():
+            rows = dry_run_rows(self, plan, text, params, unmask, limit, justification)
         return self.approvals.create(
             binding=binding,
             requester=identity,
