@@ -652,15 +652,9 @@ class ApprovalStore:
             {"kind": kind, "at": self.clock(), "by": actor.subject if actor else None}
         )
         counting = expected_uses is not None
-        sql = (
-            "UPDATE approvals SET state = ?, uses = ?, body = ? "
-            "WHERE id = ? AND state = ? AND uses = ?"
-        )
         args: list[Any] = [request.state, request.uses, _body(request), request.id]
         args += [expected_state, expected_uses if counting else request.uses]
-        if counting:
-            sql += " AND uses < max_uses"
-        if tx.execute(sql, args).rowcount != 1:
+        if tx.execute(compare_and_set_sql(counting), args).rowcount != 1:
             raise ApprovalConflict(
                 f"Request {request.id} was changed by someone else at the same time; "
                 "look at it again."
@@ -703,6 +697,21 @@ class ApprovalStore:
             },
         )
         return tx.append(kind, **fields)
+
+
+def compare_and_set_sql(counting: bool) -> str:
+    """The one statement that changes a request: it matches only the row as it was read.
+
+    Parameters: new state, new uses, new body, id, expected state, expected uses. A use
+    (``counting``) also needs ``uses < max_uses``. Plain SQL: on PostgreSQL under READ
+    COMMITTED the UPDATE re-checks its WHERE after waiting for the row lock, so it is the
+    same compare-and-set there.
+    """
+    sql = (
+        "UPDATE approvals SET state = ?, uses = ?, body = ? "
+        "WHERE id = ? AND state = ? AND uses = ?"
+    )
+    return sql + " AND uses < max_uses" if counting else sql
 
 
 def _body(request: ApprovalRequest) -> str:

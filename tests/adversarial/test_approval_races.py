@@ -18,6 +18,7 @@ import pytest
 from jupyter_gov.approvals import ApprovalError
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.policy import Policy
+from tests.conftest import require_server
 
 UPDATE = "UPDATE orders SET status = 'cancelled' WHERE order_id = 3"
 PROCESSES = 6
@@ -135,3 +136,66 @@ def test_approve_and_deny_by_two_approvers_never_both_succeed(team):
         decisions += events_for(alice, request.id, "approval_denied")
         assert [e["decision"] for e in decisions] == [final]
     assert alice.audit.verify().ok
+
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _pg_worker(table: str, tasks: Any, results: Any, barrier: Any) -> None:
+    """A racer: for each request id, the store's compare-and-set for a use, on PostgreSQL."""
+    import adbc_driver_postgresql.dbapi as pg
+
+    from jupyter_gov.approvals import compare_and_set_sql
+
+    sql = compare_and_set_sql(counting=True).replace("approvals", table)
+    for n in range(1, 7):  # the driver's parameter style; the statement is the store's
+        sql = sql.replace("?", f"${n}", 1)
+    with pg.connect(PG_URL) as con, con.cursor() as cursor:
+        while (request_id := tasks.get()) is not None:
+            barrier.wait(timeout=DEADLINE)
+            cursor.execute(sql + " RETURNING id", ("used", 1, "{}", request_id, "approved", 0))
+            won = len(cursor.fetchall())
+            con.commit()
+            results.put(won)
+
+
+def test_compare_and_set_lets_exactly_one_racer_use_an_approval_on_postgresql():
+    try:
+        import adbc_driver_postgresql.dbapi as pg
+
+        admin = pg.connect(PG_URL)
+    except Exception:  # any failure to connect means: no server here
+        require_server("PostgreSQL at 127.0.0.1:5432")
+    table = f"approvals_race_{os.getpid()}"
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(PROCESSES), ctx.Queue()
+    queues = [ctx.Queue() for _ in range(PROCESSES)]
+    racers = [ctx.Process(target=_pg_worker, args=(table, q, results, barrier)) for q in queues]
+    with admin.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE {table} (id TEXT PRIMARY KEY, state TEXT NOT NULL, body TEXT NOT NULL,"
+            " uses INTEGER NOT NULL DEFAULT 0, max_uses INTEGER NOT NULL DEFAULT 1)"
+        )
+        admin.commit()
+        for racer in racers:
+            racer.start()
+        try:
+            for trial in range(TRIALS):
+                request_id = f"r{trial}"
+                cursor.execute(
+                    f"INSERT INTO {table} (id, state, body) VALUES ($1, 'approved', '{{}}')",
+                    (request_id,),
+                )
+                admin.commit()
+                for queue in queues:
+                    queue.put(request_id)
+                wins = [results.get(timeout=DEADLINE) for _ in racers]
+                assert sum(wins) == 1, wins
+        finally:
+            for queue in queues:
+                queue.put(None)
+            for racer in racers:
+                racer.join(timeout=DEADLINE)
+            cursor.execute(f"DROP TABLE {table}")
+            admin.commit()
+            admin.close()
