@@ -708,8 +708,7 @@ def compare_and_set_sql(counting: bool) -> str:
     same compare-and-set there.
     """
     sql = (
-        "UPDATE approvals SET state = ?, uses = ?, body = ? "
-        "WHERE id = ? AND state = ? AND uses = ?"
+        "UPDATE approvals SET state = ?, uses = ?, body = ? WHERE id = ? AND state = ? AND uses = ?"
     )
     return sql + " AND uses < max_uses" if counting else sql
 
