@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -110,6 +110,7 @@ class VerifyReport:
     head: str
     broken_at: int | None = None
     reason: str = ""
+    problems: tuple[str, ...] = ()  # every approval that does not match the chain
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +119,7 @@ class VerifyReport:
             "head": self.head,
             "broken_at": self.broken_at,
             "reason": self.reason,
+            "problems": list(self.problems),
         }
 
     def __str__(self) -> str:
@@ -265,34 +267,31 @@ class AuditStore:
 
     def append(self, kind: str, **event: Any) -> int:
         """Append one event and return its id; raise :class:`AuditError` if it cannot."""
-        unknown = set(event) - set(FIELDS)
-        if unknown:
-            raise ValueError(f"unknown audit fields: {sorted(unknown)}")
-        record: dict[str, Any] = {name: None for name in FIELDS}
-        record.update(event)
-        record["kind"] = kind
-        record["ts"] = event.get("ts") or time.time()
-        for name in _JSON_FIELDS:
-            if record[name] is not None and not isinstance(record[name], str):
-                record[name] = json.dumps(record[name], sort_keys=True, default=str)
-        if isinstance(record["verified"], bool):
-            record["verified"] = "true" if record["verified"] else "false"
+        record = _record(kind, event)
         try:
             with self._transaction() as db:
-                head = db.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
-                prev = head[0] if head else GENESIS
-                digest = row_hash(prev, record)
-                columns = ", ".join((*FIELDS, "prev_hash", "hash"))
-                marks = ", ".join("?" * (len(FIELDS) + 2))
-                cursor = db.execute(
-                    f"INSERT INTO events ({columns}) VALUES ({marks})",
-                    [record[name] for name in FIELDS] + [prev, digest],
-                )
-                return int(cursor.lastrowid or 0)
+                return _insert(db, record)
         except (OSError, sqlite3.Error) as error:
             raise AuditError(
                 f"The audit store at {self.path} cannot be written ({error}); "
                 "the statement was not run. Check the disk and the file's permissions."
+            ) from error
+
+    @contextmanager
+    def transaction(self) -> Iterator[AuditTransaction]:
+        """One atomic unit over the chain and the other tables of this store.
+
+        Approvals change a request's state and append its event here, so both happen or
+        neither does. The store's ``BEGIN IMMEDIATE`` takes the write lock at the start, so
+        what is read inside cannot change before the commit.
+        """
+        try:
+            with self._transaction() as db:
+                yield AuditTransaction(db)
+        except (OSError, sqlite3.Error) as error:
+            raise AuditError(
+                f"The audit store at {self.path} cannot be written ({error}); nothing was "
+                "changed. Check the disk and the file's permissions."
             ) from error
 
     @staticmethod
@@ -363,27 +362,23 @@ class AuditStore:
         return {"count": self.count(), "last_id": last_id, "head": head}
 
     def verify(self, checkpoint: Mapping[str, Any] | None = None) -> VerifyReport:
-        """Walk the chain from the first row; report the first row that does not fit."""
-        prev = GENESIS
-        rows = 0
+        """Walk the chain from the first row; report the first row that does not fit.
+
+        Then replay every approval's events and compare them with the approvals table: a use
+        without a decision before it, or a request row that differs from what its events
+        recorded (edited, inserted, rolled back), makes the report fail too.
+        """
+        trails: dict[str, ApprovalTrail] = {}
         cursor = self._connect().execute(
             f"SELECT id, {', '.join(FIELDS)}, prev_hash, hash FROM events ORDER BY id"
         )
+        walk = _Walk(GENESIS)
         for row in cursor:
-            rows += 1
-            record = {name: row[name] for name in FIELDS}
-            if row["prev_hash"] != prev:
-                return VerifyReport(
-                    False,
-                    rows,
-                    prev,
-                    row["id"],
-                    "its link to the previous event does not match "
-                    "(an event before it was deleted, inserted or reordered)",
-                )
-            if row_hash(prev, record) != row["hash"]:
-                return VerifyReport(False, rows, prev, row["id"], "its content was changed")
-            prev = row["hash"]
+            if not walk.step(row):
+                return walk.report()
+            if row["kind"] in APPROVAL_KINDS:
+                feed_trail(trails, _decode(row))
+        rows, prev = walk.rows, walk.prev
         if checkpoint is not None:
             if rows < int(checkpoint["count"]):
                 return VerifyReport(
@@ -410,7 +405,260 @@ class AuditStore:
                     int(checkpoint["last_id"]),
                     "the checkpointed head is no longer in the log",
                 )
+        problems = [p for trail in trails.values() for p in trail.problems]
+        problems += self._approval_rows_against(trails)
+        if problems:
+            return VerifyReport(
+                False,
+                rows,
+                prev,
+                None,
+                f"approvals do not match the chain: {problems[0]}",
+                tuple(problems),
+            )
+        self._remember_verified(walk.last_id, prev)
         return VerifyReport(True, rows, prev)
+
+    def verify_through(self, event_id: int) -> VerifyReport:
+        """Verify the chain from its start through ``event_id``, cheaply.
+
+        The prefix verified by an earlier call of this store is not walked again: its last
+        row must still carry the remembered hash, and only rows after it are hashed. The
+        target row and its neighbours' links are always rechecked, so editing it after an
+        earlier verification is still found.
+        """
+        db = self._connect()
+        anchor_id, anchor_hash = getattr(self, "_verified", (0, GENESIS))
+        if anchor_id:
+            row = db.execute("SELECT hash FROM events WHERE id = ?", (anchor_id,)).fetchone()
+            if row is None or row[0] != anchor_hash:
+                return VerifyReport(
+                    False, 0, anchor_hash, anchor_id, "an event verified earlier was changed"
+                )
+        columns = f"id, {', '.join(FIELDS)}, prev_hash, hash"
+        if event_id > anchor_id:
+            walk = _Walk(anchor_hash)
+            cursor = db.execute(
+                f"SELECT {columns} FROM events WHERE id > ? AND id <= ? ORDER BY id",
+                (anchor_id, event_id),
+            )
+            for row in cursor:
+                if not walk.step(row):
+                    return walk.report()
+            if walk.last_id != event_id:
+                return VerifyReport(False, walk.rows, walk.prev, event_id, "the event is missing")
+            self._remember_verified(walk.last_id, walk.prev)
+            return VerifyReport(True, walk.rows, walk.prev)
+        window = db.execute(
+            f"SELECT {columns} FROM events WHERE id < ? ORDER BY id DESC LIMIT 1", (event_id,)
+        ).fetchone()
+        walk = _Walk(window["hash"] if window else GENESIS)
+        for row in db.execute(
+            f"SELECT {columns} FROM events WHERE id >= ? ORDER BY id LIMIT 2", (event_id,)
+        ):
+            if not walk.step(row):
+                return walk.report()
+        return VerifyReport(True, walk.rows, walk.prev)
+
+    def _remember_verified(self, last_id: int, head: str) -> None:
+        if last_id > getattr(self, "_verified", (0, GENESIS))[0]:
+            self._verified = (last_id, head)
+
+    def approval_events(self, approval_id: str, since: int) -> list[dict[str, Any]]:
+        """The chain's events for one approval request, from event ``since`` on, oldest first."""
+        pattern = f'%"approval_id": "{approval_id}"%'
+        marks = ", ".join("?" * len(APPROVAL_KINDS))
+        rows = self._connect().execute(
+            f"SELECT * FROM events WHERE id >= ? AND kind IN ({marks}) AND detail LIKE ? "
+            "ORDER BY id",
+            (since, *APPROVAL_KINDS, pattern),
+        )
+        events = [_decode(row) for row in rows]
+        return [e for e in events if (e.get("detail") or {}).get("approval_id") == approval_id]
+
+    def _approval_rows_against(self, trails: Mapping[str, ApprovalTrail]) -> list[str]:
+        """Requests in the approvals table whose state is not what their events say."""
+        db = self._connect()
+        try:
+            rows = db.execute(
+                "SELECT id, state, uses, request FROM approvals ORDER BY created_at"
+            ).fetchall()
+        except sqlite3.OperationalError:  # no approvals table (yet), or one from before 0.3
+            return []
+        problems = []
+        for row in rows:
+            trail = trails.get(row["id"])
+            if trail is None or trail.state is None:
+                problems.append(f"approval {row['id']} has no request event in the chain")
+                continue
+            problems += trail.disagreements(row["state"], row["uses"], row["request"])
+        return problems
+
+
+APPROVAL_KINDS = tuple(k for k in KINDS if k.startswith("approval_") or k == "break_glass")
+
+#: Which event moves an approval from which states to which state.
+_TRANSITIONS = {
+    "approval_approved": (("pending",), "approved"),
+    "approval_denied": (("pending",), "denied"),
+    "approval_revoked": (("pending", "approved"), "revoked"),
+    "approval_expired": (("pending", "approved"), "expired"),
+}
+
+
+def request_digest(request_json: str) -> str:
+    """The hash that binds an approval's events to its request (its canonical JSON)."""
+    return hashlib.sha256(request_json.encode()).hexdigest()
+
+
+@dataclass
+class ApprovalTrail:
+    """One approval request replayed from the chain: what its events say its state is."""
+
+    approval_id: str
+    state: str | None = None  # None: no request event seen
+    request_hash: str | None = None
+    requester: str | None = None
+    max_uses: int = 1
+    uses: int = 0
+    decision: dict[str, Any] | None = None  # the approval_approved or break_glass event
+    last_event: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def feed(self, event: Mapping[str, Any]) -> None:
+        kind, detail = event["kind"], event.get("detail") or {}
+        self.last_event = int(event.get("id") or 0)
+        where = f"approval {self.approval_id}, event {self.last_event}"
+        if kind in ("approval_requested", "break_glass"):
+            if self.state is not None:
+                self.problems.append(f"{where}: requested twice")
+                return
+            self.state = "approved" if kind == "break_glass" else "pending"
+            self.request_hash = detail.get("request_hash")
+            self.requester = detail.get("requester")
+            self.max_uses = int(detail.get("max_uses") or 1)
+            self.decision = dict(event) if kind == "break_glass" else None
+            return
+        if self.state is None:
+            self.problems.append(f"{where}: {kind} without a request")
+            return
+        if self.request_hash and detail.get("request_hash") != self.request_hash:
+            self.problems.append(f"{where}: {kind} is for a different version of the request")
+            return
+        if kind == "approval_used":
+            if self.state != "approved" or self.decision is None:
+                self.problems.append(f"{where}: used without a matching approval decision")
+                return
+            self.uses += 1
+            self.state = "used" if self.uses >= self.max_uses else "approved"
+            return
+        sources, target = _TRANSITIONS[kind]
+        if self.state not in sources:
+            self.problems.append(f"{where}: {kind} after it was {self.state}")
+            return
+        if kind == "approval_approved":
+            if f"{event.get('issuer')}|{event.get('subject')}" == self.requester:
+                self.problems.append(f"{where}: approved by its own requester")
+                return
+            self.decision = dict(event)
+        self.state = target
+
+    def disagreements(self, state: str, uses: int | None, request_json: str | None) -> list[str]:
+        """How a row of the approvals table differs from this trail (empty: it agrees)."""
+        where = f"approval {self.approval_id}"
+        if self.request_hash is None and request_json is None:
+            return []  # made before approvals were chained: it can no longer be used anyway
+        if request_json is None or (
+            self.request_hash and request_digest(request_json) != self.request_hash
+        ):
+            return [f"{where}: its request was edited after its event"]
+        if state != self.state or int(uses or 0) != self.uses:
+            return [
+                f"{where}: the table says {state} ({uses} uses) but its events say "
+                f"{self.state} ({self.uses} uses): the row was edited after its event"
+            ]
+        return []
+
+
+def feed_trail(trails: dict[str, ApprovalTrail], event: Mapping[str, Any]) -> None:
+    """Add one approval event to the trail of its request."""
+    approval_id = (event.get("detail") or {}).get("approval_id")
+    if isinstance(approval_id, str):
+        trails.setdefault(approval_id, ApprovalTrail(approval_id)).feed(event)
+
+
+class AuditTransaction:
+    """The handle :meth:`AuditStore.transaction` yields: chain appends and other statements."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def append(self, kind: str, **event: Any) -> int:
+        return _insert(self.db, _record(kind, event))
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.db.execute(sql, args)
+
+
+class _Walk:
+    """Checks rows one by one against the chain, from a known previous hash."""
+
+    def __init__(self, prev: str) -> None:
+        self.prev = prev
+        self.rows = 0
+        self.last_id = 0
+        self.broken: tuple[int, str] | None = None
+
+    def step(self, row: sqlite3.Row) -> bool:
+        self.rows += 1
+        record = {name: row[name] for name in FIELDS}
+        if row["prev_hash"] != self.prev:
+            self.broken = (
+                row["id"],
+                "its link to the previous event does not match "
+                "(an event before it was deleted, inserted or reordered)",
+            )
+            return False
+        if row_hash(self.prev, record) != row["hash"]:
+            self.broken = (row["id"], "its content was changed")
+            return False
+        self.prev = row["hash"]
+        self.last_id = int(row["id"])
+        return True
+
+    def report(self) -> VerifyReport:
+        assert self.broken is not None
+        return VerifyReport(False, self.rows, self.prev, self.broken[0], self.broken[1])
+
+
+def _record(kind: str, event: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(event) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"unknown audit fields: {sorted(unknown)}")
+    record: dict[str, Any] = {name: None for name in FIELDS}
+    record.update(event)
+    record["kind"] = kind
+    record["ts"] = event.get("ts") or time.time()
+    for name in _JSON_FIELDS:
+        if record[name] is not None and not isinstance(record[name], str):
+            record[name] = json.dumps(record[name], sort_keys=True, default=str)
+    if isinstance(record["verified"], bool):
+        record["verified"] = "true" if record["verified"] else "false"
+    return record
+
+
+def _insert(db: sqlite3.Connection, record: Mapping[str, Any]) -> int:
+    """Insert one event after the head; the caller holds the write transaction."""
+    head = db.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+    prev = head[0] if head else GENESIS
+    digest = row_hash(prev, record)
+    columns = ", ".join((*FIELDS, "prev_hash", "hash"))
+    marks = ", ".join("?" * (len(FIELDS) + 2))
+    cursor = db.execute(
+        f"INSERT INTO events ({columns}) VALUES ({marks})",
+        [record[name] for name in FIELDS] + [prev, digest],
+    )
+    return int(cursor.lastrowid or 0)
 
 
 def filter_clause(

@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     approvals.add_argument("id", nargs="?", help="the request id (show, approve, deny, revoke)")
     approvals.add_argument("--comment", default="", help="shown to the requester")
     approvals.add_argument("--state", default="pending", help="list: pending (default) or all")
+    approvals.add_argument("--limit", type=int, help="list: at most this many (default: all)")
+    approvals.add_argument("--offset", type=int, default=0, help="list: skip this many first")
     approvals.add_argument("--user", help="act as this user (local identity provider only)")
     approvals.add_argument("--policy")
     approvals.add_argument("--store")
@@ -293,7 +295,7 @@ def _approvals(args: argparse.Namespace) -> int:
     session = GovernedSession(args.policy, args.user, audit=args.store)
     store = session.approvals
     if args.action == "list":
-        requests = store.list(args.state)
+        requests = store.list(args.state, limit=args.limit, offset=args.offset)
         if args.format == "json":
             print(json.dumps([r.to_dict() for r in requests], default=str))
         for request in requests if args.format == "table" else ():
@@ -305,23 +307,50 @@ def _approvals(args: argparse.Namespace) -> int:
     if not args.id:
         raise PolicyError(f"approvals {args.action} needs a request id.")
     identity = session.identity
-    roles = session.policy.roles_for(identity)
     if args.action == "show":
         request = store.get(args.id)
     elif args.action == "approve":
-        request = store.approve(args.id, identity, roles, args.comment)
+        request = session.approve(args.id, args.comment)
     elif args.action == "deny":
-        request = store.deny(args.id, identity, roles, args.comment)
+        request = session.deny(args.id, args.comment)
     else:
         request = store.revoke(args.id, identity, args.comment)
+    # What will run, with its values, only for someone who may decide it.
+    approver = args.action == "show" and any(
+        r.id == request.id for r in store.actionable_by(identity)
+    )
     if args.format == "json":
-        print(json.dumps(request.to_dict(), default=str))
-    else:
-        print(
-            f"request {request.id}: {request.state}"
-            + (f" by {request.decided_by_name}" if request.decided_by_name else "")
-        )
+        print(json.dumps(request.to_dict(approver=approver), default=str))
+        return EXIT_OK
+    print(
+        f"request {request.id}: {request.state}"
+        + (f" by {request.decided_by_name}" if request.decided_by_name else "")
+    )
+    if args.action == "show":
+        print(_request_details(request, approver))
     return EXIT_OK
+
+
+def _request_details(request: Any, approver: bool) -> str:
+    """What an approver reads before deciding; others get the statement without literals."""
+    rows = "unknown" if request.dry_run_rows is None else f"{request.dry_run_rows:,}"
+    lines = [
+        f"  requester:     {request.requester_name} ({request.binding.requester})",
+        f"  connection:    {request.connection}",
+        f"  rules:         {', '.join(request.rules)}",
+        f"  justification: {request.justification}",
+        f"  rows touched:  {rows} (dry run)",
+        f"  row limit:     {request.row_limit if request.row_limit is not None else 'none'}",
+    ]
+    if request.unmask:
+        lines.append(f"  unmask:        {', '.join(request.unmask)}")
+    if approver and request.statement_text:
+        lines.append(f"  statement:     {request.statement_text.strip()}")
+        if request.params is not None:
+            lines.append(f"  parameters:    {json.dumps(request.params, default=str)}")
+    else:
+        lines.append(f"  statement:     {request.statement}")
+    return "\n".join(lines)
 
 
 def _policy(args: argparse.Namespace) -> int:

@@ -19,10 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_gov import keys, masking
-from jupyter_gov.approvals import ApprovalError, ApprovalRequest, ApprovalStore, Binding
+from jupyter_gov.approvals import (
+    ApprovalError,
+    ApprovalRefused,
+    ApprovalRequest,
+    ApprovalStore,
+    Binding,
+    required_approvers,
+)
 from jupyter_gov.audit import AuditStore, default_home
 from jupyter_gov.config import resolve
 from jupyter_gov.connectors import Connector, open_connector
+from jupyter_gov.dryrun import dry_run_rows, plan_digest, results_digest
 from jupyter_gov.errors import AuditError, GovError, IdentityError, QueryFailed
 from jupyter_gov.exposure import Exposure
 from jupyter_gov.guardrails import Context, Finding, check_approvals, verdict_of
@@ -167,7 +175,15 @@ class GovernedSession:
         self.audit.append("attempt", **base)  # raises AuditError: then nothing runs
         if plan.decision == "approval_required" and (approval_id or break_glass):
             plan = self._authorize(
-                plan, text, params, identity, frozenset(unmask), approval_id, break_glass, base
+                plan,
+                text,
+                params,
+                identity,
+                frozenset(unmask),
+                approval_id,
+                break_glass,
+                base,
+                limit=limit,
             )
         decision_id = self.audit.append(
             "decision",
@@ -194,8 +210,16 @@ class GovernedSession:
     def approvals(self) -> ApprovalStore:
         """The approval requests, kept in the audit store's file (shared across kernels)."""
         if self._approvals is None:
-            self._approvals = ApprovalStore(self.audit)
+            self._approvals = ApprovalStore(self.audit, self.policy)
         return self._approvals
+
+    def approve(self, request_id: str, comment: str = "") -> ApprovalRequest:
+        """Approve someone else's request as this session's identity (roles from the policy)."""
+        return self.approvals.approve(request_id, self.provider.current(), comment)
+
+    def deny(self, request_id: str, comment: str) -> ApprovalRequest:
+        """Deny someone else's request as this session's identity; the comment says why."""
+        return self.approvals.deny(request_id, self.provider.current(), comment)
 
     def request_approval(
         self,
@@ -207,7 +231,11 @@ class GovernedSession:
         unmask: Iterable[str] = (),
         limit: int | None = None,
     ) -> ApprovalRequest:
-        """Ask for someone else's approval of exactly this statement and these parameters."""
+        """Ask for someone else's approval of exactly this statement, parameters and limit.
+
+        The request carries what approvers must see: the exact SQL and values, the
+        justification, the row limit and a dry-run count of the rows it will touch.
+        """
         identity = self.provider.current()
         unmask = frozenset(unmask)
         plan = self._plan(text, params, identity, connection, unmask, limit)
@@ -215,12 +243,12 @@ class GovernedSession:
             raise QueryDenied(plan)
         if plan.decision == "allow":
             raise ApprovalError("This statement does not need an approval; just run it.")
-        base = self._event_base(identity, plan, "", justification)
-        base.pop("purpose", None)
+        binding = self._binding(plan, text, params, identity, unmask, limit)
+        rows = None  # no count is run for a request that will be refused for no reason
+        if justification.strip():
+            rows = dry_run_rows(self, plan, text, params, unmask, limit, justification)
         return self.approvals.create(
-            binding=Binding.of(
-                identity, plan.connection, plan.fingerprint, text, params, self.policy, unmask
-            ),
+            binding=binding,
             requester=identity,
             statement=plan.normalized,
             rules=[r for r in plan.rules if r.startswith("approval:")],
@@ -229,6 +257,9 @@ class GovernedSession:
             justification=justification,
             ttl_seconds=self.policy.approval_ttl,
             max_uses=self.policy.approval_max_uses,
+            statement_text=text,
+            params=params,
+            dry_run_rows=rows,
             audit_fields={
                 "roles": list(plan.roles),
                 "policy_name": self.policy.name,
@@ -238,11 +269,30 @@ class GovernedSession:
         )
 
     def _approvers(self, plan: Plan) -> list[str]:
-        rule_ids = [r.removeprefix("approval:") for r in plan.rules if r.startswith("approval:")]
-        roles = list(self.policy.approvers_for(rule_ids))
-        if "unmask" in rule_ids:  # just-in-time unmasking: any role that approves
-            roles += [n for n, r in self.policy.roles.items() if r.approve and n not in roles]
-        return roles
+        return required_approvers(self.policy, plan.rules)
+
+    def _binding(
+        self,
+        plan: Plan,
+        text: str,
+        params: Mapping[str, Any] | Sequence[Any] | None,
+        identity: Identity,
+        unmask: frozenset[str],
+        limit: int | None,
+    ) -> Binding:
+        """The binding of a plan: statement, values, limit, what will run, results it reads."""
+        return Binding.of(
+            identity,
+            plan.connection,
+            plan.fingerprint,
+            text,
+            params,
+            self.policy,
+            unmask,
+            row_limit=limit,
+            plan_hash=plan_digest(plan),
+            results_hash=results_digest(self.connector(plan.connection), plan),
+        )
 
     def _authorize(
         self,
@@ -254,37 +304,52 @@ class GovernedSession:
         approval_id: str | None,
         break_glass: str | None,
         base: dict[str, Any],
+        limit: int | None = None,
     ) -> Plan:
-        """Turn an approval-required plan into an allowed one, or raise why not."""
-        binding = Binding.of(
-            identity, plan.connection, plan.fingerprint, text, params, self.policy, unmask
-        )
-        if approval_id:
-            request = self.approvals.consume(approval_id, identity, binding)
-            rule = f"approved:{request.id}"
-            reason = f"Approved by {request.decided_by_name}" + (
-                f": {request.comment}" if request.comment else "."
-            )
-        else:
-            if not set(plan.roles) & set(self.policy.break_glass_roles):
-                raise ApprovalError(
-                    "Break-glass is not enabled for your roles; request an approval instead."
+        """Turn an approval-required plan into an allowed one, or raise why not.
+
+        A refused approval (used, expired, revoked, another binding, not backed by the
+        chain) is recorded as a ``deny`` decision with its rule before the error is raised.
+        """
+        binding = self._binding(plan, text, params, identity, unmask, limit)
+        try:
+            if approval_id:
+                request = self.approvals.consume(approval_id, identity, binding)
+                rule = f"approved:{request.id}"
+                reason = f"Approved by {request.decided_by_name}" + (
+                    f": {request.comment}" if request.comment else "."
                 )
-            request = self.approvals.create(
-                binding=binding,
-                requester=identity,
-                statement=plan.normalized,
-                rules=plan.rules,
-                reasons=plan.reasons,
-                approvers=[],
-                justification=break_glass or "",
-                ttl_seconds=self.policy.approval_ttl,
-                break_glass=True,
-                audit_fields={"query_id": base["query_id"]},
+            else:
+                if not set(plan.roles) & set(self.policy.break_glass_roles):
+                    raise ApprovalRefused(
+                        "Break-glass is not enabled for your roles; request an approval instead.",
+                        "break-glass-not-allowed",
+                    )
+                request = self.approvals.create(
+                    binding=binding,
+                    requester=identity,
+                    statement=plan.normalized,
+                    rules=plan.rules,
+                    reasons=plan.reasons,
+                    approvers=[],
+                    justification=break_glass or "",
+                    ttl_seconds=self.policy.approval_ttl,
+                    break_glass=True,
+                    audit_fields={"query_id": base["query_id"]},
+                )
+                self.approvals.consume(request.id, identity, binding)
+                rule = f"break-glass:{request.id}"
+                reason = f"BREAK-GLASS by {identity.display_name}: {request.justification}"
+        except ApprovalError as error:
+            self.audit.append(
+                "decision",
+                **base,
+                decision="deny",
+                rules=[getattr(error, "rule", "approval-refused")],
+                reasons=[str(error)],
+                detail={"approval_id": approval_id} if approval_id else None,
             )
-            self.approvals.consume(request.id, identity, binding)
-            rule = f"break-glass:{request.id}"
-            reason = f"BREAK-GLASS by {identity.display_name}: {request.justification}"
+            raise
         return replace(
             plan,
             decision="allow",

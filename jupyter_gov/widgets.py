@@ -226,9 +226,7 @@ class ApprovalInbox:
 
     def pending(self) -> list[ApprovalRequest]:
         identity = self.session.identity
-        return self.session.approvals.actionable_by(
-            identity, self.session.policy.roles_for(identity)
-        )
+        return self.session.approvals.actionable_by(identity)
 
     def refresh(self) -> None:
         children = []
@@ -257,14 +255,11 @@ class ApprovalInbox:
         self.rows.children = children
 
     def decide(self, request_id: str, action: str) -> None:
-        identity = self.session.identity
-        roles = self.session.policy.roles_for(identity)
-        store = self.session.approvals
         try:
             if action == "approve":
-                store.approve(request_id, identity, roles, self.comment.value)
+                self.session.approve(request_id, self.comment.value)
             else:
-                store.deny(request_id, identity, roles, self.comment.value)
+                self.session.deny(request_id, self.comment.value)
         except GovError as error:
             self.message.value = f"<span style='color:#cf222e'>✖ {html.escape(str(error))}</span>"
             return

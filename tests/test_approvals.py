@@ -33,10 +33,7 @@ def team():
 
 
 def approve(session: GovernedSession, request_id: str, comment: str = "ok"):
-    identity = session.identity
-    return session.approvals.approve(
-        request_id, identity, session.policy.roles_for(identity), comment
-    )
+    return session.approve(request_id, comment)
 
 
 def status_of_order_7(session: GovernedSession) -> str:
@@ -104,7 +101,7 @@ def test_approval_is_single_use(team):
 def test_expired_approval_does_not_run(team):
     alice, _, dave = team
     clock = Clock()
-    alice._approvals = dave._approvals = ApprovalStore(alice.audit, clock=clock)
+    alice._approvals = dave._approvals = ApprovalStore(alice.audit, alice.policy, clock=clock)
     request = alice.request_approval(UPDATE, justification="x")
     approve(dave, request.id)
     clock.now += alice.policy.approval_ttl + 1
@@ -116,10 +113,9 @@ def test_expired_approval_does_not_run(team):
 def test_denied_request_keeps_the_reason_and_does_not_run(team):
     alice, _, dave = team
     request = alice.request_approval(UPDATE, justification="x")
-    identity = dave.identity
     with pytest.raises(ApprovalError, match="Say why"):
-        dave.approvals.deny(request.id, identity, ["approver"], "")
-    denied = dave.approvals.deny(request.id, identity, ["approver"], "not during month end")
+        dave.deny(request.id, "")
+    denied = dave.deny(request.id, "not during month end")
     assert denied.state == "denied" and denied.comment == "not during month end"
     with pytest.raises(ApprovalError, match="is denied"):
         alice.sql(UPDATE, approval_id=request.id)
@@ -206,3 +202,253 @@ def test_approver_in_another_process_sees_the_request(team, tmp_path):
     request = alice.request_approval(UPDATE, justification="x")
     other = ApprovalStore(type(alice.audit)(alice.audit.url))  # a second handle on the file
     assert [r.id for r in other.list("pending")] == [request.id]
+
+
+def test_audit_failure_leaves_the_request_undecided(team, monkeypatch):
+    import sqlite3
+
+    from jupyter_gov.audit import AuditTransaction
+    from jupyter_gov.errors import AuditError
+
+    alice, _, dave = team
+    request = alice.request_approval(UPDATE, justification="x")
+
+    def disk_full(self, kind, **event):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(AuditTransaction, "append", disk_full)
+    with pytest.raises(AuditError):
+        approve(dave, request.id)
+    monkeypatch.undo()
+    assert alice.approvals.get(request.id).state == "pending"
+    assert not alice.audit.events(kinds=["approval_approved"])
+
+
+def test_a_losing_compare_and_set_is_a_conflict_and_writes_nothing(team):
+    from jupyter_gov.approvals import ApprovalConflict
+
+    alice, _, dave = team
+    request = alice.request_approval(UPDATE, justification="x")
+    store = dave.approvals
+    with store.audit.transaction() as tx:
+        loaded = store._load(tx, request.id)
+    approve(dave, request.id)  # someone else decides between our read and our write
+    loaded.state = "denied"
+    with (
+        pytest.raises(ApprovalConflict, match="changed by someone else"),
+        store.audit.transaction() as tx,
+    ):
+        store._change(tx, loaded, "approval_denied", dave.identity, "pending")
+    assert alice.approvals.get(request.id).state == "approved"
+    assert not alice.audit.events(kinds=["approval_denied"])
+
+
+# -- approvers see what will run (issue 8, item 8) -------------------------------------------
+
+AMOUNT_UPDATE = "UPDATE orders SET amount = :amount WHERE order_id = :id"
+
+
+def all_audit_text(session: GovernedSession) -> str:
+    return json.dumps(session.audit.events(limit=100_000), default=str)
+
+
+def test_approver_sees_the_exact_statement_and_values_and_nobody_else_does(team):
+    alice, _, _ = team
+    request = alice.request_approval(
+        AMOUNT_UPDATE, {"amount": 4242.42, "id": 7}, justification="refund"
+    )
+    shown = request.to_dict(approver=True)
+    assert shown["statement_text"] == AMOUNT_UPDATE
+    assert shown["params"] == {"amount": 4242.42, "id": 7}
+    assert shown["justification"] == "refund" and shown["row_limit"] is None
+    public = request.to_dict()
+    assert "statement_text" not in public and "params" not in public
+    assert "4242.42" not in all_audit_text(alice)
+
+
+def test_literals_in_the_statement_stay_out_of_the_audit(team):
+    alice, _, _ = team
+    sql = "UPDATE orders SET status = 'refund-for-Hana' WHERE order_id = 7"
+    request = alice.request_approval(sql, justification="x")
+    assert request.to_dict(approver=True)["statement_text"] == sql
+    assert "refund-for-Hana" not in all_audit_text(alice)
+
+
+def test_request_counts_the_rows_an_update_will_touch(team):
+    alice, _, _ = team
+    sql = "UPDATE orders SET status = 'held' WHERE status = 'placed'"
+    (expected,) = (
+        alice.connector()
+        .con.execute("SELECT count(*) FROM orders WHERE status = 'placed'")
+        .fetchone()
+    )
+    assert expected > 1
+    assert alice.request_approval(sql, justification="x").dry_run_rows == expected
+
+
+def test_dry_run_keeps_positional_values_of_the_where_clause(team):
+    alice, _, _ = team
+    sql = "UPDATE orders SET amount = ? WHERE order_id = ?"
+    request = alice.request_approval(sql, [1.5, 7], justification="x")
+    assert request.dry_run_rows == 1
+    assert request.to_dict(approver=True)["params"] == [1.5, 7]
+
+
+def test_dry_run_of_a_delete_and_an_insert_select(team):
+    alice, _, _ = team
+    delete = alice.request_approval(
+        "DELETE FROM orders WHERE order_id IN (1, 2, 3)", justification="x"
+    )
+    assert delete.dry_run_rows == 3
+    insert = alice.request_approval(
+        "INSERT INTO orders SELECT * FROM orders WHERE order_id <= 4", justification="x"
+    )
+    assert insert.dry_run_rows == 4
+
+
+def test_dry_run_of_a_read_is_its_row_count_under_the_limit(team):
+    alice, _, _ = team
+    sql = "SELECT ssn, credit_card FROM customers"
+    request = alice.request_approval(sql, justification="audit sample", limit=5)
+    assert request.dry_run_rows == 5 and request.row_limit == 5
+
+
+def test_dry_run_count_applies_the_requesters_row_filters():
+    data = json.loads(json.dumps(Policy.load().data))
+    data["row_filters"][0]["roles"].append("admin")
+    data["identity"]["users"]["alice"]["attributes"] = {"region": "EMEA"}
+    alice = GovernedSession(Policy(data), "alice")
+    sql = "UPDATE orders SET status = 'held' WHERE amount > 0"
+    con = alice.connector().con
+    (emea,) = con.execute(
+        "SELECT count(*) FROM orders WHERE amount > 0 AND region = 'EMEA'"
+    ).fetchone()
+    (everywhere,) = con.execute("SELECT count(*) FROM orders WHERE amount > 0").fetchone()
+    assert alice.request_approval(sql, justification="x").dry_run_rows == emea < everywhere
+
+
+def test_unmask_request_has_no_dry_run_count(team):
+    _, bob, _ = team
+    sql = "SELECT email FROM customers WHERE email LIKE 'a%'"
+    request = bob.request_approval(sql, unmask=["email"], justification="x")
+    assert request.dry_run_rows is None  # a count over raw values would be an oracle
+
+
+def test_row_limit_is_part_of_the_binding(team):
+    alice, _, dave = team
+    sql = "SELECT ssn, credit_card FROM customers"
+    request = alice.request_approval(sql, justification="sample", limit=5)
+    approve(dave, request.id)
+    with pytest.raises(ApprovalError, match="different row limit"):
+        alice.sql(sql, approval_id=request.id)
+    assert alice.sql(sql, approval_id=request.id, limit=5).rows == 5
+
+
+def test_rebuilding_a_session_result_after_approval_invalidates_it(team):
+    alice, _, dave = team
+    alice.sql("SELECT order_id FROM orders WHERE order_id = 7", name="refunds")
+    sql = "UPDATE orders SET status = 'refunded' WHERE order_id IN (SELECT order_id FROM refunds)"
+    request = alice.request_approval(sql, justification="one refund")
+    assert request.dry_run_rows == 1
+    approve(dave, request.id)
+    alice.sql("SELECT order_id FROM orders", name="refunds")  # now 50,000 rows
+    with pytest.raises(ApprovalError, match="content of the session results"):
+        alice.sql(sql, approval_id=request.id)
+    (refunded,) = (
+        alice.connector()
+        .con.execute("SELECT count(*) FROM orders WHERE status = 'refunded'")
+        .fetchone()
+    )
+    assert refunded == 0
+
+
+def test_displayed_values_that_do_not_match_the_binding_are_not_shown(team):
+    import sqlite3
+
+    alice, _, dave = team
+    request = alice.request_approval(AMOUNT_UPDATE, {"amount": 5, "id": 7}, justification="x")
+    db = sqlite3.connect(alice.audit.path, isolation_level=None)
+    (body,) = db.execute("SELECT body FROM approvals WHERE id = ?", (request.id,)).fetchone()
+    forged = json.loads(body)
+    forged["params"] = {"amount": 1, "id": 7}
+    db.execute("UPDATE approvals SET body = ? WHERE id = ?", (json.dumps(forged), request.id))
+    shown = dave.approvals.get(request.id).to_dict(approver=True)
+    assert shown["params"] is None and shown["statement_text"] == ""
+
+
+# -- refused reuse and paging (issue 8, item 14) ---------------------------------------------
+
+
+def denials(session: GovernedSession) -> list[tuple[list[str], str]]:
+    return [
+        (e["rules"], e["reasons"][0])
+        for e in session.audit.events(kinds=["decision"], decision="deny", newest_first=False)
+    ]
+
+
+def test_refused_reuse_of_a_used_approval_is_a_deny_decision(team):
+    alice, _, dave = team
+    request = alice.request_approval(UPDATE, justification="x")
+    approve(dave, request.id)
+    alice.sql(UPDATE, approval_id=request.id)
+    with pytest.raises(ApprovalError):
+        alice.sql(UPDATE, approval_id=request.id)
+    ((rules, reason),) = denials(alice)
+    assert rules == ["approval-used"] and "is used" in reason
+
+
+def test_refused_expired_revoked_and_rebound_approvals_are_deny_decisions(team):
+    alice, _, dave = team
+    clock = Clock()
+    alice._approvals = dave._approvals = ApprovalStore(alice.audit, alice.policy, clock=clock)
+    expired = alice.request_approval(UPDATE, justification="x")
+    revoked = alice.request_approval(UPDATE, justification="x")
+    rebound = alice.request_approval(UPDATE, justification="x")
+    for request in (expired, revoked, rebound):
+        approve(dave, request.id)
+    alice.approvals.revoke(revoked.id, alice.identity, "not needed")
+    for request, sql in ((revoked, UPDATE), (rebound, UPDATE.replace("= 7", "= 8"))):
+        with pytest.raises(ApprovalError):
+            alice.sql(sql, approval_id=request.id)
+    clock.now += alice.policy.approval_ttl + 1
+    with pytest.raises(ApprovalError):
+        alice.sql(UPDATE, approval_id=expired.id)
+    assert [rules for rules, _ in denials(alice)] == [
+        ["approval-revoked"],
+        ["approval-binding"],
+        ["approval-expired"],
+    ]
+
+
+def test_many_newer_requests_never_hide_an_older_pending_one(team):
+    alice, _, dave = team
+    clock = Clock()
+    alice._approvals = dave._approvals = ApprovalStore(alice.audit, alice.policy, clock=clock)
+    oldest = alice.request_approval(UPDATE, justification="the old one")
+    for n in range(200):
+        clock.now += 1
+        alice.request_approval(UPDATE, justification=f"newer {n}")
+    inbox = dave.approvals.actionable_by(dave.identity)
+    assert len(inbox) == 201 and inbox[-1].id == oldest.id
+    assert oldest.id in {r.id for r in dave.approvals.list("pending")}
+    pages = [
+        dave.approvals.actionable_by(dave.identity, limit=50, offset=o) for o in range(0, 250, 50)
+    ]
+    assert [len(p) for p in pages] == [50, 50, 50, 50, 1]
+    assert {r.id for p in pages for r in p} == {r.id for r in inbox}
+    assert dave.approvals.count("pending") == 201
+
+
+def test_cli_show_gives_the_values_to_an_approver_only(team, capsys):
+    from jupyter_gov.cli import main
+
+    alice, _, _ = team
+    request = alice.request_approval(
+        AMOUNT_UPDATE, {"amount": 4242.42, "id": 7}, justification="refund"
+    )
+    assert main(["approvals", "show", request.id, "--user", "dave"]) == 0
+    shown = capsys.readouterr().out
+    assert AMOUNT_UPDATE in shown and "4242.42" in shown and "rows touched:  1" in shown
+    assert main(["approvals", "show", request.id, "--user", "bob"]) == 0
+    hidden = capsys.readouterr().out
+    assert "4242.42" not in hidden and "justification: refund" in hidden

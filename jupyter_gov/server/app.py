@@ -75,6 +75,7 @@ class GovCore:
             self.store_url = self.settings.audit_store
         self._stamp = self._policy_stamp()
         self._provider = None
+        self._approvals = None  # bound to the policy just read
 
     def _policy_stamp(self) -> tuple[int, int] | None:
         """The policy file's modification time and size; None for the demo or no file."""
@@ -121,7 +122,7 @@ class GovCore:
         audit = self.audit()
         with self._lock:
             if self._approvals is None:
-                self._approvals = ApprovalStore(audit)
+                self._approvals = ApprovalStore(audit, self.policy)
             return self._approvals
 
     def identity(self) -> Identity:

@@ -408,7 +408,7 @@ def _approver(core: GovCore) -> tuple[Any, tuple[str, ...], ApprovalStore]:
 
 def list_approvals(core: GovCore, state: str) -> dict[str, Any]:
     identity, roles, approvals = _approver(core)
-    actionable = {r.id for r in approvals.actionable_by(identity, roles)}
+    actionable = {r.id for r in approvals.actionable_by(identity)}
     items = []
     for request in approvals.list(state):
         item = request.to_dict()
@@ -429,10 +429,10 @@ def list_approvals(core: GovCore, state: str) -> dict[str, Any]:
 
 
 def decide_approval(core: GovCore, request_id: str, action: str, comment: str) -> dict[str, Any]:
-    identity, roles, approvals = _approver(core)
+    identity, _, approvals = _approver(core)
     if action == "approve":
-        return approvals.approve(request_id, identity, roles, comment).to_dict()
-    return approvals.deny(request_id, identity, roles, comment).to_dict()
+        return approvals.approve(request_id, identity, comment).to_dict()
+    return approvals.deny(request_id, identity, comment).to_dict()
 
 
 def routes() -> list[tuple[str, type[GovAPIHandler]]]:
