@@ -105,3 +105,66 @@ async def test_policy_says_what_applies_to_the_servers_user(jp_fetch, gov_user):
     you = body["you"]
     assert code == 200 and you["subject"] == "bob" and you["roles"] == ["analyst"]
     assert you["masks"]["email"] == "email" and you["approve"] == []
+
+
+def store_exact_text(audit_path, request_id: str, text: str, params: Any) -> None:
+    """Record the exact statement and values with a request, as the approvals store does."""
+    import sqlite3
+
+    with sqlite3.connect(audit_path) as db:
+        (body,) = db.execute("SELECT body FROM approvals WHERE id = ?", (request_id,)).fetchone()
+        data = {**json.loads(body), "statement_text": text, "params": params}
+        data.update(dry_run_rows=1, row_limit=5)
+        db.execute("UPDATE approvals SET body = ? WHERE id = ?", (json.dumps(data), request_id))
+
+
+@pytest.mark.parametrize("gov_user", ["dave"])
+async def test_approver_sees_exact_statement_values_dry_run_rows_and_limit(
+    jp_fetch, request_id, audit_path, gov_user
+):
+    store_exact_text(audit_path, request_id, UPDATE, {"order_id": 5})
+    _, body = await call(jp_fetch, "approvals")
+    (item,) = body["approvals"]
+    assert item["statement_text"] == UPDATE and item["params"] == {"order_id": 5}
+    assert item["dry_run_rows"] == 1 and item["row_limit"] == 5
+    assert item["justification"] == "customer called"
+
+
+@pytest.mark.parametrize("gov_user", ["bob", "alice"])
+async def test_who_may_not_decide_never_gets_the_values(jp_fetch, request_id, audit_path, gov_user):
+    store_exact_text(audit_path, request_id, UPDATE, {"order_id": 5})
+    _, body = await call(jp_fetch, "approvals")
+    (item,) = body["approvals"]
+    assert item["can_decide"] is False
+    assert "statement_text" not in item and "params" not in item
+    assert "order_id = 5" not in json.dumps(item["statement"])  # only the ? form
+    assert item["dry_run_rows"] == 1 and item["row_limit"] == 5
+
+
+@pytest.mark.parametrize("gov_user", ["dave"])
+async def test_more_requests_than_a_page_are_counted_and_paged(jp_fetch, audit_path, gov_user):
+    alice = GovernedSession(None, "alice", audit=f"sqlite:///{audit_path}")
+    ids = [
+        alice.request_approval(
+            f"UPDATE orders SET status = 'x' WHERE order_id = {i}", justification=f"#{i}"
+        ).id
+        for i in range(55)
+    ]
+    _, first = await call(jp_fetch, "approvals")
+    assert (first["total"], first["actionable"], len(first["approvals"])) == (55, 55, 50)
+    _, rest = await call(jp_fetch, "approvals", offset="50")
+    seen = [a["id"] for a in first["approvals"] + rest["approvals"]]
+    assert sorted(seen) == sorted(ids) and len(rest["approvals"]) == 5
+
+
+async def test_break_glass_events_are_flagged(jp_fetch, store):
+    store.append("decision", subject="olga", decision="allow", rules=["break-glass:abc123"])
+    store.append("break_glass", subject="olga", decision="approved", detail={"break_glass": True})
+    store.append("decision", subject="bob", decision="allow", rules=["mask:email"])
+    _, body = await call(jp_fetch, "audit")
+    flags = [(e["subject"], e["kind"], e["break_glass"]) for e in body["events"]]
+    assert flags == [
+        ("bob", "decision", False),
+        ("olga", "break_glass", True),
+        ("olga", "decision", True),
+    ]
