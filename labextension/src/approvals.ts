@@ -51,7 +51,7 @@ function itemKey(a: IApproval): string {
     a.can_decide,
     a.decided_by_name,
     a.comment,
-    typeof a.statement_text === 'string'
+    Boolean(a.statement_text)
   ]);
 }
 
@@ -330,7 +330,10 @@ export class ApprovalsPanel extends Widget {
         dl.append(h('dt', {}, term), h('dd', {}, value));
       }
     }
-    const exact = typeof approval.statement_text === 'string';
+    // Erased ("") once a request is final; absent for those who may not decide.
+    const exact =
+      typeof approval.statement_text === 'string' &&
+      approval.statement_text !== '';
     const statement = exact
       ? h(
           'div',
