@@ -14,6 +14,7 @@ from jupyter_gov.errors import GovError
 from jupyter_gov.result import ApprovalRequired
 from jupyter_gov.widgets import ApprovalInbox, ApprovalRequestWidget, reveal
 from tests.server.approval_contract import install as install_contract
+from tests.server.approval_contract import with_values
 
 UPDATE = "UPDATE orders SET status = 'returned' WHERE order_id = 11"
 
@@ -213,11 +214,13 @@ def payload_request(payload: str, state: str = "pending") -> ApprovalRequest:
         decided_by_name=payload,
         comment=payload,
     )
-    request.statement_text = payload
-    request.params = {payload: payload}
-    request.dry_run_rows = 3
-    request.row_limit = 5
-    return request
+    return with_values(
+        request,
+        statement_text=payload,
+        params={payload: payload},
+        dry_run_rows=3,
+        row_limit=5,
+    )
 
 
 class PayloadSession:
@@ -301,11 +304,13 @@ def test_reveal_shows_bidi_and_zero_width_characters_and_keeps_the_rest():
 
 def test_inbox_shows_the_exact_statement_values_dry_run_rows_and_limit(team):
     alice, _, dave = team
-    request = alice.request_approval(UPDATE, justification="customer 11 returned it")
-    request.statement_text = "UPDATE orders SET amount = $1 WHERE order_id = 11"
-    request.params = [125.5]
-    request.dry_run_rows = 1
-    request.row_limit = 5
+    request = with_values(
+        alice.request_approval(UPDATE, justification="customer 11 returned it"),
+        statement_text="UPDATE orders SET amount = $1 WHERE order_id = 11",
+        params=[125.5],
+        dry_run_rows=1,
+        row_limit=5,
+    )
     fake = PayloadSession(dave, request, error="")
     text = Markup(ApprovalInbox(fake).rows.children[0].children[0].value).text
     assert "customer 11 returned it" in text

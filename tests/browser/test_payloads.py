@@ -18,6 +18,7 @@ from jupyter_gov.approvals import ApprovalRequest, ApprovalStore, Binding
 from jupyter_gov.audit import AuditStore
 from jupyter_gov.widgets import reveal
 from tests.server.approval_contract import install as install_approval_contract
+from tests.server.approval_contract import with_values
 
 from .conftest import Lab
 from .test_sidebar import ROWS, SIDEBAR, TIMEOUT, open_sidebar
@@ -76,11 +77,7 @@ def payload_request(p: str, *, state: str, break_glass: bool = False) -> Approva
         decided_by_name=None if state == "pending" else p,
         comment=None if state == "pending" else p,
     )
-    request.statement_text = p
-    request.params = {p: p}
-    request.dry_run_rows = 7
-    request.row_limit = 5
-    return request
+    return with_values(request, statement_text=p, params={p: p}, dry_run_rows=7, row_limit=5)
 
 
 def seed_approvals(store: AuditStore) -> None:

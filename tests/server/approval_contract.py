@@ -9,11 +9,13 @@ in the browser tests' lab and kernels). Once the real contract exists it does no
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 from collections.abc import Callable
 from typing import Any
 
-from jupyter_gov.approvals import ApprovalRequest
+from jupyter_gov.approvals import ApprovalRequest, Binding
 
 FIELDS = ("statement_text", "params", "dry_run_rows", "row_limit")
 APPROVER_ONLY = ("statement_text", "params")
@@ -50,3 +52,36 @@ def install(patch: Callable[[Any, str, Any], None] = setattr) -> None:
 
     patch(ApprovalRequest, "to_dict", contract_to_dict)
     patch(ApprovalRequest, "from_dict", classmethod(contract_from_dict))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def bound_values(
+    data: dict[str, Any],
+    *,
+    statement_text: str,
+    params: Any,
+    dry_run_rows: int | None,
+    row_limit: int | None,
+) -> dict[str, Any]:
+    """A stored request body carrying the contract's values, bound the way the store binds
+    them (the store shows an approver the exact text only when it hashes to the binding)."""
+    binding = dict(data["binding"])
+    binding["statement_hash"] = _digest(statement_text.strip())
+    binding["params_hash"] = _digest(json.dumps(params, sort_keys=True, default=str))
+    out = {**data, "statement_text": statement_text, "params": params}
+    out["dry_run_rows"] = dry_run_rows
+    if "row_limit" in Binding.__dataclass_fields__:
+        binding["row_limit"] = row_limit
+    else:
+        out["row_limit"] = row_limit
+    out["binding"] = binding
+    return out
+
+
+def with_values(request: ApprovalRequest, **values: Any) -> ApprovalRequest:
+    """``request`` with the contract's values (see :func:`bound_values`)."""
+    data = bound_values(request.to_dict(approver=True), **values)
+    return ApprovalRequest.from_dict(data)

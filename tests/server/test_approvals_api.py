@@ -10,6 +10,8 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_gov.engine import GovernedSession
 
+from .approval_contract import bound_values
+
 API = ("jupyter-gov", "api")
 UPDATE = "UPDATE orders SET status = 'cancelled' WHERE order_id = 5"
 
@@ -113,8 +115,9 @@ def store_exact_text(audit_path, request_id: str, text: str, params: Any) -> Non
 
     with sqlite3.connect(audit_path) as db:
         (body,) = db.execute("SELECT body FROM approvals WHERE id = ?", (request_id,)).fetchone()
-        data = {**json.loads(body), "statement_text": text, "params": params}
-        data.update(dry_run_rows=1, row_limit=5)
+        data = bound_values(
+            json.loads(body), statement_text=text, params=params, dry_run_rows=1, row_limit=5
+        )
         db.execute("UPDATE approvals SET body = ? WHERE id = ?", (json.dumps(data), request_id))
 
 
