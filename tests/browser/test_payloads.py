@@ -10,7 +10,9 @@ literal text, with those characters drawn as ``⟨U+XXXX⟩``.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
+from contextlib import closing
 
 import pytest
 
@@ -82,10 +84,10 @@ def payload_request(p: str, *, state: str, break_glass: bool = False) -> Approva
 
 def seed_approvals(store: AuditStore) -> None:
     """Rows written straight into the approvals table, as a forger with file access could."""
-    approvals = ApprovalStore(store)
+    ApprovalStore(store)  # creates the table
     rows = [payload_request(p, state="pending") for p in PAYLOADS]
     rows.append(payload_request(PAYLOADS[0] + " bg", state="used", break_glass=True))
-    with approvals._db() as db:
+    with closing(sqlite3.connect(store.path)) as db, db:
         for request in rows:
             db.execute(
                 "INSERT INTO approvals (id, state, body, created_at, expires_at) "
@@ -212,8 +214,8 @@ def test_approvals_beyond_a_page_are_counted_and_reachable(page, lab: Lab):
     more = 50
     with pytest.MonkeyPatch.context() as patch:
         install_approval_contract(patch.setattr)
-        approvals = ApprovalStore(store)
-        with approvals._db() as db:
+        ApprovalStore(store)
+        with closing(sqlite3.connect(store.path)) as db, db:
             for i in range(more):
                 request = payload_request(f"older request {i:02d}", state="pending")
                 request.created_at -= 3600 + i  # older than every payload request
