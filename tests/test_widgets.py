@@ -324,3 +324,56 @@ def test_requester_widget_shows_what_was_asked(team):
     widget.request_button.click()
     asked = Markup(widget.asked.value).text
     assert "You asked for" in asked and "ticket 7" in asked and "row limit" in asked
+
+
+# -- the sign-in widget: the issuer decides the URL, the code, the name and the error ------
+
+
+class HostileChallenge:
+    """A device-code challenge from an issuer that puts payloads everywhere it can."""
+
+    def __init__(self, payload: str, url: str) -> None:
+        self.url = url
+        self.user_code = payload
+        self.expires_at = time.time() + 600
+        self.payload = payload
+        self.outcome: Exception | None = None
+
+    def poll(self):
+        if self.outcome is not None:
+            raise self.outcome
+        from jupyter_gov.identity import Identity
+
+        p = self.payload
+        return Identity(subject=p, display_name=p, auth_method=p, issuer=p, verified=True)
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_sign_in_widget_shows_a_hostile_issuers_url_code_and_name_as_text(payload):
+    from jupyter_gov.signin import DeviceLoginWidget
+
+    widget = DeviceLoginWidget(HostileChallenge(payload, url=payload))
+    assert_only_escaped_text(widget.prompt.value, payload)
+    assert widget.poll_once() is True
+    assert_only_escaped_text(widget.status.value, payload)
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_sign_in_widget_shows_an_issuers_error_as_text(payload):
+    from jupyter_gov.errors import IdentityError
+    from jupyter_gov.signin import DeviceLoginWidget
+
+    challenge = HostileChallenge(payload, url="https://login.example/device")
+    challenge.outcome = IdentityError(payload)
+    widget = DeviceLoginWidget(challenge)
+    assert widget.poll_once() is True
+    assert_only_escaped_text(widget.status.value, payload)
+
+
+def test_sign_in_link_is_a_link_only_for_https():
+    from jupyter_gov.signin import DeviceLoginWidget
+
+    https = DeviceLoginWidget(HostileChallenge("X", url="https://login.example/device"))
+    assert "<a href='https://login.example/device'" in https.prompt.value
+    script = DeviceLoginWidget(HostileChallenge("X", url="javascript:alert(1)"))
+    assert "<a" not in script.prompt.value and "javascript:alert(1)" in script.prompt.value
