@@ -452,6 +452,10 @@ class ApprovalDecisionHandler(GovAPIHandler):
         if not isinstance(comment, str) or len(comment) > 2000:
             raise tornado.web.HTTPError(400, "'comment' must be a string of at most 2000 chars.")
         try:
+            comment.encode("utf-8")  # a lone surrogate ("\ud800") cannot be stored
+        except UnicodeEncodeError:
+            raise tornado.web.HTTPError(400, "'comment' must be valid Unicode text.") from None
+        try:
             request = await self.in_thread(
                 decide_approval, self.store(), self.gov, request_id, action, comment
             )

@@ -98,7 +98,15 @@ async def test_largest_offset_is_an_empty_page(jp_fetch, seeded):
 
 @pytest.mark.parametrize(
     "raw",
-    [b"[" * 100_000 + b"]" * 100_000, b"\xff", b"null", b"[]", b'{"comment": null}', b"1e999"],
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b"\xff",
+        b"null",
+        b"[]",
+        b'{"comment": null}',
+        b'{"comment": "\\ud800"}',
+        b"1e999",
+    ],
 )
 @pytest.mark.parametrize("gov_user", ["dave"])
 async def test_absurd_decision_bodies_are_a_one_sentence_400(jp_fetch, seeded, raw, gov_user):
