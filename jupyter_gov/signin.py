@@ -40,6 +40,8 @@ class DeviceLoginWidget:
     ) -> None:
         import ipywidgets as widgets
 
+        from jupyter_gov.widgets import html_of
+
         self.challenge = challenge
         self.on_signed_in = on_signed_in
         self.clock = clock
@@ -47,9 +49,19 @@ class DeviceLoginWidget:
         self.error: str | None = None
         self._stop = threading.Event()
         code = challenge.user_code or ""
+        # The issuer says what the URL, code and name are: escaped text, a link only if https.
+        url = challenge.url
+        link = "<a href='{url}' target='_blank' rel='noopener noreferrer'>{url}</a>"
         self.prompt = widgets.HTML(
-            f"<b>Sign in</b>: open <a href='{challenge.url}' target='_blank'>{challenge.url}</a>"
-            + (f" and enter the code <code style='font-size:1.2em'>{code}</code>" if code else "")
+            html_of("<b>Sign in</b>: open ")
+            + html_of(link if url.startswith("https://") else "{url}", url=url)
+            + (
+                html_of(
+                    " and enter the code <code style='font-size:1.2em'>{code}</code>", code=code
+                )
+                if code
+                else ""
+            )
         )
         self.status = widgets.HTML(self._countdown())
         self.cancel = widgets.Button(description="Cancel", icon="times")
@@ -77,20 +89,24 @@ class DeviceLoginWidget:
         return True
 
     def _finish(self, identity: Identity | None = None, error: str | None = None) -> None:
+        from jupyter_gov.widgets import html_of
+
         self._stop.set()
         self.cancel.layout.display = "none"
         if identity is not None:
             self.identity = identity
             self.prompt.value = ""
-            self.status.value = (
-                f"✔ Signed in as <b>{identity.display_name}</b> ({identity.subject}, "
-                f"{identity.auth_method})"
+            self.status.value = html_of(
+                "✔ Signed in as <b>{name}</b> ({subject}, {method})",
+                name=identity.display_name,
+                subject=identity.subject,
+                method=identity.auth_method,
             )
             if self.on_signed_in is not None:
                 self.on_signed_in(identity)
         else:
             self.error = error
-            self.status.value = f"✖ {error}"
+            self.status.value = html_of("✖ {error}", error=error)
 
     def start(self, interval: float = 5.0, lifetime: float = 900.0) -> None:
         """Poll from a daemon thread; the kernel stays free. Stops by itself."""

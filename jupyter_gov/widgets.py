@@ -9,13 +9,15 @@ and shows the result in its own area. Tests drive the same widgets headlessly wi
 
 from __future__ import annotations
 
-import html
+import json
 import threading
 import time
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ipywidgets as widgets
+from markupsafe import Markup, escape
 
 from jupyter_gov.approvals import ApprovalRequest
 from jupyter_gov.errors import GovError
@@ -31,19 +33,106 @@ _STATE_COLORS = {
 }
 
 
-def highlight_sql(sql: str) -> str:
-    """SQL as HTML, highlighted with pygments when it is installed."""
+#: Unicode categories drawn as ``⟨U+XXXX⟩``: format (bidi overrides, zero-width),
+#: control and surrogate characters, which could make shown text differ from what runs.
+_HIDDEN_CATEGORIES = frozenset({"Cf", "Cc", "Cs"})
+_KEPT_CONTROLS = frozenset("\n\t")
+
+
+def reveal(text: Any) -> str:
+    """``text`` with every invisible or reordering character shown as ``⟨U+XXXX⟩``.
+
+    Why: a bidi override or a zero-width character in a statement, a name or a comment
+    would let an approver read something other than what runs (Trojan Source).
+    """
+    value = str(text)
+    if value.isascii() and value.isprintable():
+        return value
+    return "".join(
+        f"⟨U+{ord(c):04X}⟩"
+        if c not in _KEPT_CONTROLS and unicodedata.category(c) in _HIDDEN_CATEGORIES
+        else c
+        for c in value
+    )
+
+
+def shown(value: Any) -> Markup:
+    """A value as HTML text: revealed, then escaped (markup passes through unchanged)."""
+    return value if isinstance(value, Markup) else escape(reveal(value))
+
+
+def html_of(template: str, **values: Any) -> Markup:
+    """``template`` (a constant) with every ``{name}`` filled in as escaped text.
+
+    The only way this module builds HTML: nothing reaches the page without escaping.
+    """
+    return Markup(template).format(**{name: shown(v) for name, v in values.items()})
+
+
+def highlight_sql(sql: str) -> Markup:
+    """SQL as HTML (revealed, escaped), highlighted with pygments when it is installed."""
     try:
         from pygments import highlight
         from pygments.formatters import HtmlFormatter
         from pygments.lexers import SqlLexer
     except ImportError:  # pragma: no cover - pygments ships with IPython
-        return f"<pre>{html.escape(sql)}</pre>"
-    return highlight(sql, SqlLexer(), HtmlFormatter(noclasses=True, nowrap=False))
+        return html_of("<pre>{sql}</pre>", sql=sql)
+    # pygments escapes every token it emits; the input carries no markup of ours.
+    return Markup(highlight(reveal(sql), SqlLexer(), HtmlFormatter(noclasses=True, nowrap=False)))
+
+
+def error_html(message: str) -> Markup:
+    return html_of("<span style='color:#cf222e'>✖ {message}</span>", message=message)
 
 
 def _when(timestamp: float | None) -> str:
     return time.strftime("%H:%M", time.localtime(timestamp)) if timestamp else "?"
+
+
+def _count(value: Any, none: str) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else none
+
+
+def request_details(data: Mapping[str, Any], *, statement: bool = True) -> Markup:
+    """What a decision needs: justification, exact statement and values, rows, limit.
+
+    ``data`` is ``ApprovalRequest.to_dict(approver=...)``: the exact statement and its
+    parameters are there only for those who may decide, so only they see them here.
+    """
+    parts = [
+        html_of(
+            "<div><b>Justification:</b> <i>“{text}”</i></div>", text=data.get("justification") or ""
+        )
+    ]
+    if data.get("break_glass"):
+        parts.append(
+            Markup(
+                "<div style='color:#cf222e;font-weight:600'>"
+                "⚠ BREAK-GLASS: ran without an approver</div>"
+            )
+        )
+    if data.get("unmask"):
+        parts.append(html_of("<div>unmask: {tags}</div>", tags=", ".join(map(str, data["unmask"]))))
+    parts.append(
+        html_of(
+            "<div>rows it touches (dry run): <b>{rows}</b> · row limit: <b>{limit}</b></div>",
+            rows=_count(data.get("dry_run_rows"), "not counted"),
+            limit=_count(data.get("row_limit"), "none"),
+        )
+    )
+    if statement and data.get("statement_text"):
+        parts.append(Markup("<div><b>Runs exactly:</b></div>"))
+        parts.append(highlight_sql(str(data["statement_text"])))
+    elif statement:
+        parts.append(highlight_sql(str(data.get("statement") or "")))
+    if data.get("params") is not None:
+        parts.append(
+            html_of(
+                "<div><b>with parameters:</b> <code>{params}</code></div>",
+                params=json.dumps(data["params"], default=str, ensure_ascii=False),
+            )
+        )
+    return Markup("").join(parts)
 
 
 class ApprovalRequestWidget:
@@ -90,6 +179,7 @@ class ApprovalRequestWidget:
             description="Request approval", button_style="warning", icon="paper-plane"
         )
         self.request_button.on_click(lambda _: self.submit())
+        self.asked = widgets.HTML("")
         self.status = widgets.HTML("")
         self.output = widgets.HTML("")
         self.widget = widgets.VBox(
@@ -98,6 +188,7 @@ class ApprovalRequestWidget:
                 self.statement,
                 self.justification,
                 self.request_button,
+                self.asked,
                 self.status,
                 self.output,
             ]
@@ -117,10 +208,11 @@ class ApprovalRequestWidget:
                 limit=self.limit,
             )
         except GovError as error:
-            self.status.value = f"<span style='color:#cf222e'>✖ {html.escape(str(error))}</span>"
+            self.status.value = error_html(str(error))
             return
         self.justification.disabled = True
         self.request_button.layout.display = "none"
+        self.asked.value = self._asked(self.request)
         self.refresh()
         self.start_polling()
 
@@ -151,7 +243,7 @@ class ApprovalRequestWidget:
             )
         except GovError as error:
             self.error = str(error)
-            self.output.value = f"<span style='color:#cf222e'>✖ {html.escape(self.error)}</span>"
+            self.output.value = error_html(self.error)
             return
         self.result.displaylimit = self.displaylimit
         if self.out and self.user_ns is not None:
@@ -159,9 +251,22 @@ class ApprovalRequestWidget:
         self.output.value = self.result._repr_html_()
         self.request = self.session.approvals.get(self.request.id)
 
+    def _asked(self, request: ApprovalRequest) -> str:
+        """What the requester asked for, as approvers will see it (values are their own)."""
+        data = request.to_dict(approver=False)
+        data["statement_text"], data["params"] = self.sql.strip(), self.params
+        return str(
+            html_of("<div><b>You asked for:</b></div>{details}", details=request_details(data))
+        )
+
     def _describe(self, request: ApprovalRequest) -> str:
         color = _STATE_COLORS.get(request.state, "#6e7781")
-        head = f"<b style='color:{color}'>{request.state.upper()}</b> · request {request.id}"
+        head = html_of(
+            "<b style='color:{color}'>{state}</b> · request {id}",
+            color=color,
+            state=request.state.upper(),
+            id=request.id,
+        )
         if request.state == "pending":
             detail = (
                 f"waiting for {', '.join(request.approvers)}; "
@@ -176,7 +281,7 @@ class ApprovalRequestWidget:
             detail = f"denied by {request.decided_by_name}: “{request.comment}”"
         else:
             detail = f"{request.state} — request a new approval to run it"
-        return f"{head}<br>{html.escape(detail)}"
+        return str(html_of("{head}<br>{detail}", head=head, detail=detail))
 
     def start_polling(self, interval: float = 3.0, lifetime: float = 3600.0) -> None:
         """Poll from a daemon thread, so the kernel stays free; stops by itself."""
@@ -238,21 +343,25 @@ class ApprovalInbox:
             approve.on_click(lambda _, r=request.id: self.decide(r, "approve"))
             deny.on_click(lambda _, r=request.id: self.decide(r, "deny"))
             self.buttons[request.id] = (approve, deny)
-            info = widgets.HTML(
-                f"<b>{html.escape(request.requester_name)}</b> on {html.escape(request.connection)}"
-                f" · {html.escape(', '.join(request.rules))} · expires {_when(request.expires_at)}"
-                f"<br><i>“{html.escape(request.justification)}”</i>"
-                + (
-                    f"<br>unmask: {html.escape(', '.join(request.unmask))}"
-                    if request.unmask
-                    else ""
-                )
-                + highlight_sql(request.statement)
-            )
+            info = widgets.HTML(self._describe(request))
             children.append(widgets.VBox([info, widgets.HBox([approve, deny])]))
         if not requests:
             children.append(widgets.HTML("<i>No pending requests you may approve.</i>"))
         self.rows.children = children
+
+    @staticmethod
+    def _describe(request: ApprovalRequest) -> str:
+        """One request as its approver needs it, every value escaped."""
+        head = html_of(
+            "<b>{who}</b> on {connection} · {rules} · expires {expires}",
+            who=request.requester_name,
+            connection=request.connection,
+            rules=", ".join(request.rules),
+            expires=_when(request.expires_at),
+        )
+        # Only requests this user may decide are listed: they see the exact values.
+        details = request_details(request.to_dict(approver=True))
+        return str(html_of("{head}{details}", head=head, details=details))
 
     def decide(self, request_id: str, action: str) -> None:
         try:
@@ -261,16 +370,16 @@ class ApprovalInbox:
             else:
                 self.session.deny(request_id, self.comment.value)
         except GovError as error:
-            self.message.value = f"<span style='color:#cf222e'>✖ {html.escape(str(error))}</span>"
+            self.message.value = error_html(str(error))
             return
-        self.message.value = f"✔ {action}d request {request_id}"
+        self.message.value = str(html_of("✔ {action}d request {id}", action=action, id=request_id))
         self.comment.value = ""
         self.refresh()
 
     def __repr__(self) -> str:
         pending = self.pending()
         lines = [f"{len(pending)} pending request(s) you may approve"]
-        lines += [f"  {r.id} {r.requester_name}: {', '.join(r.rules)}" for r in pending]
+        lines += [reveal(f"  {r.id} {r.requester_name}: {', '.join(r.rules)}") for r in pending]
         return "\n".join(lines)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

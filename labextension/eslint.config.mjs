@@ -40,6 +40,34 @@ export default tseslint.config(
       '@typescript-eslint/no-namespace': 'off',
       '@typescript-eslint/no-unused-vars': ['warn', { args: 'none' }],
       curly: ['error', 'all'],
+      // Server data reaches the page as text only (see src/dom.ts): no markup sinks.
+      'no-restricted-properties': [
+        'error',
+        ...['innerHTML', 'outerHTML', 'insertAdjacentHTML', 'srcdoc'].map(
+          property => ({
+            property,
+            message: 'Build nodes with h() from dom.ts: text only.'
+          })
+        ),
+        { object: 'document', property: 'write', message: 'No markup sinks.' },
+        {
+          property: 'createContextualFragment',
+          message: 'No markup sinks.'
+        }
+      ],
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector:
+            "Property[key.name=/^(innerHTML|outerHTML|srcdoc)$/], Identifier[name='dangerouslySetInnerHTML']",
+          message: 'Build nodes with h() from dom.ts: text only.'
+        }
+      ],
+      'no-restricted-globals': [
+        'error',
+        { name: 'DOMParser', message: 'No markup sinks.' },
+        { name: 'eval', message: 'No code from strings.' }
+      ],
       eqeqeq: 'error',
       'prefer-arrow-callback': 'error'
     }

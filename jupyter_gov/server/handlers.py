@@ -4,12 +4,15 @@
 ``GET audit/verify``  walk the hash chain (:meth:`AuditStore.verify`)
 ``GET audit/stats``   decision counts per time bucket, for the panel's chart
 ``GET policy``        a summary of the configured policy (the demo policy by default)
-``GET approvals``     approval requests (``state=pending|all``), each with ``can_decide``
+``GET approvals``     approval requests (``state=pending|all``, paged), each with
+                      ``can_decide``; the exact statement and its values only where it is true
 ``POST approvals/{id}/approve|deny``  decide, as the identity the configured provider gives
 
-Bad parameters are answered with a JSON 400 naming the parameter; an audit store that
-cannot be opened or read with a JSON 503. Only approval decisions write to the audit, as
-events in its hash chain, under the approver's own identity.
+Bad parameters (absurd, negative, non-numeric, not UTF-8) are answered with a JSON 400 whose
+``message`` is one sentence naming the parameter; an audit store that cannot be opened or
+read with a JSON 503; anything unexpected with a one-sentence 500, never a traceback. Only
+approval decisions write to the audit, as events in its hash chain, under the approver's
+own identity.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -43,6 +47,10 @@ if TYPE_CHECKING:
 API_PREFIX = ("jupyter-gov", "api")
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
+#: No store holds this many events; a larger offset is a mistake, not a page.
+MAX_OFFSET = 10**12
+#: Epoch seconds of 9999-12-31T23:59:59Z: later times are not times.
+MAX_EPOCH = 253_402_300_799.0
 MAX_TEXT = 200
 MIN_BUCKET = 60
 MAX_BUCKET = 7 * 24 * 3600
@@ -58,6 +66,10 @@ _CATEGORY_OF_DECISION = {
     "error": "error",
 }
 
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+_EPOCH = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
+_APPROVALS_PARAMS = frozenset({"state", "limit", "offset"})
+
 _FILTER_PARAMS = ("user", "connection", "decision", "kind", "since", "until", "text", "query_id")
 _AUDIT_PARAMS = frozenset({"limit", "offset", *_FILTER_PARAMS})
 _STATS_PARAMS = frozenset({"bucket", *_FILTER_PARAMS})
@@ -69,6 +81,17 @@ def category(event: Mapping[str, Any]) -> str | None:
     if decision == "allow" and event.get("masked_columns"):
         return "masked"
     return _CATEGORY_OF_DECISION.get(decision) if decision else None
+
+
+def is_break_glass(event: Mapping[str, Any]) -> bool:
+    """Whether an event belongs to a break-glass run (the panel flags those rows)."""
+    rules = event.get("rules") or []
+    detail = event.get("detail")
+    return (
+        event.get("kind") == "break_glass"
+        or any(isinstance(r, str) and r.startswith("break-glass:") for r in rules)
+        or (isinstance(detail, Mapping) and detail.get("break_glass") is True)
+    )
 
 
 class GovAPIHandler(APIHandler):
@@ -87,6 +110,29 @@ class GovAPIHandler(APIHandler):
         core = self.settings["jupyter_gov_core"]
         core.refresh()
         return core
+
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        """Arguments are UTF-8 (lone surrogates included in what is refused)."""
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            what = f"Parameter {name[:40]!r}" if name else "The URL"
+            raise tornado.web.HTTPError(400, f"{what} is not valid UTF-8.") from None
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error is JSON with a one-sentence ``message``; never a traceback."""
+        exc_info = kwargs.get("exc_info")
+        error = exc_info[1] if exc_info else None
+        if isinstance(error, tornado.web.HTTPError) and error.log_message:
+            message = error.log_message
+        elif status_code >= 500:
+            message = "The jupyter-gov API failed unexpectedly; the server log says why."
+        else:
+            message = f"The request was refused ({status_code} {self._reason})."
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.log.warning("jupyter-gov API %s: %s", status_code, message)
+        self.finish(json.dumps({"message": message, "reason": self._reason}))
 
     # -- the store -----------------------------------------------------------------------
 
@@ -132,33 +178,33 @@ class GovAPIHandler(APIHandler):
         value = values[-1].strip()
         return value or None
 
-    def integer(self, name: str, default: int, low: int, high: int | None = None) -> int:
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        """A decimal integer in ``low..high``: ``1e30``, ``0x10``, ``１２``, ``1_0`` are 400s."""
         raw = self.one(name)
         if raw is None:
             return default
-        try:
-            value = int(raw)
-        except ValueError:
+        if not _INTEGER.fullmatch(raw):
             raise tornado.web.HTTPError(
-                400, f"Parameter {name!r} must be an integer, not {raw[:40]!r}."
-            ) from None
-        if value < low or (high is not None and value > high):
-            upper = f" and {high}" if high is not None else " or more"
-            between = f"between {low}{upper}" if high is not None else f"{low}{upper}"
-            raise tornado.web.HTTPError(400, f"Parameter {name!r} must be {between}, not {value}.")
+                400, f"Parameter {name!r} must be an integer between {low} and {high}."
+            )
+        value = int(raw)
+        if not low <= value <= high:
+            raise tornado.web.HTTPError(
+                400, f"Parameter {name!r} must be between {low} and {high}, not {value}."
+            )
         return value
 
     def epoch(self, name: str) -> float | None:
+        """Epoch seconds as plain decimals (``1e30``, ``inf``, ``NaN``, ``１２`` are 400s)."""
         raw = self.one(name)
         if raw is None:
             return None
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value < 0:
+        value = float(raw) if _EPOCH.fullmatch(raw) else math.nan
+        if not 0 <= value <= MAX_EPOCH:  # NaN fails this too
             raise tornado.web.HTTPError(
-                400, f"Parameter {name!r} must be a time in epoch seconds, not {raw[:40]!r}."
+                400,
+                f"Parameter {name!r} must be a time in epoch seconds "
+                f"between 0 and {MAX_EPOCH:.0f}.",
             )
         return value
 
@@ -212,6 +258,7 @@ def page_events(
         total = store.count(**filters)
     for event in events:
         event["category"] = category(event)
+        event["break_glass"] = is_break_glass(event)
     return events, total
 
 
@@ -246,7 +293,7 @@ class AuditHandler(GovAPIHandler):
     async def get(self) -> None:
         self.check_params(_AUDIT_PARAMS)
         limit = self.integer("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        offset = self.integer("offset", 0, 0)
+        offset = self.integer("offset", 0, 0, MAX_OFFSET)
         filters = self.filters()
         store = self.store()
         events, total = await self.in_thread(page_events, store, filters, limit, offset)
@@ -362,16 +409,22 @@ def _what_applies_to_you(policy: Any, user: str | None) -> dict[str, Any]:
 
 
 class ApprovalsHandler(GovAPIHandler):
-    """``GET approvals?state=pending|all``: requests, each with ``can_decide`` for this user."""
+    """``GET approvals?state=pending|all&limit=&offset=``: a page of requests, newest first,
+    each with ``can_decide``; ``total`` and ``actionable`` count every match, so nothing is
+    cut off silently."""
 
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        self.check_params(frozenset({"state"}))
+        self.check_params(_APPROVALS_PARAMS)
         state = self.one("state") or "pending"
         if state not in ("pending", "all", *STATES):
-            raise tornado.web.HTTPError(400, "Parameter 'state' must be pending or all.")
-        self.reply(await self.in_thread(list_approvals, self.core, state))
+            raise tornado.web.HTTPError(
+                400, f"Parameter 'state' must be one of pending, all, {', '.join(STATES[1:])}."
+            )
+        limit = self.integer("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        offset = self.integer("offset", 0, 0, MAX_OFFSET)
+        self.reply(await self.in_thread(list_approvals, self.core, state, limit, offset))
 
 
 class ApprovalDecisionHandler(GovAPIHandler):
@@ -382,11 +435,15 @@ class ApprovalDecisionHandler(GovAPIHandler):
     async def post(self, request_id: str, action: str) -> None:
         try:
             body = json.loads(self.request.body or b"{}")
-        except ValueError as error:
-            raise tornado.web.HTTPError(400, "The body must be JSON.") from error
+        except (ValueError, RecursionError) as error:  # RecursionError: [[[[...]]]]
+            raise tornado.web.HTTPError(400, "The body must be a JSON object.") from error
         comment = body.get("comment", "") if isinstance(body, dict) else None
         if not isinstance(comment, str) or len(comment) > 2000:
             raise tornado.web.HTTPError(400, "'comment' must be a string of at most 2000 chars.")
+        try:
+            comment.encode("utf-8")  # a lone surrogate ("\ud800") cannot be stored
+        except UnicodeEncodeError:
+            raise tornado.web.HTTPError(400, "'comment' must be valid Unicode text.") from None
         try:
             request = await self.in_thread(decide_approval, self.core, request_id, action, comment)
         except ApprovalNotFound as error:
@@ -406,19 +463,31 @@ def _approver(core: GovCore) -> tuple[Any, tuple[str, ...], ApprovalStore]:
     return identity, core.require_policy().roles_for(identity), core.approvals()
 
 
-def list_approvals(core: GovCore, state: str) -> dict[str, Any]:
+def list_approvals(
+    core: GovCore,
+    state: str,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """One page of requests; the exact statement and its values only for those who decide."""
     identity, roles, approvals = _approver(core)
     actionable = {r.id for r in approvals.actionable_by(identity)}
+    matching = approvals.list(state)
     items = []
-    for request in approvals.list(state):
-        item = request.to_dict()
+    for request in matching[offset : offset + limit]:
+        can_decide = request.id in actionable
+        item = request.to_dict(approver=can_decide)
         item["subject"] = request.binding.requester.split("|", 1)[-1]
         item["display_name"] = request.requester_name
         item["requested_at"] = request.created_at
-        item["can_decide"] = request.id in actionable
+        item["can_decide"] = can_decide
         items.append(item)
     return {
         "approvals": items,
+        "limit": limit,
+        "offset": offset,
+        "total": len(matching),
+        "actionable": len(actionable),
         "identity": {
             "subject": identity.subject,
             "display_name": identity.display_name,

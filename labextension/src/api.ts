@@ -33,6 +33,8 @@ export interface IAuditEvent {
   policy_name: string | null;
   policy_hash: string | null;
   purpose: string | null;
+  /** Part of a break-glass run (computed by the server). */
+  break_glass?: boolean;
   hash: string;
   [key: string]: unknown;
 }
@@ -101,20 +103,45 @@ export interface IPolicySummary {
   };
 }
 
-/** A pending approval, as far as the panel needs to know it (the module is still coming). */
+/**
+ * An approval request as `GET approvals` gives it. `statement_text` (the exact SQL as
+ * submitted) and `params` are present only when `can_decide` is true.
+ */
 export interface IApproval {
   id: string;
   state?: string;
   subject?: string;
   display_name?: string;
   requester?: string;
+  requester_name?: string;
+  /** The statement with its literals replaced by `?`. */
   statement?: string;
+  statement_text?: string;
+  params?: unknown;
+  dry_run_rows?: number | null;
+  row_limit?: number | null;
+  justification?: string;
+  break_glass?: boolean;
+  can_decide?: boolean;
   connection?: string;
   rules?: string[];
   reasons?: string[];
+  unmask?: string[];
+  approvers?: string[];
+  decided_by_name?: string | null;
+  comment?: string | null;
   requested_at?: number;
   expires_at?: number;
   [key: string]: unknown;
+}
+
+/** One page of `GET approvals`; `total` and `actionable` count every match. */
+export interface IApprovalsPage {
+  approvals: IApproval[];
+  total?: number;
+  actionable?: number;
+  limit?: number;
+  offset?: number;
 }
 
 /** An error answer of the API, with the server's one-line message. */

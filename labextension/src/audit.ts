@@ -13,6 +13,7 @@ import {
   type IVerifyReport,
   requestAPI
 } from './api';
+import { breakGlassFlag } from './approvals';
 import { CATEGORY_LABELS, DecisionChart } from './chart';
 import {
   formatClock,
@@ -510,7 +511,12 @@ export class AuditPanel extends Widget {
             )
           : null
       ),
-      h('td', { class: 'jp-gov-col-decision' }, badge(event)),
+      h(
+        'td',
+        { class: 'jp-gov-col-decision' },
+        badge(event),
+        event.break_glass ? breakGlassFlag() : null
+      ),
       h('td', { class: 'jp-gov-col-statement', title: statement }, statement)
     );
     return row;
@@ -676,6 +682,7 @@ export class AuditPanel extends Widget {
         'header',
         { class: 'jp-gov-detail-header' },
         badge(event),
+        event.break_glass ? breakGlassFlag() : null,
         h('span', {}, `Event #${event.id}`),
         close
       ),

@@ -1,8 +1,24 @@
 /**
  * Tiny DOM helpers: the panel builds its nodes once and then updates them in place.
+ *
+ * Every string from the server becomes a text node or an attribute value through these
+ * helpers (never markup: the panel has no `innerHTML`, and eslint refuses one), and is
+ * passed through `reveal` on the way, so bidi overrides and zero-width characters show as
+ * `⟨U+202E⟩` instead of reordering or hiding what an approver reads.
  */
 
 type Child = Node | string | null | undefined | false;
+
+/** Format (Cf), control (Cc, but newline and tab) and lone surrogate (Cs) characters. */
+const HIDDEN = /(?![\n\t])[\p{Cf}\p{Cc}\p{Cs}]/gu;
+
+/** `text` with invisible and reordering characters drawn as `⟨U+XXXX⟩`. */
+export function reveal(text: string): string {
+  return text.replace(
+    HIDDEN,
+    c => `⟨U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}⟩`
+  );
+}
 
 /** `h('div', { class: 'x', title: 'y' }, child, ...)`: an element with attributes and children. */
 export function h<K extends keyof HTMLElementTagNameMap>(
@@ -15,7 +31,7 @@ export function h<K extends keyof HTMLElementTagNameMap>(
     if (value === undefined || value === false) {
       continue;
     }
-    node.setAttribute(name, value === true ? '' : String(value));
+    node.setAttribute(name, value === true ? '' : reveal(String(value)));
   }
   append(node, ...children);
   return node;
@@ -27,7 +43,7 @@ export function append(node: Node, ...children: Child[]): void {
       continue;
     }
     node.appendChild(
-      typeof child === 'string' ? document.createTextNode(child) : child
+      typeof child === 'string' ? document.createTextNode(reveal(child)) : child
     );
   }
 }
@@ -40,6 +56,7 @@ export function replaceChildren(node: Element, ...children: Child[]): void {
 
 /** Set a text only when it changed, so unchanged nodes are not touched at all. */
 export function setText(node: Element, text: string): void {
+  text = reveal(text);
   if (node.textContent !== text) {
     node.textContent = text;
   }
@@ -54,8 +71,8 @@ export function setAttr(
     if (node.hasAttribute(name)) {
       node.removeAttribute(name);
     }
-  } else if (node.getAttribute(name) !== value) {
-    node.setAttribute(name, value);
+  } else if (node.getAttribute(name) !== reveal(value)) {
+    node.setAttribute(name, reveal(value));
   }
 }
 
@@ -68,13 +85,9 @@ export function svg<K extends keyof SVGElementTagNameMap>(
 ): SVGElementTagNameMap[K] {
   const node = document.createElementNS(SVG_NS, tag);
   for (const [name, value] of Object.entries(attrs)) {
-    node.setAttribute(name, String(value));
+    node.setAttribute(name, reveal(String(value)));
   }
-  for (const child of children) {
-    node.appendChild(
-      typeof child === 'string' ? document.createTextNode(child) : child
-    );
-  }
+  append(node, ...children);
   return node;
 }
 

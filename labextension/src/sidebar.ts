@@ -4,7 +4,7 @@
 import { Poll } from '@lumino/polling';
 import { Panel, StackedPanel, Widget } from '@lumino/widgets';
 
-import { requestAPI } from './api';
+import { type IApprovalsPage, requestAPI } from './api';
 
 import { ApprovalsPanel } from './approvals';
 import { AuditPanel, type IAuditOptions } from './audit';
@@ -94,11 +94,15 @@ export class GovSidebar extends Panel {
   }
 
   private async _countPending(): Promise<void> {
-    const body = await requestAPI<{ approvals?: { can_decide?: boolean }[] }>(
-      'approvals',
-      { state: 'pending' }
-    );
-    const count = (body.approvals ?? []).filter(a => a.can_decide).length;
+    const body = await requestAPI<IApprovalsPage>('approvals', {
+      state: 'pending',
+      limit: 1
+    });
+    // `actionable` counts every request this user may decide, beyond any page.
+    const count =
+      typeof body.actionable === 'number'
+        ? body.actionable
+        : (body.approvals ?? []).filter(a => a.can_decide).length;
     this._badge.textContent = String(count);
     this._badge.hidden = count === 0;
     this._badge.title = `${count} request(s) you may approve`;

@@ -103,6 +103,21 @@ def _watch(stream, lines: queue.Queue, log: list[str]) -> None:
     lines.put(None)
 
 
+def approval_contract_shim(base: Path) -> list[str]:
+    """A ``sitecustomize`` giving the lab and its kernels the approvals contract, while the
+    branch that adds it is not merged (see ``tests/server/approval_contract.py``)."""
+    from tests.server.approval_contract import has_contract
+
+    if has_contract():
+        return []
+    shim = base / "approval-contract"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(
+        "from tests.server.approval_contract import install\ninstall()\n"
+    )
+    return [str(shim)]
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """``jupyter lab`` serving the built extension, with the jupyter-gov server extension."""
@@ -161,6 +176,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "JUPYTER_PLATFORM_DIRS": "1",
     }
     env.pop("JUPYTER_GOV_POLICY", None)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [*approval_contract_shim(base), str(ROOT), env.get("PYTHONPATH", "")]
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser"],
         cwd=root,

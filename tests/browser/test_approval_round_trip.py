@@ -54,16 +54,20 @@ def run_all_cells(page, notebook) -> None:
     from playwright.sync_api import expect
 
     notebook.locator(".jp-Cell").first.click()
-    for _ in range(3):  # the menu item is disabled until the kernel session is connected
+    enabled = page.locator(".lm-Menu-item:not(.lm-mod-disabled) .lm-Menu-itemLabel")
+    entry = enabled.get_by_text("Run All Cells", exact=True)
+    # The item is disabled until the kernel session is connected, which on a loaded
+    # machine takes a while: reopen the menu until it is enabled.
+    for _ in range(30):
         page.locator(".lm-MenuBar-itemLabel").get_by_text("Run", exact=True).click()
-        item = page.locator(".lm-Menu-item:not(.lm-mod-disabled) .lm-Menu-itemLabel")
-        entry = item.get_by_text("Run All Cells", exact=True)
-        if entry.count():
-            entry.click()
-            break
-        page.keyboard.press("Escape")
-        expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1)
-    expect(notebook.locator(".jp-InputPrompt", has_text="[1]")).to_be_visible(timeout=60_000)
+        try:
+            expect(entry).to_be_visible(timeout=4_000)
+        except AssertionError:
+            page.keyboard.press("Escape")
+            continue
+        entry.click()
+        break
+    expect(notebook.locator(".jp-InputPrompt", has_text="[1]")).to_be_visible(timeout=120_000)
 
 
 @pytest.fixture
@@ -114,6 +118,12 @@ def test_masked_query_then_approval_given_in_the_panel(page, lab: Lab):
     sidebar.locator('.jp-gov-tab[data-tab="approvals"]').click()
     item = sidebar.locator(".jp-gov-approval", has_text="Alice")
     expect(item).to_be_visible(timeout=60_000)
+    # What dave decides on: the justification, the statement, the dry run and the limit.
+    expect(item.locator(".jp-gov-approval-justification")).to_contain_text(
+        "customer asked to cancel"
+    )
+    expect(item.locator(".jp-gov-approval-sql")).to_contain_text("UPDATE orders")
+    expect(item.locator(".jp-gov-approval-facts")).to_contain_text("Row limit")
     item.locator("input.jp-gov-input").fill("checked with support")
     if os.environ.get("JUPYTER_GOV_UPDATE_SCREENSHOTS") == "1":
         sidebar.screenshot(path="docs/images/approvals.png")

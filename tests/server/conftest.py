@@ -14,8 +14,16 @@ from traitlets.config import Config
 
 from jupyter_gov.audit import AuditStore
 
+from .approval_contract import install as install_approval_contract
+
 #: 2025-01-01T00:00:00Z: seeded events start here, one minute apart.
 T0 = 1_735_689_600.0
+
+
+@pytest.fixture(autouse=True)
+def approval_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ApprovalRequest.to_dict(approver=)`` and its fields (a no-op once they have landed)."""
+    install_approval_contract(monkeypatch.setattr)
 
 
 @pytest.fixture

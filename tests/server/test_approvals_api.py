@@ -10,6 +10,8 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_gov.engine import GovernedSession
 
+from .approval_contract import bound_values, has_contract
+
 API = ("jupyter-gov", "api")
 UPDATE = "UPDATE orders SET status = 'cancelled' WHERE order_id = 5"
 
@@ -105,3 +107,76 @@ async def test_policy_says_what_applies_to_the_servers_user(jp_fetch, gov_user):
     you = body["you"]
     assert code == 200 and you["subject"] == "bob" and you["roles"] == ["analyst"]
     assert you["masks"]["email"] == "email" and you["approve"] == []
+
+
+VALUED = "UPDATE orders SET status = ? WHERE order_id = ?"
+VALUES = ["cancelled", 5]
+
+
+@pytest.fixture
+def valued_request(audit_path) -> str:
+    """A request with bound values and a row limit, as ``%%gsql --limit 5`` would make it."""
+    alice = GovernedSession(None, "alice", audit=f"sqlite:///{audit_path}")
+    request = alice.request_approval(VALUED, VALUES, justification="customer called", limit=5)
+    if not has_contract():  # record what the approvals store records, for this branch alone
+        import sqlite3
+
+        with sqlite3.connect(audit_path) as db:
+            (body,) = db.execute(
+                "SELECT body FROM approvals WHERE id = ?", (request.id,)
+            ).fetchone()
+            data = bound_values(
+                json.loads(body), statement_text=VALUED, params=VALUES, dry_run_rows=1, row_limit=5
+            )
+            db.execute("UPDATE approvals SET body = ? WHERE id = ?", (json.dumps(data), request.id))
+    return request.id
+
+
+@pytest.mark.parametrize("gov_user", ["dave"])
+async def test_approver_sees_exact_statement_values_dry_run_rows_and_limit(
+    jp_fetch, valued_request, gov_user
+):
+    _, body = await call(jp_fetch, "approvals")
+    (item,) = body["approvals"]
+    assert item["statement_text"] == VALUED and item["params"] == VALUES
+    assert item["dry_run_rows"] == 1 and item["row_limit"] == 5
+    assert item["justification"] == "customer called"
+
+
+@pytest.mark.parametrize("gov_user", ["bob", "alice"])
+async def test_who_may_not_decide_never_gets_the_values(jp_fetch, valued_request, gov_user):
+    _, body = await call(jp_fetch, "approvals")
+    (item,) = body["approvals"]
+    assert item["can_decide"] is False
+    assert "statement_text" not in item and "params" not in item
+    assert "cancelled" not in json.dumps(item)
+    assert item["dry_run_rows"] == 1 and item["row_limit"] == 5
+
+
+@pytest.mark.parametrize("gov_user", ["dave"])
+async def test_more_requests_than_a_page_are_counted_and_paged(jp_fetch, audit_path, gov_user):
+    alice = GovernedSession(None, "alice", audit=f"sqlite:///{audit_path}")
+    ids = [
+        alice.request_approval(
+            f"UPDATE orders SET status = 'x' WHERE order_id = {i}", justification=f"#{i}"
+        ).id
+        for i in range(55)
+    ]
+    _, first = await call(jp_fetch, "approvals")
+    assert (first["total"], first["actionable"], len(first["approvals"])) == (55, 55, 50)
+    _, rest = await call(jp_fetch, "approvals", offset="50")
+    seen = [a["id"] for a in first["approvals"] + rest["approvals"]]
+    assert sorted(seen) == sorted(ids) and len(rest["approvals"]) == 5
+
+
+async def test_break_glass_events_are_flagged(jp_fetch, store):
+    store.append("decision", subject="olga", decision="allow", rules=["break-glass:abc123"])
+    store.append("break_glass", subject="olga", decision="approved", detail={"break_glass": True})
+    store.append("decision", subject="bob", decision="allow", rules=["mask:email"])
+    _, body = await call(jp_fetch, "audit")
+    flags = [(e["subject"], e["kind"], e["break_glass"]) for e in body["events"]]
+    assert flags == [
+        ("bob", "decision", False),
+        ("olga", "break_glass", True),
+        ("olga", "decision", True),
+    ]
