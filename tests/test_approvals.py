@@ -308,9 +308,9 @@ def test_dry_run_of_a_delete_and_an_insert_select(team):
 
 def test_dry_run_of_a_read_is_its_row_count_under_the_limit(team):
     alice, _, _ = team
-    sql = "SELECT ssn, credit_card FROM customers"
-    request = alice.request_approval(sql, justification="audit sample", limit=5)
-    assert request.dry_run_rows == 5 and request.row_limit == 5
+    sql = "SELECT ssn, credit_card FROM customers"  # 600 rows x 2 raw columns: over 1,000 values
+    request = alice.request_approval(sql, justification="audit sample", limit=600)
+    assert request.dry_run_rows == 600 and request.row_limit == 600
 
 
 def test_dry_run_count_applies_the_requesters_row_filters():
@@ -337,11 +337,11 @@ def test_unmask_request_has_no_dry_run_count(team):
 def test_row_limit_is_part_of_the_binding(team):
     alice, _, dave = team
     sql = "SELECT ssn, credit_card FROM customers"
-    request = alice.request_approval(sql, justification="sample", limit=5)
+    request = alice.request_approval(sql, justification="sample", limit=600)
     approve(dave, request.id)
     with pytest.raises(ApprovalError, match="different row limit"):
         alice.sql(sql, approval_id=request.id)
-    assert alice.sql(sql, approval_id=request.id, limit=5).rows == 5
+    assert alice.sql(sql, approval_id=request.id, limit=600).rows == 600
 
 
 def test_rebuilding_a_session_result_after_approval_invalidates_it(team):

@@ -354,6 +354,6 @@ def test_an_approved_export_runs_and_does_not_use_up_the_session_limit(session_f
     sql = "SELECT ssn, email FROM customers LIMIT 2000"
     request = alice.request_approval(sql, justification="quarterly KYC file")
     assert RULE in request.rules
-    dave.approvals.approve(request.id, dave.identity, ("approver",), "ok")
+    dave.approvals.approve(request.id, dave.identity, "ok")
     assert len(alice.sql(sql, approval_id=request.id)) == 2000
     assert decision(alice, "SELECT ssn FROM customers LIMIT 10") == ("allow", [])
