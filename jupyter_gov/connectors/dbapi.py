@@ -96,12 +96,14 @@ def secrets_of(connection: Connection) -> list[str]:
     return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
 
 
-def redact(message: str, secrets: Sequence[str]) -> str:
-    """``message`` without any secret and without PII the driver echoed from the statement."""
-    from jupyter_gov.scrub import scrub_text  # presidio: only when there is an error to say
-
+def redact(message: str, secrets: Sequence[str], scrub: bool = True) -> str:
+    """``message`` without any secret and (``scrub``) without PII echoed from a statement."""
     for secret in secrets:
         message = message.replace(secret, "***")
+    if not scrub:  # connection errors hold hosts and ports, no values: keep them readable
+        return message
+    from jupyter_gov.scrub import scrub_text  # presidio: only when there is an error to say
+
     return scrub_text(message)
 
 
@@ -166,7 +168,7 @@ class DBAPIConnector:
         except Exception as error:
             raise ConnectionFailed(
                 f"Could not connect to {self.profile.title} connection {connection.name!r}: "
-                f"{self._say(error)}; check the server and the connection URL."
+                f"{self._say(error, scrub=False)}; check the server and the connection URL."
             ) from None
 
     # -- per engine -----------------------------------------------------------------------
@@ -196,7 +198,7 @@ class DBAPIConnector:
                 except Exception as error:
                     raise ConnectionFailed(
                         f"Could not read the catalog of {self.profile.title} connection "
-                        f"{self.name!r}: {self._say(error)}."
+                        f"{self.name!r}: {self._say(error, scrub=False)}."
                     ) from None
                 self._catalog = Catalog.from_rows(
                     rows,  # type: ignore[arg-type]
@@ -228,5 +230,5 @@ class DBAPIConnector:
             "yet; run the cell without a name, or on a duckdb connection."
         )
 
-    def _say(self, error: BaseException) -> str:
-        return redact(server_message(error), self._secrets)
+    def _say(self, error: BaseException, scrub: bool = True) -> str:
+        return redact(server_message(error), self._secrets, scrub)

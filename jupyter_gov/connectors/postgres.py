@@ -81,7 +81,7 @@ def _connector_class() -> type:
             cursor = self.con.cursor()
             for setting, value in {
                 **PROFILE.lockdown,
-                "statement_timeout": f"{self.timeout_s}s",
+                "statement_timeout": f"{max(1, int(self.timeout_s * 1000))}ms",
             }.items():
                 cursor.execute(f"SET {setting} = '{value}'")
             cursor.execute("SELECT current_schema()")
