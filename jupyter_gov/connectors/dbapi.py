@@ -13,10 +13,12 @@ go through :func:`redact` and :func:`~jupyter_gov.scrub.scrub_text` before anyon
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
@@ -116,6 +118,19 @@ def server_message(error: BaseException) -> str:
     elif isinstance(error.args, tuple) and len(error.args) == 2 and isinstance(error.args[1], str):
         text = error.args[1]  # PEP 249 drivers in C style: (errno, message)
     return text.strip().split("\n")[0]
+
+
+@contextmanager
+def bulk() -> Iterator[None]:
+    """No cyclic garbage collection while a result is built: its tuples hold no cycles, and
+    collections triggered by a hundred thousand allocations cost a quarter of the time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def to_arrow(rows: Sequence[Sequence[Any]], names: Sequence[str], types: Sequence[Any]) -> pa.Table:

@@ -17,7 +17,7 @@ so no flags are passed. ``DATE_TRUNC`` does not exist: the first day of a year i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -68,11 +68,23 @@ def _arrow_types() -> dict[int, Any]:
 
 @cache
 def _connector_class() -> type:
+    import pyarrow as pa
     import pymysql
 
-    from jupyter_gov.connectors.dbapi import DBAPIConnector, bind, to_arrow
+    from jupyter_gov.connectors.dbapi import DBAPIConnector, bind, bulk, to_arrow
 
     types = _arrow_types()
+
+    def _type(column: Sequence[Any]) -> Any:
+        # Typing decimals up front is ten times faster than letting Arrow infer them.
+        code, precision, scale = column[1], column[4], column[5]
+        decimal = code in (
+            pymysql.constants.FIELD_TYPE.NEWDECIMAL,
+            pymysql.constants.FIELD_TYPE.DECIMAL,
+        )
+        if decimal and precision and scale is not None and 0 <= scale <= precision <= 38:
+            return pa.decimal128(precision, scale)
+        return types.get(code)
 
     class MySQLConnector(DBAPIConnector):
         """A governed MySQL or MariaDB connection through PyMySQL."""
@@ -110,8 +122,6 @@ def _connector_class() -> type:
                 return list(cursor.fetchall())
 
         def _run(self, prepared: Prepared, params: Mapping[str, Any]) -> pa.Table:
-            import pyarrow as pa
-
             read_only = prepared.read or self.read_only
             with self.con.cursor() as cursor:
                 cursor.execute(
@@ -119,7 +129,8 @@ def _connector_class() -> type:
                 )
                 try:
                     cursor.execute(prepared.sql, dict(zip(prepared.names, bind(prepared, params))))
-                    rows = cursor.fetchall()
+                    with bulk():
+                        rows = cursor.fetchall()
                     description = cursor.description
                 except BaseException:
                     self.con.rollback()
@@ -127,9 +138,8 @@ def _connector_class() -> type:
                 self.con.commit()
             if not description:
                 return pa.table({})
-            return to_arrow(
-                rows, [d[0] for d in description], [types.get(d[1]) for d in description]
-            )
+            with bulk():
+                return to_arrow(rows, [d[0] for d in description], [_type(d) for d in description])
 
         def interrupt(self) -> None:
             # A second connection: the first is blocked waiting for the statement's result.

@@ -114,7 +114,7 @@ def _connect(connection: Connection) -> Connector:
 
 @cache
 def _connector_class() -> type:
-    from jupyter_gov.connectors.dbapi import DBAPIConnector, bind, to_arrow
+    from jupyter_gov.connectors.dbapi import DBAPIConnector, bind, bulk, to_arrow
 
     class SQLiteConnector(DBAPIConnector):
         """A governed SQLite file."""
@@ -180,14 +180,16 @@ def _connector_class() -> type:
             self._deadline = time.monotonic() + self.timeout_s
             try:
                 cursor = self.con.execute(prepared.sql, values)
-                rows = cursor.fetchall()
+                with bulk():
+                    rows = cursor.fetchall()
             finally:
                 self._reading = False
                 self._deadline = float("inf")
             if not cursor.description:
                 return pa.table({})
             names = [d[0] for d in cursor.description]
-            return to_arrow(rows, names, [None] * len(names))
+            with bulk():
+                return to_arrow(rows, names, [None] * len(names))
 
         def interrupt(self) -> None:
             self.con.interrupt()
