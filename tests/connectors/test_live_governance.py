@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 
+from jupyter_gov.connectors import registry
 from jupyter_gov.demo import demo_tables
+from jupyter_gov.engine import GovernedSession
 from jupyter_gov.errors import GovError
 from jupyter_gov.result import QueryDenied
-from tests.connectors.conftest import OTHER_ROWS, Engine
+from tests.connectors.conftest import DEMO, OTHER_ROWS, Engine
 
 PII = ("full_name", "email", "phone", "ssn", "credit_card", "street_address")
 
@@ -168,3 +170,45 @@ def test_a_user_error_is_one_sentence_not_a_traceback(engine: Engine) -> None:
     with pytest.raises(GovError) as error:
         engine.session("bob").sql("SELECT no_such_column FROM customers")
     assert "Traceback" not in str(error.value)
+
+
+def test_policy_url_opens_the_engines_connector(engine: Engine) -> None:
+    with GovernedSession(engine.policy(), "carol") as session:
+        result = session.sql("SELECT DISTINCT region FROM orders")
+        assert rows(result) == [("EMEA",)]
+        assert session.connector("demo").dialect == registry.profiles()[engine.name].dialect
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mysql", "sqlite"], indirect=True)
+def test_catalog_refresh_sees_a_new_table(engine: Engine) -> None:
+    table = "jupyter_gov_refresh_probe"
+    engine.connector.catalog()  # cached before the table exists
+    run_raw(engine, f"CREATE TABLE {table} (id INTEGER)")
+    try:
+        assert engine.connector.catalog().get(table) is None
+        assert engine.connector.catalog(refresh=True).get(table) is not None
+    finally:
+        run_raw(engine, f"DROP TABLE {table}")
+        engine.connector.catalog(refresh=True)
+
+
+def run_raw(engine: Engine, sql: str) -> None:
+    """An ungoverned DDL statement in the engine's demo schema (test setup only)."""
+    if engine.name == "postgres":
+        import adbc_driver_postgresql.dbapi as adbc
+
+        with adbc.connect(engine.url, autocommit=True) as con, con.cursor() as cursor:
+            cursor.execute(sql)
+    elif engine.name == "mysql":
+        import pymysql
+
+        con = pymysql.connect(host="127.0.0.1", user="root", database=DEMO, autocommit=True)
+        con.cursor().execute(sql)
+        con.close()
+    else:
+        import sqlite3
+
+        con = sqlite3.connect(engine.url.removeprefix("sqlite:///"))
+        con.execute(sql)
+        con.commit()
+        con.close()
