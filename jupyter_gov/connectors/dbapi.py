@@ -161,6 +161,13 @@ def _unique(names: Sequence[str]) -> list[str]:
     return out
 
 
+def missing_driver(profile: Profile, connection: Connection) -> ConnectionFailed:
+    return ConnectionFailed(
+        f"Connection {connection.name!r} needs the {profile.title} driver, which is not "
+        f"installed; install it with {profile.install_hint}."
+    )
+
+
 class DBAPIConnector:
     """The parts of a PEP 249 connector every engine shares: catalog cache, errors, locking."""
 
@@ -180,6 +187,8 @@ class DBAPIConnector:
             self._open(connection)
         except ConnectionFailed:
             raise
+        except ImportError:
+            raise missing_driver(self.profile, connection) from None
         except Exception as error:
             raise ConnectionFailed(
                 f"Could not connect to {self.profile.title} connection {connection.name!r}: "

@@ -49,7 +49,13 @@ class MySQLMasks(MaskDialect):
 
 
 def _connect(connection: Connection) -> Connector:
-    return _connector_class()(connection)
+    try:
+        connector_class = _connector_class()
+    except ImportError:
+        from jupyter_gov.connectors.dbapi import missing_driver
+
+        raise missing_driver(PROFILE, connection) from None
+    return connector_class(connection)
 
 
 def _arrow_types() -> dict[int, Any]:
@@ -175,5 +181,5 @@ PROFILE = Profile(
     # utf8mb4 on the connection: the keyed hash digests the same bytes as other engines.
     lockdown={"transaction_read_only": "ON", "character_set_connection": "utf8mb4"},
     connect=_connect,
-    install_hint="pip install pymysql",
+    install_hint="pip install 'jupyter-gov[mysql]'",
 )

@@ -152,5 +152,5 @@ PROFILE = Profile(
     file_readers=frozenset({"pg_read_file", "pg_read_binary_file", "pg_ls_dir", "lo_import"}),
     lockdown={"default_transaction_read_only": "on", "client_encoding": "UTF8"},
     connect=_connect,
-    install_hint="pip install adbc-driver-postgresql",
+    install_hint="pip install 'jupyter-gov[postgres]'",
 )

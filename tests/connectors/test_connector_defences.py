@@ -187,3 +187,20 @@ def test_naming_a_result_says_it_is_not_supported_yet(
         pytest.fail(engine)
     with pytest.raises(GovError, match="not supported"):
         engine.connector.register_result("mine", None)
+
+
+def test_missing_driver_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, connection_for: Callable[..., Any]
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pymysql", None)  # as if it were not installed
+    from jupyter_gov.connectors import mysql
+
+    mysql._connector_class.cache_clear()
+    try:
+        with pytest.raises(ConnectionFailed, match=r"jupyter-gov\[mysql\]"):
+            registry.open_connector(connection_for("mysql://root@127.0.0.1/test"))
+    finally:
+        monkeypatch.undo()
+        mysql._connector_class.cache_clear()
