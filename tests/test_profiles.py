@@ -20,11 +20,8 @@ from jupyter_gov.errors import ConnectionFailed, GovError
 from jupyter_gov.masking import mask_expression
 from jupyter_gov.policy import Connection, MaskSpec
 
+# PostgreSQL, MySQL/MariaDB and SQLite have live connectors (tests/connectors/).
 RENDERING_ONLY = {
-    "postgresql://u@h/db": "PostgreSQL",
-    "mysql://u@h/db": "MySQL/MariaDB",
-    "mariadb://u@h/db": "MySQL/MariaDB",
-    "sqlite:///tmp/x.db": "SQLite",
     "sc://localhost:15002": "Spark SQL",
     "snowflake://acct/db": "Snowflake",
     "bigquery://project/dataset": "BigQuery",

@@ -1,4 +1,14 @@
-"""MySQL and MariaDB: the profile (rendering, catalog, lockdown).
+"""MySQL and MariaDB: the profile (rendering, catalog, lockdown) and its PyMySQL connector.
+
+The connector uses PyMySQL (pure Python, maintained, no client library to build): values
+are always bound (PyMySQL escapes them into the statement; ``connectorx`` is faster but
+cannot bind parameters, so it cannot carry the masking key or a row filter's identity
+attribute safely). Rows are fetched at once and turned into Arrow a column at a time.
+The session is locked down before the first statement (``SET SESSION TRANSACTION READ
+ONLY``, ``max_statement_time`` on MariaDB, ``max_execution_time`` on MySQL); every read
+runs in ``START TRANSACTION READ ONLY``, a write in ``START TRANSACTION READ WRITE`` only on
+a connection the policy does not mark ``read_only``. Interrupting a cell sends ``KILL
+QUERY`` for the connection's thread from a second connection.
 
 ``REGEXP_REPLACE(s, p, r)`` replaces every match; a fourth argument would be a *position*,
 so no flags are passed. ``DATE_TRUNC`` does not exist: the first day of a year is
@@ -7,15 +17,27 @@ so no flags are passed. ``DATE_TRUNC`` does not exist: the first day of a year i
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
 from sqlglot import exp
 
 from jupyter_gov import functions
 from jupyter_gov.connectors.profile import Capabilities, MaskDialect, Profile, call
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from jupyter_gov.connectors.base import Connector
+    from jupyter_gov.connectors.dbapi import Prepared
+    from jupyter_gov.policy import Connection
+
 CATALOG_SQL = """
 SELECT table_schema, table_name, column_name, column_type
 FROM information_schema.columns
-WHERE table_schema = DATABASE()
+WHERE table_schema NOT IN ('information_schema', 'mysql', 'performance_schema', 'sys')
 ORDER BY table_schema, table_name, ordinal_position
 """
 
@@ -24,6 +46,119 @@ class MySQLMasks(MaskDialect):
     def year_start(self, ref: exp.Expr, dtype: exp.DataType) -> exp.Expr:
         first_day = call("MAKEDATE", call("YEAR", ref), exp.Literal.number(1))
         return exp.cast(first_day, dtype.copy())
+
+
+def _connect(connection: Connection) -> Connector:
+    try:
+        connector_class = _connector_class()
+    except ImportError:
+        from jupyter_gov.connectors.dbapi import missing_driver
+
+        raise missing_driver(PROFILE, connection) from None
+    return connector_class(connection)
+
+
+def _arrow_types() -> dict[int, Any]:
+    """PyMySQL's field types to Arrow; absent ones (decimals, bit, JSON) are inferred."""
+    import pyarrow as pa
+    from pymysql.constants import FIELD_TYPE as F
+
+    integer = {F.TINY, F.SHORT, F.LONG, F.LONGLONG, F.INT24, F.YEAR}
+    text = {F.VARCHAR, F.VAR_STRING, F.STRING, F.ENUM, F.SET}
+    types: dict[int, Any] = {code: pa.int64() for code in integer}
+    types.update({code: pa.string() for code in text})
+    types.update({F.FLOAT: pa.float64(), F.DOUBLE: pa.float64(), F.DATE: pa.date32()})
+    types.update({F.DATETIME: pa.timestamp("us"), F.TIMESTAMP: pa.timestamp("us")})
+    return types
+
+
+@cache
+def _connector_class() -> type:
+    import pyarrow as pa
+    import pymysql
+
+    from jupyter_gov.connectors.dbapi import DBAPIConnector, bind, bulk, to_arrow
+
+    types = _arrow_types()
+
+    def _type(column: Sequence[Any]) -> Any:
+        # Typing decimals up front is ten times faster than letting Arrow infer them.
+        code, precision, scale = column[1], column[4], column[5]
+        decimal = code in (
+            pymysql.constants.FIELD_TYPE.NEWDECIMAL,
+            pymysql.constants.FIELD_TYPE.DECIMAL,
+        )
+        if decimal and precision and scale is not None and 0 <= scale <= precision <= 38:
+            return pa.decimal128(precision, scale)
+        return types.get(code)
+
+    class MySQLConnector(DBAPIConnector):
+        """A governed MySQL or MariaDB connection through PyMySQL."""
+
+        profile = PROFILE
+
+        def _open(self, connection: Connection) -> None:
+            url = urlsplit(connection.expanded_url)
+            options = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            self._params = {
+                "host": url.hostname or "127.0.0.1",
+                "port": url.port or 3306,
+                "user": unquote(url.username or "root"),
+                "password": unquote(url.password or ""),
+                "database": unquote(url.path.lstrip("/")) or None,
+                "charset": "utf8mb4",
+                "autocommit": True,
+                "connect_timeout": int(options.get("connect_timeout", 10)),
+            }
+            self.con = pymysql.connect(**self._params)
+            cursor = self.con.cursor()
+            cursor.execute("SELECT VERSION(), DATABASE()")
+            version, database = cursor.fetchone()
+            self.default_schema = database or ""
+            if "mariadb" in str(version).lower():
+                cursor.execute(f"SET SESSION max_statement_time = {float(self.timeout_s)}")
+            else:
+                cursor.execute(f"SET SESSION max_execution_time = {int(self.timeout_s * 1000)}")
+            cursor.execute("SET NAMES utf8mb4")
+            cursor.execute("SET SESSION TRANSACTION READ ONLY")
+
+        def _catalog_rows(self) -> list[tuple[str, str, str, str]]:
+            with self.con.cursor() as cursor:
+                cursor.execute(PROFILE.catalog_query)
+                return list(cursor.fetchall())
+
+        def _run(self, prepared: Prepared, params: Mapping[str, Any]) -> pa.Table:
+            read_only = prepared.read or self.read_only
+            with self.con.cursor() as cursor:
+                cursor.execute(
+                    "START TRANSACTION READ ONLY" if read_only else "START TRANSACTION READ WRITE"
+                )
+                try:
+                    cursor.execute(prepared.sql, dict(zip(prepared.names, bind(prepared, params))))
+                    with bulk():
+                        rows = cursor.fetchall()
+                    description = cursor.description
+                except BaseException:
+                    self.con.rollback()
+                    raise
+                self.con.commit()
+            if not description:
+                return pa.table({})
+            with bulk():
+                return to_arrow(rows, [d[0] for d in description], [_type(d) for d in description])
+
+        def interrupt(self) -> None:
+            # A second connection: the first is blocked waiting for the statement's result.
+            killer = pymysql.connect(**{**self._params, "autocommit": True})
+            try:
+                killer.cursor().execute("KILL QUERY %s", (self.con.thread_id(),))
+            finally:
+                killer.close()
+
+        def close(self) -> None:
+            self.con.close()
+
+    return MySQLConnector
 
 
 PROFILE = Profile(
@@ -45,4 +180,6 @@ PROFILE = Profile(
     file_readers=frozenset({"load_file"}),
     # utf8mb4 on the connection: the keyed hash digests the same bytes as other engines.
     lockdown={"transaction_read_only": "ON", "character_set_connection": "utf8mb4"},
+    connect=_connect,
+    install_hint="pip install 'jupyter-gov[mysql]'",
 )

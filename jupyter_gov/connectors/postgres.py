@@ -1,4 +1,11 @@
-"""PostgreSQL: the profile (rendering, catalog, lockdown); the connector runs through ADBC.
+"""PostgreSQL: the profile (rendering, catalog, lockdown) and its ADBC connector.
+
+The connector speaks ADBC (``adbc-driver-postgresql``): results arrive as Arrow, never
+as Python rows, and values are bound server-side as ``$1, $2, ...``. The session is
+locked down before the first statement: ``default_transaction_read_only = on`` and a
+``statement_timeout``; every read runs in ``BEGIN READ ONLY``, a write in
+``BEGIN READ WRITE`` only on a connection the policy does not mark ``read_only``.
+Interrupting a cell cancels the running statement on the server (ADBC cursor cancel).
 
 ``sha256`` takes ``bytea`` in PostgreSQL, so the keyed hash is spelled
 ``encode(sha256(convert_to(k || v, 'UTF8')), 'hex')``: the digest of the value's UTF-8
@@ -8,10 +15,21 @@ every match.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
 from sqlglot import exp
 
 from jupyter_gov import functions
 from jupyter_gov.connectors.profile import Capabilities, MaskDialect, Profile, call
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from jupyter_gov.connectors.base import Connector
+    from jupyter_gov.connectors.dbapi import Prepared
+    from jupyter_gov.policy import Connection
 
 CATALOG_SQL = """
 SELECT table_schema, table_name, column_name, data_type
@@ -37,6 +55,79 @@ class PostgresMasks(MaskDialect):
         )
 
 
+def _connect(connection: Connection) -> Connector:
+    # The connector class is built on first use: importing the profile (the registry does,
+    # for every engine) must not import the driver.
+    return _connector_class()(connection)
+
+
+@cache
+def _connector_class() -> type:
+    import pyarrow as pa
+
+    from jupyter_gov.connectors.dbapi import DBAPIConnector, bind
+
+    class PostgresConnector(DBAPIConnector):
+        """A governed PostgreSQL connection through ADBC."""
+
+        profile = PROFILE
+
+        def _open(self, connection: Connection) -> None:
+            import adbc_driver_postgresql.dbapi as adbc
+
+            rest = connection.expanded_url.split(":", 1)[1]
+            self.con = adbc.connect("postgresql:" + rest, autocommit=True)
+            self._cursor: Any = None
+            cursor = self.con.cursor()
+            for setting, value in {
+                **PROFILE.lockdown,
+                "statement_timeout": f"{max(1, int(self.timeout_s * 1000))}ms",
+            }.items():
+                cursor.execute(f"SET {setting} = '{value}'")
+            cursor.execute("SELECT current_schema()")
+            self.default_schema = str(cursor.fetchone()[0] or "public")
+            cursor.close()
+
+        def _catalog_rows(self) -> list[tuple[str, str, str, str]]:
+            cursor = self.con.cursor()
+            try:
+                cursor.execute("BEGIN READ ONLY")
+                cursor.execute(PROFILE.catalog_query)
+                rows = cursor.fetchall()
+                cursor.execute("COMMIT")
+                return rows
+            finally:
+                cursor.close()
+
+        def _run(self, prepared: Prepared, params: Mapping[str, Any]) -> pa.Table:
+            cursor = self.con.cursor()
+            self._cursor = cursor
+            try:
+                read_only = prepared.read or self.read_only
+                cursor.execute("BEGIN READ ONLY" if read_only else "BEGIN READ WRITE")
+                try:
+                    cursor.execute(prepared.sql, bind(prepared, params) or None)
+                    table = cursor.fetch_arrow_table() if cursor.description else pa.table({})
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
+                cursor.execute("COMMIT")
+                return table
+            finally:
+                self._cursor = None
+                cursor.close()
+
+        def interrupt(self) -> None:
+            cursor = self._cursor
+            if cursor is not None:
+                cursor.adbc_cancel()
+
+        def close(self) -> None:
+            self.con.close()
+
+    return PostgresConnector
+
+
 PROFILE = Profile(
     name="postgres",
     title="PostgreSQL",
@@ -60,4 +151,6 @@ PROFILE = Profile(
     ),
     file_readers=frozenset({"pg_read_file", "pg_read_binary_file", "pg_ls_dir", "lo_import"}),
     lockdown={"default_transaction_read_only": "on", "client_encoding": "UTF8"},
+    connect=_connect,
+    install_hint="pip install 'jupyter-gov[postgres]'",
 )

@@ -1,4 +1,12 @@
-"""SQLite files: the profile (rendering, catalog, lockdown).
+"""SQLite files: the profile (rendering, catalog, lockdown) and its stdlib connector.
+
+The connector opens the file with :mod:`sqlite3`, read-only (``mode=ro`` URI) when the
+policy marks the connection ``read_only``. Extension loading is switched off, no database
+can be attached (``SQLITE_LIMIT_ATTACHED`` = 0) and an authorizer denies ``ATTACH``,
+``DETACH``, ``PRAGMA`` and the profile's dangerous functions as defence in depth; while a
+read runs, the authorizer allows only reading (SQLite has no read-only transaction, so this
+is its equivalent). A progress handler enforces the statement timeout; interrupting a cell
+calls ``sqlite3.Connection.interrupt``.
 
 SQLite has no SHA-256, no regular-expression replace, no ``REPEAT`` and no date types.
 The connector registers two deterministic application functions from Python's standard
@@ -12,11 +20,24 @@ from __future__ import annotations
 
 import hashlib
 import re
-from functools import lru_cache
+import sqlite3
+import time
+from collections.abc import Mapping
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
 from jupyter_gov.connectors.profile import Capabilities, MaskDialect, Profile, call
+from jupyter_gov.errors import ConnectionFailed
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from jupyter_gov.connectors.base import Connector
+    from jupyter_gov.connectors.dbapi import Prepared
+    from jupyter_gov.policy import Connection
 
 CATALOG_SQL = """
 SELECT 'main', m.name, p.name, p.type
@@ -70,6 +91,115 @@ class SQLiteMasks(MaskDialect):
         return call(function, ref, exp.Literal.string("start of year"))
 
 
+def path_of(url: str) -> str:
+    """``sqlite:///rel.db``, ``sqlite:////abs.db``, ``sqlite:path.db`` -> the file's path."""
+    rest = url.split(":", 1)[1]
+    if rest.startswith("///"):
+        return rest[3:]
+    return rest.removeprefix("//")
+
+
+_ALWAYS_DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH, sqlite3.SQLITE_PRAGMA}
+_READING = {
+    sqlite3.SQLITE_SELECT,
+    sqlite3.SQLITE_READ,
+    sqlite3.SQLITE_FUNCTION,
+    getattr(sqlite3, "SQLITE_RECURSIVE", 33),
+}
+
+
+def _connect(connection: Connection) -> Connector:
+    return _connector_class()(connection)
+
+
+@cache
+def _connector_class() -> type:
+    from jupyter_gov.connectors.dbapi import DBAPIConnector, bind, bulk, to_arrow
+
+    class SQLiteConnector(DBAPIConnector):
+        """A governed SQLite file."""
+
+        profile = PROFILE
+
+        def _open(self, connection: Connection) -> None:
+            target = path_of(connection.expanded_url)
+            memory = target in ("", ":memory:")
+            path = Path(target).expanduser()
+            if not memory and not path.exists():
+                raise ConnectionFailed(
+                    f"The SQLite file of connection {connection.name!r} does not exist; "
+                    "check the path in its URL."
+                )
+            uri = "file::memory:" if memory else path.resolve().as_uri()
+            mode = "ro" if self.read_only and not memory else "rw"
+            self.con = sqlite3.connect(
+                f"{uri}?mode={mode}", uri=True, check_same_thread=False, isolation_level=None
+            )
+            if hasattr(self.con, "enable_load_extension"):
+                self.con.enable_load_extension(False)
+            self.con.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+            for setting in ("trusted_schema", "query_only"):
+                value = PROFILE.lockdown[setting] if setting != "query_only" else self.read_only
+                self.con.execute(f"PRAGMA {setting} = {'ON' if value else 'OFF'}")
+            for name, (arguments, function) in PROFILE.udfs.items():
+                self.con.create_function(name, arguments, function, deterministic=True)
+            self._reading = False
+            self._trusted = False
+            self._deadline = float("inf")
+            self.con.set_authorizer(self._authorize)
+            self.con.set_progress_handler(self._over_time, 10_000)
+
+        def _authorize(self, action: int, arg1: Any, arg2: Any, *_: Any) -> int:
+            if self._trusted:
+                return sqlite3.SQLITE_OK
+            if action in _ALWAYS_DENIED:
+                return sqlite3.SQLITE_DENY
+            if action == sqlite3.SQLITE_FUNCTION and str(arg2).lower() in (
+                PROFILE.dangerous_functions
+            ):
+                return sqlite3.SQLITE_DENY
+            if self._reading and action not in _READING:
+                return sqlite3.SQLITE_DENY
+            return sqlite3.SQLITE_OK
+
+        def _over_time(self) -> int:
+            return 1 if time.monotonic() > self._deadline else 0
+
+        def _catalog_rows(self) -> list[tuple[str, str, str, str]]:
+            self._trusted = True  # pragma_table_info is ours, not the user's
+            try:
+                return self.con.execute(PROFILE.catalog_query).fetchall()
+            finally:
+                self._trusted = False
+
+        def _run(self, prepared: Prepared, params: Mapping[str, Any]) -> pa.Table:
+            import pyarrow as pa
+
+            values = dict(zip(prepared.names, bind(prepared, params)))
+            self._reading = prepared.read or self.read_only
+            self._deadline = time.monotonic() + self.timeout_s
+            try:
+                cursor = self.con.execute(prepared.sql, values)
+                with bulk():
+                    rows = cursor.fetchall()
+            finally:
+                self._reading = False
+                self._deadline = float("inf")
+            if not cursor.description:
+                return pa.table({})
+            names = [d[0] for d in cursor.description]
+            with bulk():
+                return to_arrow(rows, names, [None] * len(names))
+
+        def interrupt(self) -> None:
+            self.con.interrupt()
+
+        def close(self) -> None:
+            self.con.close()
+
+    return SQLiteConnector
+
+
 PROFILE = Profile(
     name="sqlite",
     title="SQLite",
@@ -90,4 +220,5 @@ PROFILE = Profile(
         "limit_attached": 0,
     },
     udfs={"gov_sha256": (1, sha256_hex), "gov_regexp_replace": (3, regexp_replace)},
+    connect=_connect,
 )

@@ -1,0 +1,258 @@
+"""What the PEP 249 connectors (PostgreSQL, MySQL/MariaDB, SQLite) share.
+
+The engine hands a connector the governed statement in the connection's dialect with
+placeholders sqlglot prints for it (``%(g_k1)s`` for PostgreSQL, ``:g_k1`` elsewhere) and
+a dict of bound values. :func:`prepare` parses it back once (cached), renders it in the
+driver's paramstyle through the profile, lists the bound names in the driver's order and
+says whether it only reads, so a connector can run reads inside a read-only transaction
+whatever the role: a write hidden in a "read" fails on the server too.
+
+Driver messages can carry the URL, its password or the values of the statement: errors
+go through :func:`redact` and :func:`~jupyter_gov.scrub.scrub_text` before anyone sees them.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+from urllib.parse import unquote, urlsplit
+
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from jupyter_gov.connectors.base import Catalog
+from jupyter_gov.connectors.profile import Profile
+from jupyter_gov.errors import ConnectionFailed, QueryFailed
+from jupyter_gov.policy import Connection
+
+#: Server-side statement timeout when the policy sets none (the policy schema has no
+#: per-connection knob yet): long enough for analytics, short enough to free a stuck server.
+DEFAULT_STATEMENT_TIMEOUT_S = 300
+
+_ENV_REFERENCE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+class Prepared(NamedTuple):
+    """A governed statement ready for one driver."""
+
+    sql: str  # in the driver's paramstyle
+    names: tuple[str, ...]  # bound names, in the order a positional driver wants them
+    read: bool  # only reads: runs in a read-only transaction
+
+
+def prepare(profile: Profile, sql: str) -> Prepared:
+    """Parse the engine's SQL back in the profile's dialect and render it for the driver."""
+    try:
+        tree = sqlglot.parse_one(sql, read=profile.dialect)
+    except sqlglot.errors.ParseError as error:
+        raise QueryFailed(
+            f"The governed statement could not be prepared for {profile.title}; "
+            "report this to an administrator."
+        ) from error
+    for placeholder in tree.find_all(exp.Placeholder):  # %(g_k1)s parses to an Identifier
+        placeholder.set("this", str(placeholder.name))
+    rendered = profile.render(tree)
+    return Prepared(rendered.sql, rendered.names, _is_read(tree))
+
+
+def _is_read(tree: exp.Expr) -> bool:
+    if not isinstance(tree, exp.Query):
+        return False
+    return not any(
+        isinstance(node, (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Into))
+        for node in tree.walk()
+    )
+
+
+def bind(prepared: Prepared, params: Mapping[str, Any]) -> list[Any]:
+    """The values for a positional driver, in the order of its placeholders."""
+    try:
+        return [params[name] for name in prepared.names]
+    except KeyError as error:
+        raise QueryFailed(
+            f"The governed statement needs the parameter {error.args[0]!r}, which was not "
+            "bound; report this to an administrator."
+        ) from None
+
+
+def secrets_of(connection: Connection) -> list[str]:
+    """What a connection URL holds that is never shown: the URL, its password, env values."""
+    url = connection.expanded_url
+    found = [url, connection.url]
+    for match in _ENV_REFERENCE.finditer(connection.url):
+        value = os.environ.get(match.group(1) or match.group(2) or "")
+        if value:
+            found.append(value)
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        found += [password, unquote(password)]
+    return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
+
+
+def redact(message: str, secrets: Sequence[str], scrub: bool = True) -> str:
+    """``message`` without any secret and (``scrub``) without PII echoed from a statement."""
+    for secret in secrets:
+        message = message.replace(secret, "***")
+    if not scrub:  # connection errors hold hosts and ports, no values: keep them readable
+        return message
+    from jupyter_gov.scrub import scrub_text  # presidio: only when there is an error to say
+
+    return scrub_text(message)
+
+
+def server_message(error: BaseException) -> str:
+    """The server's own sentence, without the driver's echo of the query text."""
+    text = str(error)
+    match = re.search(r"ERROR:\s+(.*)", text)  # libpq: "... Failed to execute query '...': ERROR:"
+    if match:
+        text = match.group(1)
+    elif isinstance(error.args, tuple) and len(error.args) == 2 and isinstance(error.args[1], str):
+        text = error.args[1]  # PEP 249 drivers in C style: (errno, message)
+    return text.strip().split("\n")[0]
+
+
+@contextmanager
+def bulk() -> Iterator[None]:
+    """No cyclic garbage collection while a result is built: its tuples hold no cycles, and
+    collections triggered by a hundred thousand allocations cost a quarter of the time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def to_arrow(rows: Sequence[Sequence[Any]], names: Sequence[str], types: Sequence[Any]) -> pa.Table:
+    """Rows from ``fetchall`` to Arrow, a column at a time: no Python loop per row.
+
+    ``types`` are Arrow types where the driver says them (``None``: inferred from values);
+    an empty result keeps the declared types, else a column is text.
+    """
+    columns = list(zip(*rows)) if rows else [() for _ in names]
+    arrays = []
+    for values, dtype in zip(columns, types):
+        try:
+            arrays.append(pa.array(values, type=dtype))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            arrays.append(pa.array(values))  # the declared type was too narrow: infer
+    if not rows:
+        arrays = [a if a.type != pa.null() else pa.array([], pa.string()) for a in arrays]
+    return pa.Table.from_arrays(arrays, names=_unique(names))
+
+
+def _unique(names: Sequence[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        out.append(name if count == 0 else f"{name}_{count}")
+    return out
+
+
+def missing_driver(profile: Profile, connection: Connection) -> ConnectionFailed:
+    return ConnectionFailed(
+        f"Connection {connection.name!r} needs the {profile.title} driver, which is not "
+        f"installed; install it with {profile.install_hint}."
+    )
+
+
+class DBAPIConnector:
+    """The parts of a PEP 249 connector every engine shares: catalog cache, errors, locking."""
+
+    profile: Profile
+
+    def __init__(self, connection: Connection) -> None:
+        self.name = connection.name
+        self.dialect = self.profile.dialect
+        self.read_only = connection.read_only
+        self.timeout_s = DEFAULT_STATEMENT_TIMEOUT_S
+        self._secrets = secrets_of(connection)
+        self._lock = threading.RLock()
+        self._catalog: Catalog | None = None
+        self._prepared: dict[str, Prepared] = {}  # by the engine's SQL: plans repeat
+        self.default_schema = self.profile.default_schema
+        try:
+            self._open(connection)
+        except ConnectionFailed:
+            raise
+        except ImportError:
+            raise missing_driver(self.profile, connection) from None
+        except Exception as error:
+            raise ConnectionFailed(
+                f"Could not connect to {self.profile.title} connection {connection.name!r}: "
+                f"{self._say(error, scrub=False)}; check the server and the connection URL."
+            ) from None
+
+    # -- per engine -----------------------------------------------------------------------
+
+    def _open(self, connection: Connection) -> None:
+        raise NotImplementedError
+
+    def _catalog_rows(self) -> list[tuple[str, str, str, str]]:
+        raise NotImplementedError
+
+    def _run(self, prepared: Prepared, params: Mapping[str, Any]) -> pa.Table:
+        raise NotImplementedError
+
+    def interrupt(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------
+
+    def catalog(self, refresh: bool = False) -> Catalog:
+        with self._lock:
+            if self._catalog is None or refresh:
+                try:
+                    rows = [tuple(map(str, row)) for row in self._catalog_rows()]
+                except Exception as error:
+                    raise ConnectionFailed(
+                        f"Could not read the catalog of {self.profile.title} connection "
+                        f"{self.name!r}: {self._say(error, scrub=False)}."
+                    ) from None
+                self._catalog = Catalog.from_rows(
+                    rows,  # type: ignore[arg-type]
+                    default_schema=self.default_schema,
+                    dialect=self.profile.dialect,
+                )
+            return self._catalog
+
+    def execute(self, sql: str, params: Mapping[str, Any]) -> pa.Table:
+        prepared = self._prepared.get(sql)
+        if prepared is None:
+            prepared = prepare(self.profile, sql)
+            if len(self._prepared) >= 512:
+                self._prepared.clear()
+            self._prepared[sql] = prepared
+        with self._lock:
+            try:
+                return self._run(prepared, params)
+            except (QueryFailed, ConnectionFailed):
+                raise
+            except Exception as error:
+                raise QueryFailed(
+                    f"{self.profile.title} rejected the governed statement: {self._say(error)}"
+                ) from None
+
+    def register_result(self, name: str, table: pa.Table) -> None:
+        raise QueryFailed(
+            f"Naming a result ({name} <<) is not supported on {self.profile.title} connections "
+            "yet; run the cell without a name, or on a duckdb connection."
+        )
+
+    def _say(self, error: BaseException, scrub: bool = True) -> str:
+        return redact(server_message(error), self._secrets, scrub)

@@ -1,0 +1,212 @@
+"""The demo data set loaded into every live engine, once per test session.
+
+DuckDB builds it in memory (``duckdb:demo``); PostgreSQL gets it in the schema
+``jupyter_gov_demo`` of database ``test`` (ADBC bulk ingest), MariaDB in the database
+``jupyter_gov_demo``, SQLite in a temporary file. Each engine also gets a copy of the first
+customers in a second schema, ``jupyter_gov_analytics`` (not SQLite: one schema per file),
+to prove that schemas other than the default are governed.
+
+A test asks for ``engine``, parametrised over :data:`ENGINES`; an engine whose server is
+down is skipped through ``tests.conftest.require_server`` (a failure when ``CI=true``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+import yaml
+
+from jupyter_gov.connectors import registry
+from jupyter_gov.connectors.base import Connector
+from jupyter_gov.demo import demo_tables
+from jupyter_gov.engine import GovernedSession
+from jupyter_gov.policy import Policy
+from tests.conftest import require_server
+
+ENGINES = ("duckdb", "postgres", "mysql", "sqlite")
+DEMO = "jupyter_gov_demo"
+OTHER = "jupyter_gov_analytics"
+OTHER_ROWS = 100
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
+MY_SERVER = "mysql://root@127.0.0.1:3306"
+
+
+@dataclass
+class Engine:
+    """A live engine holding the demo data: its policy URL and its connector."""
+
+    name: str
+    url: str
+    connector: Connector
+    other_schema: str | None  # a second schema with a copy of customers, if the engine has one
+
+    def policy(self, **overrides: Any) -> Policy:
+        """The demo policy (plus a hash mask on ``customers.city``), pointing at this engine."""
+        data = yaml.safe_load((files("jupyter_gov.policy") / "demo.yaml").read_text())
+        data["connections"]["demo"]["url"] = self.url
+        data["connections"]["demo"].update(overrides)
+        data["classifications"]["city"] = ["customers.city"]
+        data["masks"]["city"] = {"default": "hash", "admin": "none"}
+        return Policy(data)
+
+    def session(self, user: str, policy: Policy | None = None) -> GovernedSession:
+        """A governed session for ``user`` reusing this engine's open connector."""
+        session = GovernedSession(policy or self.policy(), user)
+        session._connectors["demo"] = self.connector
+        return session
+
+
+def _sql_type(dtype: pa.DataType, engine: str) -> str:
+    if pa.types.is_integer(dtype):
+        return "INTEGER"
+    if pa.types.is_string(dtype):
+        return "VARCHAR(1000)" if engine == "mysql" else "TEXT"
+    if pa.types.is_date(dtype):
+        return "DATE"
+    if pa.types.is_decimal(dtype):
+        return f"DECIMAL({dtype.precision},{dtype.scale})"
+    if pa.types.is_timestamp(dtype):
+        return "DATETIME(6)" if engine == "mysql" else "TIMESTAMP"
+    raise TypeError(f"no demo column type for {dtype}")
+
+
+def _rows(table: pa.Table, as_text: bool = False) -> list[tuple[Any, ...]]:
+    columns = []
+    for column in table.columns:
+        if as_text and pa.types.is_timestamp(column.type):
+            column = pc.strftime(column, "%Y-%m-%d %H:%M:%S")
+        elif as_text and (pa.types.is_date(column.type) or pa.types.is_decimal(column.type)):
+            column = column.cast(pa.string())
+        columns.append(column.to_pylist())
+    return list(zip(*columns))
+
+
+def _create(table: pa.Table, engine: str, qualified: str, quote: str) -> str:
+    columns = ", ".join(f"{quote}{f.name}{quote} {_sql_type(f.type, engine)}" for f in table.schema)
+    return f"CREATE TABLE {qualified} ({columns})"
+
+
+def _duckdb() -> Engine:
+    connector = registry.profiles()["duckdb"].open(_connection("duckdb:demo"))
+    con = connector.con  # type: ignore[attr-defined]
+    con.execute(f"CREATE SCHEMA {OTHER}")
+    con.execute(
+        f"CREATE TABLE {OTHER}.customers AS SELECT * FROM main.customers "
+        f"ORDER BY customer_id LIMIT {OTHER_ROWS}"
+    )
+    connector.catalog(refresh=True)
+    return Engine("duckdb", "duckdb:demo", connector, OTHER)
+
+
+def _postgres() -> Engine:
+    import adbc_driver_postgresql.dbapi as adbc
+
+    con = adbc.connect(PG_SERVER, autocommit=True)
+    cursor = con.cursor()
+    for schema in (DEMO, OTHER):
+        cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        cursor.execute(f"CREATE SCHEMA {schema}")
+    tables = demo_tables()
+    for name, table in tables.items():
+        cursor.adbc_ingest(name, table, mode="create", db_schema_name=DEMO)
+    cursor.adbc_ingest(
+        "customers", tables["customers"].slice(0, OTHER_ROWS), mode="create", db_schema_name=OTHER
+    )
+    con.close()
+    url = f"{PG_SERVER}?options=-csearch_path%3D{DEMO}"
+    return Engine("postgres", url, registry.profiles()["postgres"].open(_connection(url)), OTHER)
+
+
+def _mysql() -> Engine:
+    import pymysql
+
+    con = pymysql.connect(host="127.0.0.1", user="root", charset="utf8mb4", autocommit=True)
+    cursor = con.cursor()
+    tables = demo_tables()
+    for schema in (DEMO, OTHER):
+        cursor.execute(f"DROP DATABASE IF EXISTS `{schema}`")
+        cursor.execute(f"CREATE DATABASE `{schema}` CHARACTER SET utf8mb4")
+    loads = [(DEMO, n, t) for n, t in tables.items()]
+    loads.append((OTHER, "customers", tables["customers"].slice(0, OTHER_ROWS)))
+    for schema, name, table in loads:
+        qualified = f"`{schema}`.`{name}`"
+        cursor.execute(_create(table, "mysql", qualified, "`"))
+        marks = ", ".join(["%s"] * table.num_columns)
+        rows = _rows(table)
+        for start in range(0, len(rows), 5000):
+            cursor.executemany(f"INSERT INTO {qualified} VALUES ({marks})", rows[start:][:5000])
+    con.close()
+    url = f"{MY_SERVER}/{DEMO}"
+    return Engine("mysql", url, registry.profiles()["mysql"].open(_connection(url)), OTHER)
+
+
+def _sqlite(directory: Path) -> Engine:
+    path = directory / "demo.sqlite"
+    con = sqlite3.connect(path)
+    for name, table in demo_tables().items():
+        con.execute(_create(table, "sqlite", f'"{name}"', '"'))
+        marks = ", ".join(["?"] * table.num_columns)
+        con.executemany(f'INSERT INTO "{name}" VALUES ({marks})', _rows(table, as_text=True))
+    con.commit()
+    con.close()
+    url = f"sqlite:///{path}"
+    return Engine("sqlite", url, registry.profiles()["sqlite"].open(_connection(url)), None)
+
+
+def _connection(url: str, read_only: bool = False) -> Any:
+    from jupyter_gov.policy.model import Connection
+
+    return Connection(name="demo", url=url, read_only=read_only)
+
+
+_LOADERS: dict[str, Callable[[Path], Engine]] = {
+    "duckdb": lambda _: _duckdb(),
+    "postgres": lambda _: _postgres(),
+    "mysql": lambda _: _mysql(),
+    "sqlite": _sqlite,
+}
+
+
+@pytest.fixture(scope="session")
+def live_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Every engine loaded once; a server that is down maps to the reason it is down."""
+    loaded: dict[str, Any] = {}
+    directory = tmp_path_factory.mktemp("engines")
+    for name, load in _LOADERS.items():
+        try:
+            loaded[name] = load(directory)
+        except Exception as error:  # a server that is not running: its tests skip
+            loaded[name] = f"{name} server on 127.0.0.1 is not available ({type(error).__name__})"
+    yield loaded
+    for engine in loaded.values():
+        if isinstance(engine, Engine):
+            engine.connector.close()
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest, live_engines: dict[str, Any]) -> Engine:
+    """Each live engine in turn, holding the demo data."""
+    found = live_engines[request.param]
+    if isinstance(found, str):
+        require_server(found)
+    return found
+
+
+@pytest.fixture(scope="session")
+def reference(live_engines: dict[str, Any]) -> Engine:
+    """DuckDB, whose masked values every other engine must return."""
+    return live_engines["duckdb"]
+
+
+@pytest.fixture
+def connection_for() -> Callable[..., Any]:
+    """A policy connection for a URL (for opening connectors directly)."""
+    return _connection
