@@ -378,6 +378,7 @@ def _referenced_columns(
         qualified = qualify(
             tree.copy(),
             schema=catalog.mapping(),
+            db=catalog.default_schema or None,
             dialect=dialect,
             expand_stars=True,
             validate_qualify_columns=False,

@@ -30,6 +30,9 @@ class Catalog:
 
     tables: dict[str, TableEntry] = field(default_factory=dict)
     version: str = ""
+    #: where an unqualified name resolves, spelt as in ``tables`` (sqlglot's qualify needs it
+    #: once a second schema holds a table of the same name)
+    default_schema: str = ""
     _mapping: dict[str, dict[str, dict[str, str]]] | None = field(default=None, repr=False)
 
     @classmethod
@@ -44,6 +47,9 @@ class Catalog:
         for schema, table, column, data_type in rows:
             grouped.setdefault((schema, table), {})[column] = _parse_type(data_type, dialect)
         catalog = cls()
+        catalog.default_schema = next(
+            (s for s, _ in grouped if s.lower() == default_schema.lower()), default_schema
+        )
         for (schema, table), columns in grouped.items():
             entry = TableEntry(schema=schema, name=table, columns=columns)
             catalog.tables[f"{schema}.{table}".lower()] = entry
