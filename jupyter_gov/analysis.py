@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.tokens import TokenType
 
 from jupyter_gov.errors import GovError
@@ -48,7 +49,9 @@ class TableRef:
     node: exp.Table
     name: str
     schema: str | None
-    kind: str  # "catalog", "cte", "result", "function", "unknown", "path"
+    #: "catalog", "cte", "result", "function", "unknown", "path", "shadowing_cte",
+    #: "system" (an engine's own catalog: never governed) or "ambiguous" (scope unknown).
+    kind: str
 
     @property
     def is_write_target(self) -> bool:
@@ -127,9 +130,10 @@ def describe(
     """
     info = StatementInfo(expression=expression, kind=statement_kind(expression))
     results = results or {}
+    scoped = scoped_tables(expression)
     for node in expression.walk():
         if isinstance(node, exp.Table):
-            info.tables.append(_resolve_table(node, catalog_tables, results))
+            info.tables.append(_resolve_table(node, catalog_tables, results, scoped))
         elif isinstance(node, (exp.Unnest, exp.Lateral)) and isinstance(
             node.parent, (exp.From, exp.Join)
         ):
@@ -150,8 +154,54 @@ def function_name(node: exp.Expr) -> str:
     return type(node).__name__.lower()
 
 
+#: Schemas (and DuckDB catalogs) that hold an engine's own metadata and settings.
+SYSTEM_SCHEMAS = frozenset(
+    "pg_catalog information_schema pg_toast pg_temp mysql performance_schema sys system temp"
+    .split()
+)
+#: Name prefixes of system relations that resolve without a schema (PostgreSQL searches
+#: ``pg_catalog`` before ``public``; DuckDB's ``duckdb_*`` and SQLite's ``sqlite_*``).
+SYSTEM_PREFIXES = ("pg_", "duckdb_", "sqlite_")
+
+
+def is_system_relation(name: str, schema: str | None, catalog: str | None = None) -> bool:
+    """True for an engine's own catalog relation, which no governed query may read."""
+    parts = {p.lower() for p in (schema, catalog) if p}
+    return bool(parts & SYSTEM_SCHEMAS) or name.lower().startswith(SYSTEM_PREFIXES)
+
+
+def scoped_tables(expression: exp.Expr) -> dict[int, str] | None:
+    """What each table name in a query binds to, by the engine's scoping rules.
+
+    Maps ``id(table node)`` to ``"cte"`` (a CTE visible at that point: only later CTEs and
+    the main query see one, its own body only under ``RECURSIVE``), ``"table"`` (a real
+    relation, whatever an enclosing ``WITH`` defines) or ``"ambiguous"``. sqlglot's scope
+    module models exactly this; None when it cannot build the scopes for the statement.
+    """
+    out: dict[int, str] = {}
+    try:
+        scopes = traverse_scope(expression)
+    except Exception:  # noqa: BLE001 - any failure means "unknown": callers fail closed
+        return None
+    for scope in scopes:
+        for table in scope.tables:
+            if not isinstance(table, exp.Table):
+                continue
+            source = scope.sources.get(table.alias_or_name)
+            if source is table:
+                out[id(table)] = "table"
+            elif isinstance(source, Scope) and source.is_cte:
+                out[id(table)] = "cte"
+            else:
+                out[id(table)] = "ambiguous"
+    return out
+
+
 def _resolve_table(
-    node: exp.Table, catalog_tables: Mapping[str, object], results: Mapping[str, object]
+    node: exp.Table,
+    catalog_tables: Mapping[str, object],
+    results: Mapping[str, object],
+    scoped: dict[int, str] | None = None,
 ) -> TableRef:
     name = node.name.lower()
     schema = node.db.lower() if node.db else None
@@ -159,16 +209,24 @@ def _resolve_table(
         return TableRef(node, name, schema, "function")
     if isinstance(node.this, exp.Identifier) and node.this.quoted and _looks_like_path(node.name):
         return TableRef(node, node.name, schema, "path")
-    if not schema and not node.catalog and _is_cte_reference(node, name):
-        if name in catalog_tables:
-            return TableRef(node, name, schema, "shadowing_cte")
-        return TableRef(node, name, schema, "cte")
+    if not schema and not node.catalog:
+        binding = scoped.get(id(node)) if scoped is not None else None
+        if binding == "ambiguous" or (binding is None and _is_cte_reference(node, name)):
+            # Outside every scope sqlglot builds (an UPDATE's FROM, a write target) or in a
+            # shape it cannot scope: the name may be a CTE or a real object. Refuse to guess.
+            return TableRef(node, name, schema, "ambiguous")
+        if binding == "cte":
+            if name in catalog_tables:
+                return TableRef(node, name, schema, "shadowing_cte")
+            return TableRef(node, name, schema, "cte")
+    if is_system_relation(name, schema, node.catalog or None):
+        return TableRef(node, name, schema, "system")
     key = f"{schema}.{name}" if schema else name
     if node.catalog:
         key = f"{node.catalog.lower()}.{key}"
     if key in catalog_tables:
         return TableRef(node, name, schema, "catalog")
-    if not schema and name in results:
+    if not schema and not node.catalog and name in results:
         return TableRef(node, name, schema, "result")
     return TableRef(node, name, schema, "unknown")
 
@@ -178,7 +236,7 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _is_cte_reference(node: exp.Table, name: str) -> bool:
-    """True when an enclosing WITH defines a CTE of this name."""
+    """True when some enclosing WITH defines a CTE of this name (visible or not)."""
     for ancestor in _ancestors(node):
         with_ = ancestor.args.get("with_") or ancestor.args.get("with")
         if isinstance(with_, exp.With) and any(

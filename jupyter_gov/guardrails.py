@@ -193,6 +193,18 @@ def check_statement(info: StatementInfo, ctx: Context, index: int = 0) -> list[F
                 f"Table {ref.name!r} is not in connection "
                 f"{ctx.connection.name!r} (or is outside the policy); check its name.",
             )
+        elif ref.kind == "system":
+            deny(
+                "system-catalog",
+                f"{ref.name!r} is part of the database's own catalog, which governed "
+                "queries cannot read; use %gsql --tables (or jupyter-gov tables) instead.",
+            )
+        elif ref.kind == "ambiguous":
+            deny(
+                "ambiguous-name",
+                f"{ref.name!r} could name a CTE or a table here and jupyter-gov does not "
+                "guess which; give the CTE another name.",
+            )
         elif ref.kind == "shadowing_cte":
             deny(
                 "cte-shadows-table",

@@ -42,7 +42,7 @@ DENIED = {
     "SELECT * FROM query('SELECT * FROM customers')": "table-function",
     "SELECT * FROM query_table('customers')": "table-function",
     "SELECT * FROM duckdb_settings()": "table-function",
-    "SELECT * FROM information_schema.tables": "unknown-table",
+    "SELECT * FROM information_schema.tables": "system-catalog",
     "SELECT current_setting('threads')": "function-not-allowed",
     "SELECT * FROM no_such_table": "unknown-table",
     "WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d": "embedded-write",
