@@ -272,6 +272,32 @@ def normalize(expression: exp.Expr, dialect: str) -> str:
             placeholder.replace(literal)
 
 
+def positional_placeholders(expression: exp.Expr, dialect: str) -> list[exp.Placeholder]:
+    """The statement's ``?`` placeholders in the order the statement is written.
+
+    A tree walk visits them in the parser's argument order (a WITH after its SELECT, a
+    LIMIT before the WHERE), so values would bind to the wrong ``?``. The order of the
+    statement rendered in its own dialect is the written order: each ``?`` is swapped
+    for a unique marker, the tree rendered once, and the markers sorted by offset.
+    """
+    found = [
+        p for p in expression.find_all(exp.Placeholder) if not p.name or p.name == "?"
+    ]
+    if len(found) < 2:
+        return found
+    nonce = hashlib.sha256(repr(id(expression)).encode()).hexdigest()[:12]
+    markers = [exp.var(f"gov{nonce}q{index}e") for index in range(len(found))]
+    for placeholder, marker in zip(found, markers):
+        placeholder.replace(marker)
+    try:
+        text = expression.sql(dialect=dialect, comments=False)
+    finally:
+        for placeholder, marker in zip(found, markers):
+            marker.replace(placeholder)
+    order = sorted(range(len(found)), key=lambda i: text.find(markers[i].name))
+    return [found[i] for i in order]
+
+
 def statement_fingerprint(normalized_statements: list[str]) -> str:
     return hashlib.sha256("\n;\n".join(normalized_statements).encode()).hexdigest()[:16]
 

@@ -41,7 +41,7 @@ def count_statement(
         (tree,) = analysis.parse(text, dialect)
     except (SqlSyntaxError, ValueError):
         return None
-    values = _named(tree, params)
+    values = _named(tree, params, dialect)
     if values is _UNUSABLE:
         return None
     count = exp.select(exp.Count(this=exp.Star()))
@@ -150,17 +150,16 @@ def _table_bytes(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _named(tree: exp.Expr, params: Mapping[str, Any] | Sequence[Any] | None) -> Any:
+def _named(
+    tree: exp.Expr, params: Mapping[str, Any] | Sequence[Any] | None, dialect: str
+) -> Any:
     """Rename ``?`` placeholders to ``$gov_dry_N`` in the binder's order; their values."""
     if params is None or isinstance(params, Mapping):
         return params
     if isinstance(params, (str, bytes)):
         return _UNUSABLE
-    positional = [
-        p
-        for p in tree.find_all(exp.Placeholder)  # the same walk plan._bind_user_placeholders uses
-        if not p.name or p.name == "?"
-    ]
+    # The same (written) order plan._bind_user_placeholders binds in.
+    positional = analysis.positional_placeholders(tree, dialect)
     if len(positional) != len(params):
         return _UNUSABLE
     values = {}

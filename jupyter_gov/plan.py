@@ -273,7 +273,7 @@ def _rewrite(
     statement.filters = tuple(dict.fromkeys(filters))
     if any(f.verdict == "deny" for f in findings):
         return findings
-    _bind_user_placeholders(statement, tree)
+    _bind_user_placeholders(statement, tree, ctx.dialect)
     final = tree
     if limit is not None and info.is_read:
         final = exp.select("*").from_(tree.subquery("_gov_limited")).limit(limit)
@@ -328,20 +328,24 @@ def _placeholders(tree: exp.Expr) -> list[str]:
     return [str(p.name) for p in tree.find_all(exp.Placeholder) if p.name]
 
 
-def _bind_user_placeholders(statement: PlannedStatement, tree: exp.Expr) -> None:
-    """Rename user parameters to ``u_*`` so they can never collide with internal ``g_*`` ones."""
-    position = 0
-    for placeholder in list(tree.find_all(exp.Placeholder)):
-        name = str(placeholder.name or "")
+def _bind_user_placeholders(statement: PlannedStatement, tree: exp.Expr, dialect: str) -> None:
+    """Rename user parameters to ``u_*`` so they can never collide with internal ``g_*`` ones.
+
+    ``?`` placeholders are numbered in the order they are written, which is the order the
+    caller's values come in (see :func:`analysis.positional_placeholders`).
+    """
+    positional = analysis.positional_placeholders(tree, dialect)
+    named = [p for p in tree.find_all(exp.Placeholder) if p.name and p.name != "?"]
+    for position, placeholder in enumerate(positional, 1):
+        bound = f"u_{position}"
+        statement.positional.append(bound)
+        placeholder.set("this", bound)
+    for placeholder in named:
+        name = str(placeholder.name)
         if name.startswith("g_"):
             continue
-        if not name or name == "?":
-            position += 1
-            bound = f"u_{position}"
-            statement.positional.append(bound)
-        else:
-            bound = f"u_{name}"
-            statement.user_params[name.replace("__", ".")] = bound
+        bound = f"u_{name}"
+        statement.user_params[name.replace("__", ".")] = bound
         placeholder.set("this", bound)
 
 
