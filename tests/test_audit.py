@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from jupyter_gov.audit import AuditStore
+from jupyter_gov.audit import AuditStore, SQLiteAuditStore
 from jupyter_gov.errors import AuditError
 from jupyter_gov.result import QueryDenied
 
@@ -121,8 +121,8 @@ def test_two_writers_keep_one_chain(tmp_path):
     assert report.ok and report.rows == 20
 
 
-class FailsOnAppend(AuditStore):
-    """An audit store whose n-th append fails, as a full disk would."""
+class FailsOnAppend(SQLiteAuditStore):
+    """A SQLite audit store whose n-th append fails, as a full disk would."""
 
     def __init__(self, path, fail_at: int) -> None:
         super().__init__(path)
