@@ -12,18 +12,27 @@ from jupyter_gov.result import QueryDenied
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = AuditStore(tmp_path / "audit.sqlite")
+def store(store_url):
+    """Five events in a fresh store, once per kind (SQLite file, team PostgreSQL)."""
+    store = AuditStore(store_url)
     for i in range(5):
         store.append("attempt", subject=f"user{i}", statement="SELECT ?", rules=["r"])
     return store
 
 
-def tamper(store: AuditStore, sql: str, *args) -> None:
-    db = sqlite3.connect(store.path)
-    db.execute(sql, args)
-    db.commit()
-    db.close()
+def tamper(store: AuditStore, sql: str) -> None:
+    """Run ``sql`` on the store's tables behind its back, as someone with database access."""
+    if isinstance(store, SQLiteAuditStore):
+        db = sqlite3.connect(store.path)
+        db.execute(sql)
+        db.commit()
+        db.close()
+        return
+    import psycopg
+
+    with psycopg.connect(store.url.split("?")[0], autocommit=True) as db:
+        db.execute(f'SET search_path TO "{store.schema}"')
+        db.execute(sql)
 
 
 def test_untouched_chain_verifies(store):
