@@ -41,8 +41,8 @@ CREATE TABLE IF NOT EXISTS approvals (
     id TEXT PRIMARY KEY,
     state TEXT NOT NULL,
     body TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    expires_at REAL NOT NULL
+    created_at DOUBLE PRECISION NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL
 )
 """
 

@@ -52,14 +52,14 @@ class Settings:
     policy: Policy
     policy_source: str | None  # an absolute path, or None for the built-in demo policy
     home: Path
-    audit_store: str  # a sqlite:/// URL with an absolute path, or another store's URL
+    audit_store: str  # a sqlite:/// URL with an absolute path, or a postgresql:// URL
     connection: str
     mask_key: MaskKeySource
     origins: Mapping[str, Origin] = field(default_factory=dict)
 
     @property
     def approvals_store(self) -> str:
-        """Approval requests live in the audit store's file, so every front end shares them."""
+        """Approval requests live in the audit store, so every front end shares them."""
         return self.audit_store
 
     def describe(self) -> dict[str, str]:
@@ -67,8 +67,8 @@ class Settings:
         values = {
             "policy": self.policy_source or "<built-in demo policy>",
             "home": str(self.home),
-            "audit_store": self.audit_store,
-            "approvals_store": self.approvals_store,
+            "audit_store": shown_store(self.audit_store),
+            "approvals_store": shown_store(self.approvals_store),
             "connection": self.connection,
             "mask_key": f"${self.mask_key.env}, else {self.mask_key.file}",
         }
@@ -216,13 +216,29 @@ def resolve_audit_store(
 
 
 def store_url(value: str, base: Path) -> str:
-    """``sqlite:///abs/path`` for a SQLite path or URL (relative to ``base``); others as given."""
+    """``sqlite:///abs/path`` for a SQLite path or URL (relative to ``base``); others as given.
+
+    A ``postgresql://`` URL is kept exactly as written, ``${VAR}`` references included: the
+    team store expands them only when it connects, so the resolved settings (shown by
+    ``jupyter-gov config``) never hold a secret from the environment.
+    """
     if value.startswith("sqlite:///"):
         value = value[len("sqlite:///") :]
     elif "://" in value:
         return value  # another kind of store: its own module checks and opens it
     path = Path(value).expanduser()
     return f"sqlite:///{path if path.is_absolute() else (base / path).resolve()}"
+
+
+def shown_store(url: str) -> str:
+    """The store's URL fit to show: a PostgreSQL URL without its password."""
+    from jupyter_gov.audit.store import is_postgres_url
+
+    if "://" in url and is_postgres_url(url):
+        from jupyter_gov.audit.postgres import redact_url
+
+        return redact_url(url)
+    return url
 
 
 def _policy_file(policy: Policy) -> str | None:

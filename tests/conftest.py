@@ -65,3 +65,45 @@ def raw(demo_connector: DuckDBConnector):
         return demo_connector.con.execute(sql).fetchall()
 
     return query
+
+
+TEAM_STORE_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def team_store_schemas() -> Iterator[Callable[[], str]]:
+    """``new()``: the URL of an empty team audit store in its own ``store_<random>`` schema.
+
+    Each call is a fresh schema (a chain per test); all of them are dropped at the end.
+    Skips (fails when CI=true) without PostgreSQL at 127.0.0.1:5432.
+    """
+    import uuid
+
+    try:
+        import psycopg
+
+        admin = psycopg.connect(TEAM_STORE_SERVER, autocommit=True, connect_timeout=5)
+    except Exception:  # psycopg missing or no server: the team store cannot be tested
+        admin = None
+    prefix = f"store_{uuid.uuid4().hex[:8]}"
+    made: list[str] = []
+
+    def new() -> str:
+        if admin is None:
+            require_server("PostgreSQL at 127.0.0.1:5432 for the team audit store")
+        made.append(f"{prefix}_{len(made)}")
+        return f"{TEAM_STORE_SERVER}?schema={made[-1]}"
+
+    yield new
+    if admin is not None:
+        for schema in made:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty audit store's URL, once per kind of store (SQLite file, team PostgreSQL)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'audit.sqlite'}"
+    return request.getfixturevalue("team_store_schemas")()

@@ -6,24 +6,33 @@ import sqlite3
 
 import pytest
 
-from jupyter_gov.audit import AuditStore
+from jupyter_gov.audit import AuditStore, SQLiteAuditStore
 from jupyter_gov.errors import AuditError
 from jupyter_gov.result import QueryDenied
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = AuditStore(tmp_path / "audit.sqlite")
+def store(store_url):
+    """Five events in a fresh store, once per kind (SQLite file, team PostgreSQL)."""
+    store = AuditStore(store_url)
     for i in range(5):
         store.append("attempt", subject=f"user{i}", statement="SELECT ?", rules=["r"])
     return store
 
 
-def tamper(store: AuditStore, sql: str, *args) -> None:
-    db = sqlite3.connect(store.path)
-    db.execute(sql, args)
-    db.commit()
-    db.close()
+def tamper(store: AuditStore, sql: str) -> None:
+    """Run ``sql`` on the store's tables behind its back, as someone with database access."""
+    if isinstance(store, SQLiteAuditStore):
+        db = sqlite3.connect(store.path)
+        db.execute(sql)
+        db.commit()
+        db.close()
+        return
+    import psycopg
+
+    with psycopg.connect(store.url.split("?")[0], autocommit=True) as db:
+        db.execute(f'SET search_path TO "{store.schema}"')
+        db.execute(sql)
 
 
 def test_untouched_chain_verifies(store):
@@ -121,8 +130,8 @@ def test_two_writers_keep_one_chain(tmp_path):
     assert report.ok and report.rows == 20
 
 
-class FailsOnAppend(AuditStore):
-    """An audit store whose n-th append fails, as a full disk would."""
+class FailsOnAppend(SQLiteAuditStore):
+    """A SQLite audit store whose n-th append fails, as a full disk would."""
 
     def __init__(self, path, fail_at: int) -> None:
         super().__init__(path)

@@ -11,12 +11,12 @@ from jupyter_gov.server.handlers import decision_stats, page_events
 BUCKET = 60
 
 
-def test_sqlite_store_is_an_audit_reader(tmp_path):
-    assert isinstance(AuditStore(tmp_path / "a.sqlite"), AuditReader)
+def test_every_store_is_an_audit_reader(store_url):
+    assert isinstance(AuditStore(store_url), AuditReader)
 
 
-def test_stats_counts_per_bucket_decision_and_mask(tmp_path):
-    store = AuditStore(tmp_path / "a.sqlite")
+def test_stats_counts_per_bucket_decision_and_mask(store_url):
+    store = AuditStore(store_url)
     store.append("decision", ts=10.0, decision="allow")
     store.append("decision", ts=20.0, decision="allow", masked_columns={"email": "email"})
     store.append("decision", ts=70.0, decision="deny")
@@ -29,12 +29,19 @@ def test_stats_counts_per_bucket_decision_and_mask(tmp_path):
     ]
 
 
-def test_stats_applies_the_same_filters_as_events(tmp_path):
-    store = AuditStore(tmp_path / "a.sqlite")
+def test_stats_applies_the_same_filters_as_events(store_url):
+    store = AuditStore(store_url)
     store.append("decision", ts=10.0, decision="allow", subject="alice")
     store.append("decision", ts=11.0, decision="allow", subject="bob")
     (row,) = store.stats(bucket=BUCKET, subject="bob")
     assert row.count == 1 and store.count(subject="bob") == 1
+
+
+def test_text_filter_ignores_case_on_every_store(store_url):
+    store = AuditStore(store_url)
+    store.append("attempt", statement="SELECT * FROM customers")
+    assert store.count(text="select * from CUSTOMERS") == 1
+    assert [e["statement"] for e in store.events(text="customers")] == ["SELECT * FROM customers"]
 
 
 class ListReader:

@@ -135,3 +135,14 @@ def test_connect_keyword_beats_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(ENV_AUDIT_STORE, str(tmp_path / "env.sqlite"))
     session = connect(audit=str(tmp_path / "kw.sqlite"))
     assert session.audit.path == (tmp_path / "kw.sqlite").resolve()
+
+
+def test_a_team_store_url_is_kept_unexpanded_and_shown_without_its_password(monkeypatch):
+    monkeypatch.setenv("GOV_STORE_PASSWORD", "env-secret-42")
+    url = "postgresql://gov:${GOV_STORE_PASSWORD}@db.internal/audit?schema=team"
+    settings = resolve(audit_store=url)
+    assert settings.audit_store == url  # expanded only by the store, when it connects
+    literal = resolve(audit_store="postgresql://gov:literal-pw@db.internal/audit")
+    shown = str(settings.describe()) + str(literal.describe())
+    assert "env-secret-42" not in shown and "literal-pw" not in shown
+    assert "postgresql://gov:***@db.internal/audit?schema=team" in shown

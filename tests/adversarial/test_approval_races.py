@@ -90,9 +90,11 @@ class Racers:
 
 
 @pytest.fixture
-def team(session_for):
+def team(store_url, demo_connector):
+    """alice and dave in this process, the racers in others: one store (SQLite or team PG)."""
     policy = two_approver_policy()
-    alice = session_for("alice", policy)
+    alice = GovernedSession(policy, "alice", audit=store_url)
+    alice._connectors["demo"] = demo_connector
     dave = GovernedSession(policy, "dave", audit=alice.audit)
     racers = Racers(alice.audit.url, policy)
     yield alice, dave, racers

@@ -36,7 +36,7 @@ UPDATE = "UPDATE orders SET status = 'cancelled' WHERE order_id = 11"
 class Layout:
     """One configuration path: where every front end must meet, and how each is told."""
 
-    store: Path  # the one store every front end must read and write
+    store: Path | str  # the one store every front end must read and write (file or URL)
     server: dict[str, str] = field(default_factory=dict)  # c.GovServer traits
     cli: list[str] = field(default_factory=list)  # flags every CLI call gets
     magic: dict[str, str] = field(default_factory=dict)  # %config GovMagic traits
@@ -114,6 +114,14 @@ def _broken_policy(tmp: Path, mp: pytest.MonkeyPatch, data_dir: Path) -> Layout:
     return Layout(store=Path(os.environ[ENV_HOME]) / "audit.sqlite")
 
 
+def _team_store(tmp: Path, mp: pytest.MonkeyPatch, data_dir: Path, url: str) -> Layout:
+    # The policy names a PostgreSQL store whose host comes from the environment (${VAR}).
+    mp.setenv("GOV_TEAM_STORE_HOST", "127.0.0.1")
+    named = url.replace("@127.0.0.1:", "@${GOV_TEAM_STORE_HOST}:")
+    mp.setenv(ENV_POLICY, str(policy_file(tmp / "conf", f'"{named}"')))
+    return Layout(store=url, untouched=(Path(os.environ[ENV_HOME]) / "audit.sqlite",))
+
+
 LAYOUTS: dict[str, Callable[[Path, pytest.MonkeyPatch, Path], Layout]] = {
     "default_home": _default_home,
     "gov_home": _gov_home,
@@ -128,6 +136,9 @@ LAYOUTS: dict[str, Callable[[Path, pytest.MonkeyPatch, Path], Layout]] = {
 @pytest.fixture
 def layout(request, tmp_path, monkeypatch, jp_environ, jp_data_dir) -> Layout:
     """The configuration named by the test's ``layout`` parameter, applied to the env."""
+    if request.param == "team_store":
+        url = request.getfixturevalue("team_store_schemas")()
+        return _team_store(tmp_path, monkeypatch, jp_data_dir, url)
     return LAYOUTS[request.param](tmp_path, monkeypatch, jp_data_dir)
 
 
@@ -210,7 +221,8 @@ def listed(events: list[dict[str, Any]]) -> list[Event]:
 
 async def assert_one_store(jp_fetch, capsys, shell, layout: Layout) -> list[Event]:
     """Sidebar, CLI and kernel list the same events, from ``layout.store``, and verify it."""
-    assert layout.store.is_file(), f"nothing was written to {layout.store}"
+    if isinstance(layout.store, Path):
+        assert layout.store.is_file(), f"nothing was written to {layout.store}"
     sidebar = listed((await api(jp_fetch, "audit"))["events"])
     command = listed(cli(capsys, layout, "audit", "tail", "-n", "500", "--format", "json"))
     kernel = listed(kernel_audit(shell).events(limit=500))
@@ -285,6 +297,27 @@ async def test_explicit_flag_and_traits_beat_the_environment(layout, shell, jp_f
     from_cli = cli_query(capsys, layout, "explicit_cli")
     events = await assert_one_store(jp_fetch, capsys, shell, layout)
     assert {in_kernel, from_cli} <= query_ids(events)
+
+
+@pytest.mark.parametrize("layout", ["team_store"], indirect=True)
+async def test_team_store_in_postgresql_is_shared_by_kernel_sidebar_and_cli(
+    layout, shell, jp_fetch, capsys
+):
+    alice = shell.magics_manager.registry["GovMagic"].session("alice")
+    assert type(alice.audit).__name__ == "PostgresAuditStore"
+    request = alice.request_approval(UPDATE, justification="customer called")
+    pending = await api(jp_fetch, "approvals")
+    assert [a["id"] for a in pending["approvals"]] == [request.id]
+    await api(jp_fetch, "approvals", request.id, "approve", method="POST")
+    listed = cli(capsys, layout, "approvals", "list", "--state", "all", "--format", "json")
+    assert [(r["id"], r["state"]) for r in listed] == [(request.id, "approved")]
+    query_id = kernel_query(shell, "team_store")
+    stats = await api(jp_fetch, "audit", "stats")  # the sidebar's chart, via AuditReader
+    assert sum(b["total"] for b in stats["buckets"]) == len(
+        AuditStore(layout.store).events(kinds=["decision"], limit=500)
+    )
+    events = await assert_one_store(jp_fetch, capsys, shell, layout)
+    assert query_id in query_ids(events)
 
 
 # -- the server's one core ---------------------------------------------------------------------

@@ -291,7 +291,7 @@ async def test_wrong_token_is_403(jp_fetch, seeded):
 
 @pytest.fixture
 def unsupported_store(jp_server_config):
-    jp_server_config.GovServer.audit_store = "postgresql://db/audit"
+    jp_server_config.GovServer.audit_store = "mysql://db/audit"
     return jp_server_config
 
 
@@ -299,3 +299,19 @@ async def test_unusable_store_is_503_json(unsupported_store, jp_fetch):
     code, body = await error(jp_fetch, "audit")
     assert code == 503
     assert "not supported" in body["message"]
+
+
+@pytest.fixture
+def unreachable_team_store(jp_server_config):
+    jp_server_config.GovServer.audit_store = "postgresql://gov:${STORE_PW}@127.0.0.1:1/audit"
+    return jp_server_config
+
+
+async def test_unreachable_team_store_is_503_json_without_its_secret(
+    unreachable_team_store, jp_fetch, monkeypatch
+):
+    monkeypatch.setenv("STORE_PW", "hunter2-secret")
+    code, body = await error(jp_fetch, "audit")
+    assert code == 503
+    assert "cannot be reached" in body["message"]
+    assert "hunter2-secret" not in json.dumps(body)
