@@ -19,7 +19,7 @@ def shell(demo_connector):
 
     def session(user=None):  # share the demo database built once per test run
         s = original(user)
-        s._connectors["demo"] = demo_connector
+        s.use_connector("demo", demo_connector)
         return s
 
     magic.session = session
