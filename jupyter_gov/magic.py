@@ -327,7 +327,7 @@ class GovMagic(Magics, Configurable):
     @argument("user", nargs="?", metavar="USER", help="Ask as this user (local provider only).")
     def gsql_whoami(self, line: str = "") -> str:
         """Who the proxy thinks you are, and your roles."""
-        parsed = _parse(self.gsql_whoami, line)
+        parsed = parse_options(self.gsql_whoami, line)
         try:
             session = self.session(parsed.user)
             identity = session.identity
@@ -355,7 +355,7 @@ class GovMagic(Magics, Configurable):
 
         The device flow shows the code and link as a widget and waits in the background.
         """
-        flow = _parse(self.gsql_login, line).flow
+        flow = parse_options(self.gsql_login, line).flow
         try:
             from jupyter_gov.signin import login_in_notebook
 
@@ -374,7 +374,7 @@ class GovMagic(Magics, Configurable):
         """Forget the cached sign-in (token cache included)."""
         from jupyter_gov.identity.factory import logout
 
-        _parse(self.gsql_logout, line)
+        parse_options(self.gsql_logout, line)
         session = self.session()
         try:
             identity = session.identity
@@ -454,7 +454,7 @@ class TableListing:
         return f"{title}<table>{head}{body}</table>"
 
 
-def _parse(magic: Any, line: str) -> Any:
+def parse_options(magic: Any, line: str) -> Any:
     """Parse a magic's line with its ``magic_arguments``; a bad one is one sentence."""
     try:
         return parse_argstring(magic, line)

@@ -408,11 +408,16 @@ def approval_widget_for(
 def register_widget_magics(ipython: Any, magic: Any) -> None:
     """Register ``%gsql_approvals [--user NAME]``: the approver's inbox."""
 
-    def gsql_approvals(line: str = "") -> ApprovalInbox:
-        from IPython.core.error import UsageError
+    from IPython.core.error import UsageError
+    from IPython.core.magic_arguments import argument, magic_arguments
 
-        words = line.split()
-        user = words[words.index("--user") + 1] if "--user" in words[:-1] else None
+    from jupyter_gov.magic import parse_options
+
+    @magic_arguments()
+    @argument("--user", metavar="NAME", help="Act as this user (local identity provider only).")
+    def gsql_approvals(line: str = "") -> ApprovalInbox:
+        """Pending requests you may approve, with Approve and Deny buttons."""
+        user = parse_options(gsql_approvals, line).user
         try:
             return ApprovalInbox(magic.session(user))
         except GovError as error:
