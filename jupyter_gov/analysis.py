@@ -12,6 +12,7 @@ import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import sqlglot
 from sqlglot import exp
@@ -19,7 +20,7 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.tokens import TokenType
 
-from jupyter_gov.errors import GovError
+from jupyter_gov.errors import SqlSyntaxError  # importable from here as before
 
 # sqlglot warns when it falls back to exp.Command; we deny those explicitly instead.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -33,13 +34,11 @@ WRITE_ROOTS: tuple[type[exp.Expr], ...] = (exp.Insert, exp.Update, exp.Delete)
 _WRITE_TARGET_PARENTS = (exp.Insert, exp.Update, exp.Delete)
 
 
-class SqlSyntaxError(GovError):
-    """The cell does not parse; carries the line and column of the first error."""
-
-    def __init__(self, message: str, line: int | None = None, column: int | None = None):
-        super().__init__(message)
-        self.line = line
-        self.column = column
+#: What a table name resolves to: a catalog relation, a CTE (``shadowing_cte``: one named
+#: like a catalog table), a saved result, a table function, a file path, or nothing known.
+TableKind = Literal[
+    "catalog", "cte", "shadowing_cte", "result", "function", "path", "unknown", "system", "ambiguous"
+]
 
 
 @dataclass(frozen=True)
@@ -49,9 +48,8 @@ class TableRef:
     node: exp.Table
     name: str
     schema: str | None
-    #: "catalog", "cte", "result", "function", "unknown", "path", "shadowing_cte",
-    #: "system" (an engine's own catalog: never governed) or "ambiguous" (scope unknown).
-    kind: str
+    #: "system" is an engine's own catalog (never governed); "ambiguous" has no known scope.
+    kind: TableKind
 
     @property
     def is_write_target(self) -> bool:
@@ -363,3 +361,8 @@ def _match_template(tokens: list, i: int) -> tuple[int, str] | None:
             return None
         j += 1
     return None
+
+
+#: :func:`normalize` named for what it does (in sqlglot "normalize" means boolean normal
+#: form). ``normalize`` stays for one release.
+parameterize_literals = normalize

@@ -29,7 +29,13 @@ from jupyter_gov.audit import (
     AuditTransaction,
     request_digest,
 )
-from jupyter_gov.errors import GovError
+from jupyter_gov.errors import (  # defined with the rest of the table; importable from here
+    ApprovalConflict,
+    ApprovalError,
+    ApprovalForbidden,
+    ApprovalNotFound,
+    ApprovalRefused,
+)
 from jupyter_gov.identity import Identity
 from jupyter_gov.policy import Policy
 
@@ -56,30 +62,6 @@ _ADDED_COLUMNS = {
 }
 
 _ID = re.compile(r"[0-9a-f]{6,32}")
-
-
-class ApprovalError(GovError):
-    """An approval step was refused; the message says why in one sentence."""
-
-
-class ApprovalNotFound(ApprovalError):
-    """No request has that id."""
-
-
-class ApprovalForbidden(ApprovalError):
-    """The caller may not take this step (their own request, or not an approver)."""
-
-
-class ApprovalConflict(ApprovalError):
-    """The request is in a state that does not allow this step (another call won the race)."""
-
-
-class ApprovalRefused(ApprovalError):
-    """An approval could not be used for a run; ``rule`` names why, for the audit."""
-
-    def __init__(self, message: str, rule: str) -> None:
-        super().__init__(message)
-        self.rule = rule
 
 
 @dataclass
@@ -236,14 +218,15 @@ def display_params(params: Mapping[str, Any] | Sequence[Any] | None) -> Any:
 
 
 def _params_json(params: Mapping[str, Any] | Sequence[Any] | None) -> str:
-    return json.dumps(_canonical(params), sort_keys=True, default=str)
+    return json.dumps(_params_in_order(params), sort_keys=True, default=str)
 
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _canonical(params: Mapping[str, Any] | Sequence[Any] | None) -> Any:
+def _params_in_order(params: Mapping[str, Any] | Sequence[Any] | None) -> Any:
+    """Named values sorted by name, positional ones as a list: one JSON form per binding."""
     if params is None:
         return None
     if isinstance(params, Mapping):

@@ -1,7 +1,9 @@
 """``jupyter-gov``: a thin command line over the same engine the magic uses.
 
-Exit status: 0 ran, 3 denied, 4 approval required, 2 usage or policy error, 1 other
-failure (database down, audit store unwritable). ``--format json`` prints one object.
+Exit status: 0 ran, 1 failed (database, audit store), 2 usage or configuration, 3 denied,
+4 approval required, 5 approval step refused, 6 not signed in or identity refused. Each
+error class carries its own (``GovError.exit_code``; the table is ``docs/errors.md``).
+``--format json`` prints one object.
 """
 
 from __future__ import annotations
@@ -12,15 +14,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from jupyter_gov.approvals import ApprovalError
 from jupyter_gov.audit import AuditStore
 from jupyter_gov.config import resolve, resolve_store
 from jupyter_gov.engine import GovernedSession
-from jupyter_gov.errors import GovError, IdentityError, PolicyError
+from jupyter_gov.errors import EXIT_FAILED, ApprovalRequired, GovError, QueryDenied, UsageError
 from jupyter_gov.policy import Policy
-from jupyter_gov.result import ApprovalRequired, QueryDenied, banner_text
+from jupyter_gov.result import banner_text
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DENIED, EXIT_APPROVAL = 0, 1, 2, 3, 4
+EXIT_OK = 0
 
 
 def _config_options(parser: argparse.ArgumentParser) -> None:
@@ -131,15 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _dispatch(args)
-    except (PolicyError, IdentityError) as error:
-        print(f"jupyter-gov: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except ApprovalError as error:
-        print(f"jupyter-gov: {error}", file=sys.stderr)
-        return EXIT_DENIED
     except GovError as error:
         print(f"jupyter-gov: {error}", file=sys.stderr)
-        return EXIT_FAILED
+        return error.exit_code
     except KeyboardInterrupt:
         print("jupyter-gov: interrupted.", file=sys.stderr)
         return 130
@@ -194,7 +189,7 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.isidentifier():
-            raise PolicyError(f"--param takes NAME=VALUE, not {pair!r}.")
+            raise UsageError(f"--param takes NAME=VALUE, not {pair!r}.")
         params[name] = value
     return params
 
@@ -212,7 +207,8 @@ def _run_query(args: argparse.Namespace) -> int:
             print(banner_text(plan, session.identity))
             if plan.rewritten_sql:
                 print("\n" + plan.rewritten_sql)
-        return {"allow": EXIT_OK, "deny": EXIT_DENIED}.get(plan.decision, EXIT_APPROVAL)
+        stopped = {"deny": QueryDenied, "approval_required": ApprovalRequired}.get(plan.decision)
+        return stopped.exit_code if stopped is not None else EXIT_OK
     try:
         result = session.sql(
             sql,
@@ -223,7 +219,6 @@ def _run_query(args: argparse.Namespace) -> int:
             unmask=unmask,
         )
     except (QueryDenied, ApprovalRequired) as stopped:
-        status = EXIT_DENIED if isinstance(stopped, QueryDenied) else EXIT_APPROVAL
         if args.format == "json":
             payload = {
                 **stopped.plan.to_dict(),
@@ -234,7 +229,7 @@ def _run_query(args: argparse.Namespace) -> int:
             print(json.dumps(payload, default=str))
         else:
             print(banner_text(stopped.plan, session.identity), file=sys.stderr)
-        return status
+        return stopped.exit_code
     if args.format == "json":
         print(json.dumps(result.to_dict(), default=str))
     else:
@@ -305,7 +300,7 @@ def _approvals(args: argparse.Namespace) -> int:
             )
         return EXIT_OK
     if not args.id:
-        raise PolicyError(f"approvals {args.action} needs a request id.")
+        raise UsageError(f"approvals {args.action} needs a request id.")
     identity = session.identity
     if args.action == "show":
         request = store.get(args.id)
@@ -358,7 +353,7 @@ def _policy(args: argparse.Namespace) -> int:
         policy = Policy.load(args.file)
         print(
             f"{args.file}: ok (policy {policy.name!r}, {len(policy.roles)} roles, "
-            f"{len(policy.connections)} connections, hash {policy.hash[:12]})"
+            f"{len(policy.connections)} connections, hash {policy.short_hash})"
         )
         return EXIT_OK
     if args.policy_command == "schema":

@@ -128,6 +128,19 @@ class GovernedSession:
             self._connectors[connection.name] = open_connector(connection)
         return self._connectors[connection.name]
 
+    def use_connector(self, name: str, connector: Connector) -> None:
+        """Serve the policy's connection ``name`` with an already open connector.
+
+        Why: several sessions (tests, one kernel acting as several users) then share one
+        database instead of each opening its own. The policy still governs every statement.
+        """
+        self._connectors[self.policy.connection(name).name] = connector
+
+    def dialect(self, connection: str | None = None) -> str:
+        """The sqlglot dialect statements on ``connection`` are parsed and rendered in."""
+        conn = self.policy.connection(connection or self.default_connection)
+        return conn.dialect or self.connector(conn.name).dialect
+
     def explain(
         self,
         text: str,
@@ -263,7 +276,7 @@ class GovernedSession:
             audit_fields={
                 "roles": list(plan.roles),
                 "policy_name": self.policy.name,
-                "policy_version": self.policy.hash[:12],
+                "policy_version": self.policy.short_hash,
                 "session_id": self.session_id,
             },
         )
@@ -396,7 +409,7 @@ class GovernedSession:
             identity=identity,
             roles=self.policy.roles_for(identity),
             connection=conn,
-            dialect=conn.dialect or self.connector(conn.name).dialect,
+            dialect=self.dialect(conn.name),
         )
 
     def _plan(
@@ -588,7 +601,7 @@ class GovernedSession:
             "session_id": self.session_id,
             "roles": list(plan.roles),
             "policy_name": self.policy.name,
-            "policy_version": self.policy.hash[:12],
+            "policy_version": self.policy.short_hash,
             "policy_hash": self.policy.hash,
             "connection": plan.connection,
             "statement": plan.normalized or None,
@@ -639,7 +652,7 @@ class GovernedSession:
             session_id=self.session_id,
             connection=connection,
             policy_name=self.policy.name,
-            policy_version=self.policy.hash[:12],
+            policy_version=self.policy.short_hash,
             policy_hash=self.policy.hash,
             decision="deny",
             rules=["identity"],

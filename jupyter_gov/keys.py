@@ -29,7 +29,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from jupyter_gov.errors import GovError
+from jupyter_gov.errors import MaskKeyError  # importable from here as before
 from jupyter_gov.files import private_dir
 
 #: The shortest key accepted, in bytes after decoding.
@@ -41,10 +41,6 @@ FILE_KEY_BYTES = 32
 
 KEY_FILE = "mask.key"
 MAKE_ONE = 'python -c "import secrets; print(secrets.token_hex(32))"'
-
-
-class MaskKeyError(GovError):
-    """The masking key is missing, weak or unreadable; nothing that masks can run."""
 
 
 def derived_keys(secret: bytes) -> dict[str, str]:

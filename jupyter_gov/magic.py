@@ -4,6 +4,7 @@
     %%gsql [CONNECTION] [-o NAME | NAME <<] [--purpose TEXT] [--limit N] [--user NAME]
     SELECT full_name, email FROM customers WHERE segment = {{ segment }} LIMIT 5
 
+``%gsql?`` lists every option (:data:`OPTIONS`, parsed with IPython's ``magic_arguments``).
 ``{{ var }}`` and ``:var`` are bound as parameters from the notebook's variables, never
 pasted into the SQL. User errors are one line (``UsageError``), never a traceback.
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 from sqlglot import exp
 from traitlets import Bool, Int, Unicode
@@ -26,10 +28,79 @@ from jupyter_gov.config import Settings, resolve
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.errors import GovError
 from jupyter_gov.policy import Policy
-from jupyter_gov.result import ApprovalRequired, Banner, QueryDenied, banner_html, banner_text
+from jupyter_gov.result import (
+    ApprovalRequired,
+    Banner,
+    QueryDenied,
+    banner_html,
+    banner_text,
+    identity_or_none,
+)
 
-_VALUE_OPTIONS = {"-o", "--out", "--purpose", "--limit", "--user", "--unmask", "--connection"}
-_FLAG_OPTIONS = {"--explain", "--tables", "--quiet"}
+#: The options of ``%gsql`` / ``%%gsql``, in the order ``%gsql?`` lists them. One table
+#: feeds IPython's parser (and so the usage text) and :func:`parse_line`, which needs to
+#: know which options take a value to find where the SQL of a one-line ``%gsql`` begins.
+OPTIONS = (
+    argument("-o", "--out", metavar="NAME", help="Keep the result in the variable NAME."),
+    argument(
+        "--connection",
+        metavar="NAME",
+        help="Run on this connection of the policy (or give its name first, as CONNECTION).",
+    ),
+    argument("--purpose", metavar="TEXT", help="Why you run this; recorded in the audit."),
+    argument("--limit", metavar="N", help="Server-side row limit for this statement."),
+    argument(
+        "--user",
+        metavar="NAME",
+        help="Act as this user (local identity provider only; recorded as unverified).",
+    ),
+    argument(
+        "--unmask",
+        metavar="TAGS",
+        help="Ask an approver to unmask these tags, comma-separated.",
+    ),
+    argument("--explain", action="store_true", help="Decide and rewrite, but run nothing."),
+    argument(
+        "--tables",
+        action="store_true",
+        help="List the connection's tables and what you see of each column.",
+    ),
+    argument("--quiet", action="store_true", help="Run (and keep with -o) without showing."),
+    argument(
+        "connection_name",
+        nargs="?",
+        metavar="CONNECTION",
+        help="A connection name of the policy, before anything else.",
+    ),
+    argument(
+        "sql",
+        nargs="*",
+        metavar="SQL",
+        help="%%%%gsql: the statement, in the cell body. %%gsql: the rest of the line.",
+    ),
+)
+
+#: Option word -> its long form, for the options that take a value.
+_VALUE_OPTIONS = {
+    word: option.args[-1]
+    for option in OPTIONS
+    if option.args[0].startswith("-") and option.kwds.get("action") != "store_true"
+    for word in option.args
+}
+_FLAG_OPTIONS = frozenset(
+    word for option in OPTIONS if option.kwds.get("action") == "store_true" for word in option.args
+)
+
+
+def with_options(options: tuple[argument, ...]) -> Any:
+    """``@magic_arguments()`` with ``options`` applied in order: the parser and ``%magic?``."""
+
+    def decorate(function: Any) -> Any:
+        for option in reversed(options):
+            function = option(function)
+        return magic_arguments()(function)
+
+    return decorate
 
 
 @dataclass
@@ -49,47 +120,46 @@ class CellArgs:
 
 
 def parse_line(line: str, cell: str | None, connections: set[str]) -> CellArgs:
-    """Split the magic line into options and (for ``%gsql``) the SQL that follows them."""
-    args = CellArgs()
+    """Split the magic line into options and (for ``%gsql``) the SQL that follows them.
+
+    The options go to IPython's ``magic_arguments`` parser; the SQL is kept verbatim,
+    quotes and all, so it is never tokenized as shell words.
+    """
+    words: list[str] = []
+    sql = ""
+    given_connection = False
     rest = line.strip()
     while rest:
-        try:
-            lexer = shlex.shlex(rest, posix=True, punctuation_chars=False)
-            lexer.whitespace_split = True
-            word = lexer.get_token() or ""
-            after = lexer.instream.read()
-        except ValueError as error:
-            raise UsageError(f"Could not read the %gsql options: {error}.") from None
+        word, after = _next_word(rest, "the %gsql options")
         following = after.lstrip()
         if word in _VALUE_OPTIONS:
-            try:
-                lexer2 = shlex.shlex(following, posix=True)
-                lexer2.whitespace_split = True
-                value = lexer2.get_token()
-                remainder = lexer2.instream.read()
-            except ValueError as error:
-                raise UsageError(f"Could not read the value of {word}: {error}.") from None
-            if value is None:
-                raise UsageError(f"{word} needs a value.")
-            _set_option(args, word, value)
+            if not following:
+                raise UsageError(f"{word} needs a value; see %gsql? for the options.")
+            value, remainder = _next_word(following, f"the value of {word}")
+            words.append(f"{_VALUE_OPTIONS[word]}={value}")  # a value may start with "-"
+            given_connection |= _VALUE_OPTIONS[word] == "--connection"
             rest = remainder.strip()
         elif word in _FLAG_OPTIONS:
-            setattr(args, word[2:], True)
+            words.append(word)
             rest = following
         elif following.startswith("<<") and word.isidentifier():
-            args.out = word
+            words.append(f"--out={word}")
             rest = following[2:].strip()
         elif word.startswith("--") or (word.startswith("-") and len(word) == 2):
-            raise UsageError(
-                f"Unknown option {word}; %gsql takes [CONNECTION] [-o NAME | NAME <<] "
-                "[--purpose TEXT] [--limit N] [--user NAME] [--unmask COLS] [--explain] [--tables]."
-            )
-        elif word in connections and args.connection is None and not args.sql:
-            args.connection = word
+            raise UsageError(f"Unknown option {word}; see %gsql? for the options.")
+        elif word in connections and not given_connection:
+            words.append(word)
+            given_connection = True
             rest = following
         else:
-            args.sql = rest
+            sql = rest
             break
+    try:
+        parsed = GovMagic.gsql.parser.parse_args(words)
+    except UsageError as error:
+        raise UsageError(f"%gsql: {error}; see %gsql? for the options.") from None
+    args = _cell_args(parsed)
+    args.sql = sql
     if cell is not None:
         if args.sql:
             raise UsageError(
@@ -99,23 +169,34 @@ def parse_line(line: str, cell: str | None, connections: set[str]) -> CellArgs:
     return args
 
 
-def _set_option(args: CellArgs, word: str, value: str) -> None:
-    if word in ("-o", "--out"):
-        if not value.isidentifier():
-            raise UsageError(f"{value!r} is not a valid variable name for -o.")
-        args.out = value
-    elif word == "--purpose":
-        args.purpose = value
-    elif word == "--limit":
-        if not value.isdigit():
-            raise UsageError(f"--limit takes a whole number of rows, not {value!r}.")
-        args.limit = int(value)
-    elif word == "--user":
-        args.user = value
-    elif word == "--unmask":
-        args.unmask = [v.strip() for v in value.split(",") if v.strip()]
-    elif word == "--connection":
-        args.connection = value
+def _next_word(text: str, what: str) -> tuple[str, str]:
+    """The first shell word of ``text`` and the raw text after it."""
+    try:
+        lexer = shlex.shlex(text, posix=True)
+        lexer.whitespace_split = True
+        word = lexer.get_token() or ""
+        return word, lexer.instream.read()
+    except ValueError as error:
+        raise UsageError(f"Could not read {what}: {error}.") from None
+
+
+def _cell_args(parsed: Any) -> CellArgs:
+    """Check the values the parser gave and turn them into :class:`CellArgs`."""
+    if parsed.out is not None and not parsed.out.isidentifier():
+        raise UsageError(f"{parsed.out!r} is not a valid variable name for -o.")
+    if parsed.limit is not None and not parsed.limit.isdigit():
+        raise UsageError(f"--limit takes a whole number of rows, not {parsed.limit!r}.")
+    return CellArgs(
+        connection=parsed.connection or parsed.connection_name,
+        out=parsed.out,
+        purpose=parsed.purpose,
+        limit=int(parsed.limit) if parsed.limit is not None else None,
+        user=parsed.user,
+        unmask=[v.strip() for v in (parsed.unmask or "").split(",") if v.strip()],
+        explain=parsed.explain,
+        tables=parsed.tables,
+        quiet=parsed.quiet,
+    )
 
 
 @magics_class
@@ -182,8 +263,16 @@ class GovMagic(Magics, Configurable):
     # -- magics --------------------------------------------------------------------------
 
     @line_cell_magic
+    @with_options(OPTIONS)
     def gsql(self, line: str = "", cell: str | None = None) -> Any:
-        """Run SQL through the governed proxy. ``%gsql?`` for the options."""
+        """Run SQL through the governed proxy: checked, masked, audited.
+
+        %%gsql [options] [CONNECTION] [NAME <<]   the SQL in the cell body
+        %gsql [options] [CONNECTION] SQL          the SQL on the rest of the line
+
+        NAME << is the same as -o NAME. {{ var }} and :var are bound from the notebook's
+        variables as parameters, never pasted into the SQL.
+        """
         try:
             policy = self.loaded_policy()
             args = parse_line(line, cell, set(policy.connections))
@@ -209,7 +298,7 @@ class GovMagic(Magics, Configurable):
                 unmask=args.unmask,
             )
         except QueryDenied as denied:
-            display(Banner(denied.plan, _identity_or_none(session)))
+            display(Banner(denied.plan, identity_or_none(session)))
             return None
         except ApprovalRequired as pending:
             return self._approval_required(pending, args, sql, params, session)
@@ -225,19 +314,22 @@ class GovMagic(Magics, Configurable):
     def _approval_required(
         self, pending: ApprovalRequired, args: Any, sql: Any, params: Any, session: Any
     ) -> Any:
-        """Show the approval widget when the approvals module is there, else the banner."""
+        """Show the approval widget, or the banner where ipywidgets is not installed."""
         try:
             from jupyter_gov.widgets import approval_widget_for
         except ImportError:
-            display(Banner(pending.plan, _identity_or_none(session)))
+            display(Banner(pending.plan, identity_or_none(session)))
             return None
         return approval_widget_for(self, pending, args, sql, params, session)
 
     @line_magic
+    @magic_arguments()
+    @argument("user", nargs="?", metavar="USER", help="Ask as this user (local provider only).")
     def gsql_whoami(self, line: str = "") -> str:
         """Who the proxy thinks you are, and your roles."""
+        parsed = parse_options(self.gsql_whoami, line)
         try:
-            session = self.session(line.strip() or None)
+            session = self.session(parsed.user)
             identity = session.identity
         except GovError as error:
             raise UsageError(str(error)) from None
@@ -245,21 +337,25 @@ class GovMagic(Magics, Configurable):
         state = "verified" if identity.verified else "unverified"
         print(
             f"{identity.display_name} [{identity.subject}] via {identity.auth_method} "
-            f"({state}); roles: {roles}; policy {session.policy.name}@{session.policy.hash[:12]}"
+            f"({state}); roles: {roles}; policy {session.policy.name}@{session.policy.short_hash}"
         )
         return None
 
     @line_magic
+    @magic_arguments()
+    @argument(
+        "--flow",
+        choices=("device", "browser"),
+        default="device",
+        help="device (default): a code and a link, shown as a widget; browser: opens a "
+        "browser on this machine (local kernels only).",
+    )
     def gsql_login(self, line: str = "") -> Any:
-        """Sign in with the policy's identity provider: ``%gsql_login [--flow device|browser]``.
+        """Sign in with the policy's identity provider.
 
-        The device flow shows the code and link as a widget and waits in the background;
-        ``browser`` opens a browser on this machine (local kernels only).
+        The device flow shows the code and link as a widget and waits in the background.
         """
-        words = line.split()
-        flow = words[words.index("--flow") + 1] if "--flow" in words[:-1] else "device"
-        if flow not in ("device", "browser"):
-            raise UsageError("--flow takes device or browser.")
+        flow = parse_options(self.gsql_login, line).flow
         try:
             from jupyter_gov.signin import login_in_notebook
 
@@ -273,10 +369,12 @@ class GovMagic(Magics, Configurable):
         return None
 
     @line_magic
+    @magic_arguments()
     def gsql_logout(self, line: str = "") -> None:
         """Forget the cached sign-in (token cache included)."""
         from jupyter_gov.identity.factory import logout
 
+        parse_options(self.gsql_logout, line)
         session = self.session()
         try:
             identity = session.identity
@@ -293,7 +391,7 @@ class GovMagic(Magics, Configurable):
         self, sql: str, session: GovernedSession, connection: str | None
     ) -> tuple[str, dict[str, Any]]:
         """Turn ``{{ var }}`` into ``:var`` and collect the values of every ``:var`` used."""
-        dialect = session._context(session.identity, connection).dialect
+        dialect = session.dialect(connection)
         sql, _ = analysis.template_to_placeholders(sql, dialect)
         try:
             statements = analysis.parse(sql, dialect)
@@ -356,11 +454,13 @@ class TableListing:
         return f"{title}<table>{head}{body}</table>"
 
 
-def _identity_or_none(session: GovernedSession) -> Any:
+def parse_options(magic: Any, line: str) -> Any:
+    """Parse a magic's line with its ``magic_arguments``; a bad one is one sentence."""
     try:
-        return session.identity
-    except GovError:  # the banner is still useful without a name
-        return None
+        return parse_argstring(magic, line)
+    except UsageError as error:
+        name = getattr(magic, "__name__", "the magic")
+        raise UsageError(f"%{name}: {error}; see %{name}? for the options.") from None
 
 
 class _Explained:

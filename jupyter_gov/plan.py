@@ -279,7 +279,7 @@ def _rewrite(
         final = exp.select("*").from_(tree.subquery("_gov_limited")).limit(limit)
     statement.placeholders = tuple(dict.fromkeys(_placeholders(final)))
     statement.sql = final.sql(dialect=ctx.dialect)
-    statement.audited_sql = analysis.normalize(final, ctx.dialect)
+    statement.audited_sql = analysis.parameterize_literals(final, ctx.dialect)
     return findings
 
 

@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
+# QueryDenied and ApprovalRequired live in errors.py; importable from here as before.
+from jupyter_gov.errors import ApprovalRequired as ApprovalRequired
 from jupyter_gov.errors import GovError
+from jupyter_gov.errors import QueryDenied as QueryDenied
 
 if TYPE_CHECKING:
     from jupyter_gov.identity import Identity
@@ -19,23 +22,13 @@ _LABELS = {"allow": "allowed", "deny": "denied", "approval_required": "approval 
 _COLORS = {"allow": "#1a7f37", "deny": "#cf222e", "approval_required": "#9a6700"}
 
 
-class QueryDenied(GovError):
-    """The policy denied the statement; ``plan`` says which rules and why."""
-
-    def __init__(self, plan: Plan, audit_id: int | None = None) -> None:
-        self.plan = plan
-        self.audit_id = audit_id
-        super().__init__(" ".join(plan.reasons) or "The statement was denied.")
-
-
-class ApprovalRequired(GovError):
-    """The statement may run only after someone else approves it."""
-
-    def __init__(self, plan: Plan, audit_id: int | None = None, query_id: str = "") -> None:
-        self.plan = plan
-        self.audit_id = audit_id
-        self.query_id = query_id
-        super().__init__(" ".join(plan.reasons) or "The statement needs an approval.")
+def identity_or_none(session: Any) -> Identity | None:
+    """The session's identity, or None when it has none (expired, signed out): a banner
+    saying what was decided is still useful without a name."""
+    try:
+        return session.identity
+    except GovError:
+        return None
 
 
 def banner_text(
@@ -151,8 +144,14 @@ class GovernedResult:
         return list(self._table.column_names)
 
     @property
-    def rows(self) -> int:
+    def row_count(self) -> int:
+        """How many rows the result holds (``to_dict()["rows"]`` holds the rows themselves)."""
         return self._table.num_rows
+
+    @property
+    def rows(self) -> int:
+        """The row count, as :attr:`row_count`; kept for existing notebooks and scripts."""
+        return self.row_count
 
     def __len__(self) -> int:
         return self._table.num_rows
@@ -178,7 +177,7 @@ class GovernedResult:
             **self.plan.to_dict(),
             "columns": self.columns,
             "rows": rows,
-            "row_count": self.rows,
+            "row_count": self.row_count,
             "duration_ms": round(self.duration_ms, 3),
             "audit_id": self.audit_id,
             "query_id": self.query_id,
@@ -187,7 +186,7 @@ class GovernedResult:
     # -- display -------------------------------------------------------------------------
 
     def banner(self) -> str:
-        return banner_text(self.plan, self.identity, self.rows, self.duration_ms)
+        return banner_text(self.plan, self.identity, self.row_count, self.duration_ms)
 
     def _preview(self, limit: int) -> list[list[str]]:
         head = self._table.slice(0, limit)
@@ -205,8 +204,8 @@ class GovernedResult:
 
         lines = [self.banner(), fmt(self.columns), "-+-".join("-" * w for w in widths)]
         lines += [fmt(r) for r in rows]
-        if self.rows > limit:
-            lines.append(f"… {self.rows - limit:,} more rows (displaylimit={limit})")
+        if self.row_count > limit:
+            lines.append(f"… {self.row_count - limit:,} more rows (displaylimit={limit})")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -223,12 +222,12 @@ class GovernedResult:
             for row in self._preview(limit)
         )
         more = (
-            f"<div style='font-size:11px;opacity:.7'>{self.rows - limit:,} more rows not shown "
-            f"(displaylimit={limit}); use .df() or -o NAME for all of them.</div>"
-            if self.rows > limit
+            f"<div style='font-size:11px;opacity:.7'>{self.row_count - limit:,} more rows not "
+            f"shown (displaylimit={limit}); use .df() or -o NAME for all of them.</div>"
+            if self.row_count > limit
             else ""
         )
-        banner = banner_html(self.plan, self.identity, self.rows, self.duration_ms)
+        banner = banner_html(self.plan, self.identity, self.row_count, self.duration_ms)
         table = f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
         return f"{banner}<table class='jp-gov-result'>{table}</table>{more}"
 

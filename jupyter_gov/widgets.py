@@ -21,7 +21,7 @@ from markupsafe import Markup, escape
 
 from jupyter_gov.approvals import ApprovalRequest
 from jupyter_gov.errors import GovError
-from jupyter_gov.result import ApprovalRequired, banner_html, banner_text
+from jupyter_gov.result import ApprovalRequired, banner_html, banner_text, identity_or_none
 
 _STATE_COLORS = {
     "pending": "#9a6700",
@@ -168,7 +168,7 @@ class ApprovalRequestWidget:
         self.error: str | None = None
         self._stop = threading.Event()
 
-        self.banner = widgets.HTML(banner_html(self.plan, _identity(session)))
+        self.banner = widgets.HTML(banner_html(self.plan, identity_or_none(session)))
         self.statement = widgets.HTML(highlight_sql(sql.strip()))
         self.justification = widgets.Textarea(
             value=purpose or "",
@@ -276,7 +276,7 @@ class ApprovalRequestWidget:
             detail = f"approved by {request.decided_by_name or 'break-glass'}"
             detail += f": “{request.comment}”" if request.comment else ""
             if self.result is not None:
-                detail += f" · ran, {self.result.rows:,} rows"
+                detail += f" · ran, {self.result.row_count:,} rows"
         elif request.state == "denied":
             detail = f"denied by {request.decided_by_name}: “{request.comment}”"
         else:
@@ -301,7 +301,7 @@ class ApprovalRequestWidget:
 
     def __repr__(self) -> str:
         state = self.request.state if self.request else "not requested yet"
-        return f"{banner_text(self.plan, _identity(self.session))}\napproval: {state}"
+        return f"{banner_text(self.plan, identity_or_none(self.session))}\napproval: {state}"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return _with_text(self.widget._repr_mimebundle_(**kwargs), repr(self))
@@ -386,13 +386,6 @@ class ApprovalInbox:
         return _with_text(self.widget._repr_mimebundle_(**kwargs), repr(self))
 
 
-def _identity(session: Any) -> Any:
-    try:
-        return session.identity
-    except GovError:
-        return None
-
-
 def approval_widget_for(
     magic: Any, pending: ApprovalRequired, args: Any, sql: str, params: Any, session: Any
 ) -> ApprovalRequestWidget:
@@ -415,11 +408,16 @@ def approval_widget_for(
 def register_widget_magics(ipython: Any, magic: Any) -> None:
     """Register ``%gsql_approvals [--user NAME]``: the approver's inbox."""
 
-    def gsql_approvals(line: str = "") -> ApprovalInbox:
-        from IPython.core.error import UsageError
+    from IPython.core.error import UsageError
+    from IPython.core.magic_arguments import argument, magic_arguments
 
-        words = line.split()
-        user = words[words.index("--user") + 1] if "--user" in words[:-1] else None
+    from jupyter_gov.magic import parse_options
+
+    @magic_arguments()
+    @argument("--user", metavar="NAME", help="Act as this user (local identity provider only).")
+    def gsql_approvals(line: str = "") -> ApprovalInbox:
+        """Pending requests you may approve, with Approve and Deny buttons."""
+        user = parse_options(gsql_approvals, line).user
         try:
             return ApprovalInbox(magic.session(user))
         except GovError as error:

@@ -51,7 +51,7 @@ def session_for(
 
     def make(user: str, policy: Policy | None = None) -> GovernedSession:
         session = GovernedSession(policy or demo_policy, user)
-        session._connectors["demo"] = demo_connector
+        session.use_connector("demo", demo_connector)
         return session
 
     return make

@@ -28,7 +28,8 @@ def team():
     alice = GovernedSession(None, "alice")
     dave = GovernedSession(alice.policy, "dave", audit=alice.audit)
     bob = GovernedSession(alice.policy, "bob", audit=alice.audit)
-    dave._connectors = bob._connectors = alice._connectors  # one private demo database
+    for other in (dave, bob):  # one private demo database
+        other.use_connector("demo", alice.connector("demo"))
     return alice, bob, dave
 
 
@@ -173,7 +174,7 @@ def test_break_glass_needs_policy_role_and_justification_and_is_flagged(team):
     data = json.loads(json.dumps(alice.policy.data))
     data["approvals"]["break_glass"] = {"roles": ["admin"]}
     session = GovernedSession(Policy(data), "alice", audit=alice.audit)
-    session._connectors = alice._connectors
+    session.use_connector("demo", alice.connector("demo"))
     with pytest.raises(ApprovalError, match="justification is required"):
         session.sql(UPDATE, break_glass=" ")
     result = session.sql(UPDATE, break_glass="INC-42: refund fraud stop")

@@ -97,7 +97,7 @@ def test_impersonation_needs_the_local_provider(capsys, tmp_path):
         "roles: {r: {groups: [g]}}\nconnections: {d: {url: 'duckdb:demo'}}\n"
     )
     status, _, err = run(capsys, "query", "--policy", str(policy), "--user", "alice", "SELECT 1")
-    assert status == 2 and "only allowed with the local identity provider" in err
+    assert status == 6 and "only allowed with the local identity provider" in err
 
 
 @pytest.mark.parametrize("argv", [["query"], ["frobnicate"]])
@@ -126,7 +126,7 @@ def test_approvals_round_trip_on_the_command_line(capsys):
     status, out, _ = run(capsys, "approvals", "list", "--user", "dave", "--format", "json")
     assert status == 0 and [r["id"] for r in json.loads(out)] == [request.id]
     status, _, err = run(capsys, "approvals", "approve", request.id, "--user", "alice")
-    assert status == 3 and "their own request" in err
+    assert status == 5 and "their own request" in err
     status, out, _ = run(
         capsys,
         "approvals",
@@ -143,4 +143,4 @@ def test_approvals_round_trip_on_the_command_line(capsys):
     status, _, err = run(
         capsys, "approvals", "deny", request.id, "--user", "dave", "--comment", "changed my mind"
     )
-    assert status == 3 and "already approved" in err
+    assert status == 5 and "already approved" in err

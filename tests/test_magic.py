@@ -19,7 +19,7 @@ def shell(demo_connector):
 
     def session(user=None):  # share the demo database built once per test run
         s = original(user)
-        s._connectors["demo"] = demo_connector
+        s.use_connector("demo", demo_connector)
         return s
 
     magic.session = session
@@ -154,3 +154,117 @@ def test_whoami_shows_roles_and_policy(shell, capsys):
     shell.run_line_magic("gsql_whoami", "carol")
     out = capsys.readouterr().out
     assert "Carol [carol] via local (unverified); roles: analyst; policy demo@" in out
+
+
+# -- options: one parser (IPython's magic_arguments), complete usage, one-sentence errors ----
+
+EVERY_OPTION = (
+    "-o NAME",
+    "--out NAME",
+    "--connection NAME",
+    "--purpose TEXT",
+    "--limit N",
+    "--user NAME",
+    "--unmask TAGS",
+    "--explain",
+    "--tables",
+    "--quiet",
+    "CONNECTION",
+    "NAME <<",
+)
+
+
+@pytest.mark.parametrize("magic", ["%gsql", "%%gsql"])
+def test_help_lists_every_option(shell, magic):
+    shown = shell.object_inspect_mime(magic)["text/plain"]
+    missing = [option for option in EVERY_OPTION if option not in shown]
+    assert missing == []
+
+
+def test_every_option_in_the_usage_is_one_the_magic_accepts():
+    from jupyter_gov.magic import OPTIONS
+
+    flags = {word for option in OPTIONS for word in option.args if word.startswith("-")}
+    assert flags == {
+        "-o",
+        "--out",
+        "--connection",
+        "--purpose",
+        "--limit",
+        "--user",
+        "--unmask",
+        "--explain",
+        "--tables",
+        "--quiet",
+    }
+
+
+def test_quiet_keeps_the_result_without_showing_it(shell):
+    shown = shell.run_cell_magic("gsql", "--user bob --quiet -o kept", "SELECT 1 AS one")
+    assert shown is None and shell.user_ns["kept"].fetchall() == [(1,)]
+
+
+def test_connection_option_chooses_the_connection(shell):
+    result = shell.run_cell_magic("gsql", "--user bob --connection demo", "SELECT 1 AS one")
+    assert result.plan.connection == "demo"
+
+
+def test_an_unknown_connection_is_one_sentence(shell):
+    with pytest.raises(UsageError, match="There is no connection named 'nope'"):
+        shell.run_cell_magic("gsql", "--user bob --connection nope", "SELECT 1")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("--limit many", "--limit takes a whole number of rows, not 'many'"),
+        ("--limit", "--limit needs a value"),
+        ("-o 2x", "'2x' is not a valid variable name for -o"),
+        ("--purpose 'unclosed", "Could not read the value of --purpose"),
+        ("-x", "Unknown option -x; see %gsql?"),
+    ],
+)
+def test_a_bad_option_is_one_sentence(shell, line, message):
+    with pytest.raises(UsageError) as caught:
+        shell.run_cell_magic("gsql", line, "SELECT 1")
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_bad_options_never_show_a_traceback(shell, capsys):
+    outcome = shell.run_cell("%%gsql --limit many\nSELECT 1")
+    shown = capsys.readouterr()
+    assert "Traceback" not in shown.out + shown.err
+    assert isinstance(outcome.error_in_exec, UsageError)
+
+
+def test_login_flow_takes_device_or_browser(shell):
+    with pytest.raises(UsageError, match="invalid choice: 'sideways'"):
+        shell.run_line_magic("gsql_login", "--flow sideways")
+
+
+def test_logout_takes_no_arguments(shell):
+    with pytest.raises(UsageError, match="unrecognized arguments: now"):
+        shell.run_line_magic("gsql_logout", "now")
+
+
+def test_the_session_seams_are_public(shell, demo_connector):
+    magic = shell.magics_manager.registry["GovMagic"]
+    session = magic.session("bob")
+    session.use_connector("demo", demo_connector)
+    assert session.connector("demo") is demo_connector
+    assert session.dialect("demo") == "duckdb"
+
+
+def test_a_result_counts_its_rows_as_row_count(shell):
+    result = shell.run_cell_magic("gsql", "--user bob", "SELECT order_id FROM orders LIMIT 3")
+    assert result.row_count == result.rows == 3  # ``rows`` stays as the count's old name
+    payload = result.to_dict()
+    assert payload["row_count"] == 3 and len(payload["rows"]) == 3
+
+
+def test_whoami_shows_the_policys_short_hash(shell, capsys):
+    magic = shell.magics_manager.registry["GovMagic"]
+    policy = magic.loaded_policy()
+    shell.run_line_magic("gsql_whoami", "bob")
+    assert f"policy {policy.name}@{policy.short_hash}" in capsys.readouterr().out
+    assert policy.short_hash == policy.hash[:12]

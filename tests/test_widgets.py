@@ -76,7 +76,8 @@ def team():
     alice = GovernedSession(None, "alice")
     dave = GovernedSession(alice.policy, "dave", audit=alice.audit)
     bob = GovernedSession(alice.policy, "bob", audit=alice.audit)
-    dave._connectors = bob._connectors = alice._connectors
+    for other in (dave, bob):
+        other.use_connector("demo", alice.connector("demo"))
     return alice, bob, dave
 
 

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from sqlglot import exp
 
-from jupyter_gov.errors import ConnectionFailed, GovError
+from jupyter_gov.errors import ConnectionFailed
+from jupyter_gov.errors import MaskUnsupported as MaskUnsupported  # importable from here
 
 if TYPE_CHECKING:
     from jupyter_gov.connectors.base import Connector
@@ -33,10 +34,6 @@ if TYPE_CHECKING:
 ParamStyle = Literal[
     "qmark", "numeric", "named", "format", "pyformat", "dollar", "dollar_numeric", "at"
 ]
-
-
-class MaskUnsupported(GovError):
-    """An engine lacks a building block a mask needs; the plan is denied, never sent."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 from jupyter_gov.connectors.profile import Profile
-from jupyter_gov.errors import ConnectionFailed
+from jupyter_gov.errors import UnknownBackend  # importable from here as before
 
 if TYPE_CHECKING:
     from jupyter_gov.connectors.base import Connector
@@ -50,10 +50,6 @@ _by_name: dict[str, Profile] = {}
 _by_scheme: dict[str, Profile] = {}
 _loaded = False
 _lock = threading.RLock()
-
-
-class UnknownBackend(ConnectionFailed):
-    """No profile answers a URL's scheme."""
 
 
 def register(profile: Profile, *, replace: bool = False) -> Profile:

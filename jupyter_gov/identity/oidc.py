@@ -19,7 +19,7 @@ from typing import Any
 import jwt
 import requests
 
-from jupyter_gov.errors import IdentityError
+from jupyter_gov.errors import IdentityError, TokenRejected  # TokenRejected: importable here
 from jupyter_gov.identity.base import Identity
 from jupyter_gov.identity.http import isolated_session
 
@@ -28,10 +28,6 @@ from jupyter_gov.identity.http import isolated_session
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 
 DEFAULT_GROUP_CLAIMS = ("groups", "roles")
-
-
-class TokenRejected(IdentityError):
-    """A token failed validation; the message says which check, never the token."""
 
 
 class TokenValidator:

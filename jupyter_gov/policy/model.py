@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from jupyter_gov.errors import ConnectionFailed, PolicyError
+from jupyter_gov.errors import ConnectionFailed, PolicyError, UnknownConnection
 from jupyter_gov.identity.base import Identity
 from jupyter_gov.identity.tenants import config_is_multi_tenant
 from jupyter_gov.policy import loader
@@ -325,6 +325,12 @@ class Policy:
         return tuple(name for name, role in self.roles.items() if role.matches(identity))
 
     @property
+    def short_hash(self) -> str:
+        """The first 12 hex digits of :attr:`hash`: what people read and the audit records
+        as ``policy_version`` (``version`` is the schema's own version number)."""
+        return self.hash[:12]
+
+    @property
     def default_connection(self) -> str:
         for connection in self.connections.values():
             if connection.default:
@@ -336,7 +342,7 @@ class Policy:
         try:
             return self.connections[name]
         except KeyError:
-            raise PolicyError(
+            raise UnknownConnection(
                 f"There is no connection named {name!r} in policy {self.name!r}; "
                 f"choose one of {sorted(self.connections)}."
             ) from None

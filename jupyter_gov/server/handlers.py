@@ -9,10 +9,11 @@
 ``POST approvals/{id}/approve|deny``  decide, as the identity the configured provider gives
 
 Bad parameters (absurd, negative, non-numeric, not UTF-8) are answered with a JSON 400 whose
-``message`` is one sentence naming the parameter; an audit store that cannot be opened or
-read with a JSON 503; anything unexpected with a one-sentence 500, never a traceback. Only
-approval decisions write to the audit, as events in its hash chain, under the approver's
-own identity.
+``message`` is one sentence naming the parameter. A :class:`~jupyter_gov.errors.GovError`
+is answered with its class's ``http_status`` (the table in ``docs/errors.md``: an audit store
+that cannot be opened or read is a 503, an unknown approval a 404, ...) and its sentence;
+anything unexpected with a one-sentence 500, never a traceback. Only approval decisions
+write to the audit, as events in its hash chain, under the approver's own identity.
 """
 
 from __future__ import annotations
@@ -31,15 +32,9 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from jupyter_gov.approvals import (
-    STATES,
-    ApprovalConflict,
-    ApprovalForbidden,
-    ApprovalNotFound,
-    ApprovalStore,
-)
+from jupyter_gov.approvals import STATES, ApprovalStore
 from jupyter_gov.audit import KINDS, AuditReader
-from jupyter_gov.errors import AuditError, GovError
+from jupyter_gov.errors import GovError
 
 if TYPE_CHECKING:
     from jupyter_gov.server.app import GovCore
@@ -120,10 +115,17 @@ class GovAPIHandler(APIHandler):
             raise tornado.web.HTTPError(400, f"{what} is not valid UTF-8.") from None
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Every error is JSON with a one-sentence ``message``; never a traceback."""
+        """Every error is JSON with a one-sentence ``message``; never a traceback.
+
+        A :class:`GovError` escaping a handler answers with its class's ``http_status``.
+        """
         exc_info = kwargs.get("exc_info")
         error = exc_info[1] if exc_info else None
-        if isinstance(error, tornado.web.HTTPError) and error.log_message:
+        if isinstance(error, GovError):
+            status_code = error.http_status
+            self.set_status(status_code)
+            message = str(error)
+        elif isinstance(error, tornado.web.HTTPError) and error.log_message:
             message = error.log_message
         elif status_code >= 500:
             message = "The jupyter-gov API failed unexpectedly; the server log says why."
@@ -132,22 +134,28 @@ class GovAPIHandler(APIHandler):
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.log.warning("jupyter-gov API %s: %s", status_code, message)
-        self.finish(json.dumps({"message": message, "reason": self._reason}))
+        body = {"message": message, "reason": self._reason}
+        if isinstance(error, GovError):
+            body["error"] = type(error).__name__
+        self.finish(json.dumps(body))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """A :class:`GovError` is a user's error, logged by :meth:`write_error` in one line."""
+        if isinstance(value, GovError):
+            return
+        super().log_exception(typ, value, tb)
 
     # -- the store -----------------------------------------------------------------------
 
     def store(self) -> AuditReader:
         """The core's audit store, opened on first use so a bad path only fails requests."""
-        try:
-            return self.core.audit()
-        except GovError as error:
-            raise tornado.web.HTTPError(503, str(error)) from error
+        return self.core.audit()
 
     async def in_thread(self, function: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a blocking store call off the event loop; store errors become a JSON 503."""
+        """Run a blocking store call off the event loop; a SQLite error becomes a JSON 503."""
         try:
             return await asyncio.to_thread(function, *args, **kwargs)
-        except (AuditError, sqlite3.Error) as error:
+        except sqlite3.Error as error:
             raise tornado.web.HTTPError(503, f"The audit store cannot be read: {error}") from error
 
     # -- parameters ----------------------------------------------------------------------
@@ -350,10 +358,7 @@ class StatsHandler(GovAPIHandler):
 
 
 class PolicyHandler(GovAPIHandler):
-    """``GET policy``: a summary of the configured policy, ``{}`` when none is configured.
-
-    Kept on its own so the lead can swap in the engine's own summary function.
-    """
+    """``GET policy``: a summary of the configured policy, ``{}`` when none is configured."""
 
     @tornado.web.authenticated
     @authorized
@@ -444,16 +449,7 @@ class ApprovalDecisionHandler(GovAPIHandler):
             comment.encode("utf-8")  # a lone surrogate ("\ud800") cannot be stored
         except UnicodeEncodeError:
             raise tornado.web.HTTPError(400, "'comment' must be valid Unicode text.") from None
-        try:
-            request = await self.in_thread(decide_approval, self.core, request_id, action, comment)
-        except ApprovalNotFound as error:
-            raise tornado.web.HTTPError(404, str(error)) from error
-        except ApprovalForbidden as error:
-            raise tornado.web.HTTPError(403, str(error)) from error
-        except ApprovalConflict as error:
-            raise tornado.web.HTTPError(409, str(error)) from error
-        except GovError as error:
-            raise tornado.web.HTTPError(400, str(error)) from error
+        request = await self.in_thread(decide_approval, self.core, request_id, action, comment)
         self.reply(request)
 
 

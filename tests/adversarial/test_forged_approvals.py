@@ -23,7 +23,7 @@ def team():
     """alice (admin) and dave (approver) on one private demo database and one store."""
     alice = GovernedSession(None, "alice")
     dave = GovernedSession(alice.policy, "dave", audit=alice.audit)
-    dave._connectors = alice._connectors
+    dave.use_connector("demo", alice.connector("demo"))
     return alice, dave
 
 

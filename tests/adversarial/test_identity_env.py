@@ -66,7 +66,7 @@ def hub_session(hub: Any, demo_connector: Any, monkeypatch: pytest.MonkeyPatch, 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     session = GovernedSession(hub_policy())
-    session._connectors["demo"] = demo_connector
+    session.use_connector("demo", demo_connector)
     return session
 
 

@@ -131,7 +131,7 @@ def shell(demo_connector):
 
     def session(user=None):
         s = original(user)
-        s._connectors.setdefault("demo", demo_connector)
+        s.use_connector("demo", demo_connector)
         return s
 
     magic.session = session

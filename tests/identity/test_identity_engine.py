@@ -37,7 +37,7 @@ def msal_policy(oidc_server: Any) -> Policy:
 
 def session_with(policy: Policy, provider: Any, demo_connector: Any) -> GovernedSession:
     session = GovernedSession(policy, provider)
-    session._connectors["demo"] = demo_connector
+    session.use_connector("demo", demo_connector)
     return session
 
 

@@ -173,7 +173,7 @@ def test_foreign_tenant_token_with_admins_role_is_denied_and_audited(
 ) -> None:
     policy = policy_with({"oidc_authority": oidc_server.authority("tenant1"), "tenants": [OURS]})
     session = GovernedSession(policy, foreign_service(oidc_server, (OURS,)))
-    session._connectors["demo"] = demo_connector
+    session.use_connector("demo", demo_connector)
     with pytest.raises(IdentityError, match=f"comes from tenant {FOREIGN!r}"):
         session.sql("SELECT email FROM customers LIMIT 1")
     (event,) = session.audit.events(kinds=["decision"])
@@ -189,5 +189,5 @@ def test_without_a_tenant_list_the_same_token_would_be_admin(
     """The control for the test above: the attack is real on a policy without tenants."""
     policy = policy_with({"oidc_authority": oidc_server.authority("tenant1")})
     session = GovernedSession(policy, foreign_service(oidc_server, ()))
-    session._connectors["demo"] = demo_connector
+    session.use_connector("demo", demo_connector)
     assert session.sql("SELECT email FROM customers LIMIT 1").masked_columns == {}

@@ -20,7 +20,7 @@ async def test_audit_api_serves_no_raw_value_from_an_engine_error(
 ) -> None:
     ((name, address),) = raw("SELECT full_name, street_address FROM customers LIMIT 1")
     session = GovernedSession(None, "alice", audit=AuditStore(f"sqlite:///{audit_path}"))
-    session._connectors["demo"] = demo_connector
+    session.use_connector("demo", demo_connector)
     for sql in (
         "SELECT CAST(full_name AS INTEGER) FROM customers LIMIT 1",
         "SELECT CAST(street_address AS INTEGER) FROM customers LIMIT 1",
