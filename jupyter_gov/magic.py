@@ -26,6 +26,7 @@ from jupyter_gov.config import Settings, resolve
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.errors import GovError
 from jupyter_gov.policy import Policy
+from jupyter_gov.policy.model import SCRATCH
 from jupyter_gov.result import ApprovalRequired, Banner, QueryDenied, banner_html, banner_text
 
 _VALUE_OPTIONS = {"-o", "--out", "--purpose", "--limit", "--user", "--unmask", "--connection"}
@@ -84,7 +85,7 @@ def parse_line(line: str, cell: str | None, connections: set[str]) -> CellArgs:
                 f"Unknown option {word}; %gsql takes [CONNECTION] [-o NAME | NAME <<] "
                 "[--purpose TEXT] [--limit N] [--user NAME] [--unmask COLS] [--explain] [--tables]."
             )
-        elif word in connections and args.connection is None and not args.sql:
+        elif word in connections | {SCRATCH.name} and args.connection is None and not args.sql:
             args.connection = word
             rest = following
         else:
