@@ -37,6 +37,7 @@ from jupyter_gov.guardrails import Context, Finding, check_approvals, verdict_of
 from jupyter_gov.identity import Identity, IdentityProvider
 from jupyter_gov.plan import Plan, build_plan
 from jupyter_gov.policy import Policy
+from jupyter_gov.policy.model import SCRATCH
 from jupyter_gov.result import ApprovalRequired, GovernedResult, QueryDenied
 
 _PLAN_CACHE_SIZE = 512
@@ -115,6 +116,10 @@ class GovernedSession:
         # and what each saved result holds, per connection: name -> (owner, exposure).
         self._exposure_spent: dict[str, dict[str, int]] = {}
         self._result_exposure: dict[str, dict[str, tuple[str, Exposure]]] = {}
+        # The connections each saved result's values came from (a result saved on the
+        # scratch connection inherits those of the results it read): the approval rules
+        # scoped to those connections apply when it is read back.
+        self._result_sources: dict[str, frozenset[str]] = {}
 
     # -- public API ----------------------------------------------------------------------
 
@@ -425,6 +430,9 @@ class GovernedSession:
         connector = self.connector(ctx.connection.name)
         catalog = connector.catalog()
         results = self._owned_results(ctx.connection.name, identity)
+        cap = self.policy.limits_for(ctx.roles, ctx.connection).max_rows
+        if cap is not None and (limit is None or limit > cap):
+            limit = cap + 1  # one row more than allowed tells a cut result from an exact one
         key = (
             text,
             _param_types(params),
@@ -441,6 +449,8 @@ class GovernedSession:
             self._plans.move_to_end(key)
             return self._with_session_exposure(cached, ctx)
         plan = build_plan(text, ctx, catalog, results, unmask=unmask, limit=limit)
+        if ctx.connection.name == SCRATCH.name:
+            plan = _scratch_reads_only(plan)
         self._plans[key] = plan
         if len(self._plans) > _PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)
@@ -471,13 +481,30 @@ class GovernedSession:
         seen = {(f.rule, f.statement) for f in findings}
         for index, statement in enumerate(plan.statements):
             exposure = statement.exposure.with_results(records)
-            for finding in check_approvals(statement.info, ctx, exposure, index, spent):
-                if (finding.rule, finding.statement) not in seen:
-                    seen.add((finding.rule, finding.statement))
-                    findings.append(finding)
+            for scope in self._approval_scopes(statement, ctx):
+                for finding in check_approvals(statement.info, scope, exposure, index, spent):
+                    if (finding.rule, finding.statement) not in seen:
+                        seen.add((finding.rule, finding.statement))
+                        findings.append(finding)
         if len(findings) == len(plan.findings):
             return plan
         return replace(plan, findings=findings, decision=verdict_of(findings))
+
+    def _approval_scopes(self, statement: Any, ctx: Context) -> list[Context]:
+        """The contexts approval rules are checked in: the statement's own connection and,
+        on the scratch connection, every connection the saved results it reads came from
+        (a rule for ``production`` still holds when its rows are read back from scratch)."""
+        if ctx.connection.name != SCRATCH.name:
+            return [ctx]
+        sources: set[str] = set()
+        for ref in statement.info.tables:
+            if ref.kind == "result":
+                sources |= self._result_sources.get(ref.name.lower(), frozenset())
+        scopes = [ctx]
+        for source in sorted(sources - {SCRATCH.name}):
+            if source in self.policy.connections:
+                scopes.append(replace(ctx, connection=self.policy.connection(source)))
+        return scopes
 
     def _account_exposure(
         self, plan: Plan, identity: Identity, rows: int, name: str | None
@@ -489,8 +516,9 @@ class GovernedSession:
             records = self._result_records(plan.connection, identity)
             delivered = last.exposure.with_results(records).delivered(rows)
         if name is not None:
-            saved = self._result_exposure.setdefault(plan.connection, {})
-            saved[name.lower()] = (identity.key, delivered)
+            for where in dict.fromkeys((plan.connection, SCRATCH.name)):
+                saved = self._result_exposure.setdefault(where, {})
+                saved[name.lower()] = (identity.key, delivered)
         if any(r.startswith(("approved:", "break-glass:")) for r in plan.rules):
             return  # a reviewed export: the approval covered it
         spent = self._exposure_spent.setdefault(identity.key, {})
@@ -525,6 +553,10 @@ class GovernedSession:
         name: str | None,
     ) -> GovernedResult:
         connector = self.connector(plan.connection)
+        limits = self.policy.limits_for(plan.roles, self.policy.connection(plan.connection))
+        set_timeout = getattr(connector, "set_timeout", None)
+        if set_timeout is not None:
+            set_timeout(limits.timeout_seconds)
         started = time.perf_counter()
         table = None
         try:
@@ -540,10 +572,19 @@ class GovernedSession:
             raise
         duration_ms = (time.perf_counter() - started) * 1000
         assert table is not None
+        cap = limits.max_rows
+        if cap is not None and table.num_rows > cap and plan.statements[-1].info.is_read:
+            table = table.slice(0, cap)
+            notice = Finding(
+                "allow",
+                "row-cap",
+                f"Only the first {cap:,} rows are returned: the policy caps results for your "
+                f"roles on {plan.connection!r} at {cap:,} rows; filter or aggregate for the rest.",
+            )
+            plan = replace(plan, findings=[*plan.findings, notice])
         result_id = self._audit_result(base, started, rows=table.num_rows, duration_ms=duration_ms)
         if name is not None and table.num_columns:
-            connector.register_result(name, table)
-            self._results.setdefault(plan.connection, {})[name] = identity.key
+            self._save_result(plan, name, table, identity)
         self._account_exposure(plan, identity, table.num_rows, name if table.num_columns else None)
         return GovernedResult(
             table,
@@ -554,6 +595,27 @@ class GovernedSession:
             duration_ms=duration_ms,
             name=name,
         )
+
+    def _save_result(self, plan: Plan, name: str, table: Any, identity: Identity) -> None:
+        """Keep a (masked) result as a relation for this identity's later cells.
+
+        It is registered on the kernel's scratch DuckDB whatever engine produced it (so
+        results of several connections can be joined there), and also on the connection
+        itself when that engine can hold it (DuckDB: joins with its own tables). Both are
+        zero-copy views of the same Arrow table.
+        """
+        places = [SCRATCH.name]
+        if plan.connection != SCRATCH.name and _holds_results(self.connector(plan.connection)):
+            places.append(plan.connection)
+        for where in places:
+            self.connector(where).register_result(name, table)
+            self._results.setdefault(where, {})[name] = identity.key
+        if plan.connection == SCRATCH.name:
+            read = {t.name.lower() for s in plan.statements for t in s.info.tables}
+            sources = frozenset().union(*(self._result_sources.get(r, frozenset()) for r in read))
+        else:
+            sources = frozenset({plan.connection})
+        self._result_sources[name.lower()] = sources
 
     def _bind(
         self, statement: Any, params: Mapping[str, Any] | Sequence[Any] | None
@@ -659,6 +721,27 @@ class GovernedSession:
             reasons=[reason],
             auth_method=getattr(self.provider, "name", None),
         )
+
+
+def _holds_results(connector: Connector) -> bool:
+    """Whether the engine itself can hold a saved result (DuckDB registers Arrow views)."""
+    from jupyter_gov.connectors.duckdb import DuckDBConnector
+
+    return isinstance(connector, DuckDBConnector)
+
+
+def _scratch_reads_only(plan: Plan) -> Plan:
+    """Nothing is written on the scratch connection: a table created there would be seen by
+    the next identity of the kernel, around the per-identity scoping of saved results."""
+    if plan.decision == "deny" or all(s.info.is_read for s in plan.statements):
+        return plan
+    finding = Finding(
+        "deny",
+        "scratch-read-only",
+        "The scratch connection only reads the results you saved; write to a database "
+        "connection instead.",
+    )
+    return replace(plan, findings=[*plan.findings, finding], decision="deny")
 
 
 def _param_types(params: Mapping[str, Any] | Sequence[Any] | None) -> tuple[Any, ...]:

@@ -28,6 +28,7 @@ from jupyter_gov.config import Settings, resolve
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.errors import GovError
 from jupyter_gov.policy import Policy
+from jupyter_gov.policy.model import SCRATCH
 from jupyter_gov.result import (
     ApprovalRequired,
     Banner,
@@ -147,7 +148,7 @@ def parse_line(line: str, cell: str | None, connections: set[str]) -> CellArgs:
             rest = following[2:].strip()
         elif word.startswith("--") or (word.startswith("-") and len(word) == 2):
             raise UsageError(f"Unknown option {word}; see %gsql? for the options.")
-        elif word in connections and not given_connection:
+        elif word in connections | {SCRATCH.name} and not given_connection:
             words.append(word)
             given_connection = True
             rest = following

@@ -45,6 +45,7 @@ def banner_text(
     details = []
     if plan.decision != "allow":
         details.extend(f"[{f.rule}] {f.reason}" for f in plan.findings if f.verdict != "allow")
+    details.extend(f"[{f.rule}] {f.reason}" for f in plan.findings if f.rule == "row-cap")
     if plan.masked_columns:
         details.append(
             "masked: " + ", ".join(f"{col} → {mask}" for col, mask in plan.masked_columns.items())
@@ -165,6 +166,11 @@ class GovernedResult:
     @property
     def masked_columns(self) -> dict[str, str]:
         return self.plan.masked_columns
+
+    @property
+    def truncated(self) -> bool:
+        """The policy's row cap cut this result (the banner says so)."""
+        return any(f.rule == "row-cap" for f in self.plan.findings)
 
     def to_dict(self, max_rows: int | None = None) -> dict[str, Any]:
         table = self._table if max_rows is None else self._table.slice(0, max_rows)

@@ -31,8 +31,8 @@ from jupyter_gov.connectors.profile import Profile
 from jupyter_gov.errors import ConnectionFailed, QueryFailed
 from jupyter_gov.policy import Connection
 
-#: Server-side statement timeout when the policy sets none (the policy schema has no
-#: per-connection knob yet): long enough for analytics, short enough to free a stuck server.
+#: Server-side statement timeout when the policy sets none (``timeout_seconds`` on the
+#: connection or a role): long enough for analytics, short enough to free a stuck server.
 DEFAULT_STATEMENT_TIMEOUT_S = 300
 
 _ENV_REFERENCE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
@@ -249,10 +249,19 @@ class DBAPIConnector:
                 ) from None
 
     def register_result(self, name: str, table: pa.Table) -> None:
+        # The engine keeps saved results on the kernel's scratch DuckDB, never on a server.
         raise QueryFailed(
-            f"Naming a result ({name} <<) is not supported on {self.profile.title} connections "
-            "yet; run the cell without a name, or on a duckdb connection."
+            f"{self.profile.title} connections do not hold saved results; read {name} on the "
+            "scratch connection."
         )
+
+    def set_timeout(self, seconds: float | None) -> None:
+        """The policy's statement timeout for the next statements (None: the default).
+
+        Each engine applies it on its side before the next statement runs, only when it
+        changed (``_applied_timeout``), so a cell pays no round trip for it.
+        """
+        self.timeout_s = float(seconds) if seconds is not None else DEFAULT_STATEMENT_TIMEOUT_S
 
     def _say(self, error: BaseException, scrub: bool = True) -> str:
         return redact(server_message(error), self._secrets, scrub)

@@ -56,6 +56,7 @@ class DuckDBConnector:
         shown = self.policy_url = policy_url or url
         self._lock = threading.RLock()
         self._catalog: Catalog | None = None
+        self.timeout_s: float | None = None  # the policy's; DuckDB has no server-side one
         target = url.removeprefix("duckdb:")
         try:
             if target in ("demo", "memory", "", "//:memory:", "///:memory:"):
@@ -97,14 +98,29 @@ class DuckDBConnector:
                 )
             return self._catalog
 
+    def set_timeout(self, seconds: float | None) -> None:
+        """The policy's statement timeout for the next statements (None: no limit)."""
+        self.timeout_s = seconds
+
     def execute(self, sql: str, params: Mapping[str, Any]) -> pa.Table:
         with self._lock:
+            # The engine runs in this process: a timer interrupts the statement in place of
+            # a server-side timeout.
+            timer = threading.Timer(self.timeout_s, self.con.interrupt) if self.timeout_s else None
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
             try:
                 cursor = self.con.execute(sql, dict(params) if params else None)
                 if cursor.description is None:
                     return pa.table({})
                 return cursor.to_arrow_table()
             except duckdb.InterruptException as error:
+                if timer is not None and timer.finished.is_set():
+                    raise QueryFailed(
+                        f"The query ran past the policy's statement timeout of "
+                        f"{self.timeout_s:g} s and was stopped."
+                    ) from None
                 raise QueryFailed("The query was cancelled.") from error
             except duckdb.Error as error:
                 # Engine errors echo values ("Could not convert string 'Hana Nguyen'"): only
@@ -113,6 +129,9 @@ class DuckDBConnector:
                 raise QueryFailed(
                     f"DuckDB rejected the governed statement: {scrub_text(message)}"
                 ) from None
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     def _names(self) -> set[str]:
         """Catalog tables and columns: the names an error message may keep."""

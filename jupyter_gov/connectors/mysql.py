@@ -115,12 +115,19 @@ def _connector_class() -> type:
             cursor.execute("SELECT VERSION(), DATABASE()")
             version, database = cursor.fetchone()
             self.default_schema = database or ""
-            if "mariadb" in str(version).lower():
-                cursor.execute(f"SET SESSION max_statement_time = {float(self.timeout_s)}")
-            else:
-                cursor.execute(f"SET SESSION max_execution_time = {int(self.timeout_s * 1000)}")
+            self._mariadb = "mariadb" in str(version).lower()
+            self._apply_timeout(cursor)
             cursor.execute("SET NAMES utf8mb4")
             cursor.execute("SET SESSION TRANSACTION READ ONLY")
+
+        def _apply_timeout(self, cursor: Any) -> None:
+            """MariaDB counts seconds for every statement; MySQL milliseconds, for SELECT."""
+            if self._mariadb:
+                cursor.execute(f"SET SESSION max_statement_time = {float(self.timeout_s)}")
+            else:
+                milliseconds = max(1, int(self.timeout_s * 1000))
+                cursor.execute(f"SET SESSION max_execution_time = {milliseconds}")
+            self._applied_timeout = self.timeout_s
 
         def _catalog_rows(self) -> list[tuple[str, str, str, str]]:
             with self.con.cursor() as cursor:
@@ -130,6 +137,8 @@ def _connector_class() -> type:
         def _run(self, prepared: Prepared, params: Mapping[str, Any]) -> pa.Table:
             read_only = prepared.read or self.read_only
             with self.con.cursor() as cursor:
+                if self.timeout_s != self._applied_timeout:  # the policy's, for these roles
+                    self._apply_timeout(cursor)
                 cursor.execute(
                     "START TRANSACTION READ ONLY" if read_only else "START TRANSACTION READ WRITE"
                 )

@@ -84,6 +84,7 @@ def _connector_class() -> type:
                 "statement_timeout": f"{max(1, int(self.timeout_s * 1000))}ms",
             }.items():
                 cursor.execute(f"SET {setting} = '{value}'")
+            self._applied_timeout = self.timeout_s
             cursor.execute("SELECT current_schema()")
             self.default_schema = str(cursor.fetchone()[0] or "public")
             cursor.close()
@@ -103,6 +104,10 @@ def _connector_class() -> type:
             cursor = self.con.cursor()
             self._cursor = cursor
             try:
+                if self.timeout_s != self._applied_timeout:  # the policy's, for these roles
+                    milliseconds = max(1, int(self.timeout_s * 1000))
+                    cursor.execute(f"SET statement_timeout = '{milliseconds}ms'")
+                    self._applied_timeout = self.timeout_s
                 read_only = prepared.read or self.read_only
                 cursor.execute("BEGIN READ ONLY" if read_only else "BEGIN READ WRITE")
                 try:

@@ -156,12 +156,10 @@ class Profile:
 
     def open(self, connection: Connection) -> Connector:
         """Open the connector, or say in one sentence why it cannot be opened here."""
-        if self.connect is None:
-            hint = f" ({self.install_hint})" if self.install_hint else ""
-            raise ConnectionFailed(
-                f"Connection {connection.name!r} is a {self.title} URL, but the {self.title} "
-                f"connector is not installed yet{hint}; use a duckdb: connection until it is."
-            )
+        if self.connect is None:  # the general path: the URL's SQLAlchemy driver
+            from jupyter_gov.connectors.sqlalchemy import open_sqlalchemy
+
+            return open_sqlalchemy(connection, self)
         return self.connect(connection)
 
     def render(self, expression: exp.Expr) -> RenderedSQL:

@@ -86,6 +86,8 @@ class Role:
     approve: bool = False
     unmask_with_approval: tuple[str, ...] = ()
     description: str = ""
+    timeout_seconds: float | None = None
+    max_rows: int | None = None
 
     def matches(self, identity: Identity) -> bool:
         if identity.subject in self.users or set(identity.groups) & set(self.groups):
@@ -114,6 +116,8 @@ class Connection:
     description: str = ""
     default: bool = False
     read_only: bool = False
+    timeout_seconds: float | None = None
+    max_rows: int | None = None
 
     @property
     def expanded_url(self) -> str:
@@ -132,12 +136,32 @@ class Connection:
         return os.path.expandvars(self.url)
 
 
+#: The kernel's scratch DuckDB: every result saved with ``NAME <<``, from any connection, is
+#: registered there (already masked), so a later governed cell can join a PostgreSQL result
+#: with a MariaDB one. Each identity sees only its own saved results; nothing is written there.
+SCRATCH = Connection(
+    name="scratch",
+    url="duckdb:memory",
+    environment="session",
+    description="Results saved with NAME << from every connection (yours only).",
+    read_only=True,
+)
+
+
 _ENV_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
 def env_references(url: str) -> list[str]:
     """The variables ``os.path.expandvars`` would expand in ``url``, in order."""
     return list(dict.fromkeys(a or b for a, b in _ENV_REFERENCE.findall(url)))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the server enforces on one statement: its run time and (reads) its rows."""
+
+    timeout_seconds: float | None = None
+    max_rows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -187,10 +211,14 @@ class Policy:
                 users=tuple(spec.get("users", ())),
                 claims={k: tuple(v) for k, v in spec.get("claims", {}).items()},
                 access=spec.get("access", "read_only"),
-                connections=tuple(spec.get("connections", ())),
+                # A role kept to some connections still reads its own saved results.
+                connections=tuple(spec.get("connections", ()))
+                + ((SCRATCH.name,) if spec.get("connections") else ()),
                 approve=bool(spec.get("approve", False)),
                 unmask_with_approval=tuple(spec.get("unmask_with_approval", ())),
                 description=spec.get("description", ""),
+                timeout_seconds=spec.get("timeout_seconds"),
+                max_rows=spec.get("max_rows"),
             )
             for name, spec in data["roles"].items()
         }
@@ -203,6 +231,8 @@ class Policy:
                 description=spec.get("description", ""),
                 default=bool(spec.get("default", False)),
                 read_only=bool(spec.get("read_only", False)),
+                timeout_seconds=spec.get("timeout_seconds"),
+                max_rows=spec.get("max_rows"),
             )
             for name, spec in data["connections"].items()
         }
@@ -309,6 +339,11 @@ class Policy:
                 f"{self.origin}: identity's authority accepts sign-ins from any tenant; list "
                 "the tenant ids you trust in identity.tenants."
             )
+        if SCRATCH.name in self.connections:
+            raise PolicyError(
+                f"{self.origin}: the connection name {SCRATCH.name!r} is reserved for the "
+                "kernel's saved results; rename that connection."
+            )
         defaults = [c.name for c in self.connections.values() if c.default]
         if len(defaults) > 1:
             raise PolicyError(f"{self.origin}: several connections are marked default: {defaults}.")
@@ -339,6 +374,8 @@ class Policy:
 
     def connection(self, name: str | None) -> Connection:
         name = name or self.default_connection
+        if name == SCRATCH.name:
+            return SCRATCH
         try:
             return self.connections[name]
         except KeyError:
@@ -346,6 +383,17 @@ class Policy:
                 f"There is no connection named {name!r} in policy {self.name!r}; "
                 f"choose one of {sorted(self.connections)}."
             ) from None
+
+    def limits_for(self, roles: Iterable[str], connection: Connection) -> Limits:
+        """The statement timeout and row cap for these roles on this connection.
+
+        The smallest value set on the connection or on any of the roles wins, as the most
+        restrictive mask does: a role cannot lift a connection's cap, nor another role's.
+        """
+        sources = [connection, *(self.roles[r] for r in roles if r in self.roles)]
+        timeouts = [s.timeout_seconds for s in sources if s.timeout_seconds is not None]
+        caps = [s.max_rows for s in sources if s.max_rows is not None]
+        return Limits(min(timeouts, default=None), min(caps, default=None))
 
     def tags_for(self, table: str, column: str, schema: str | None = None) -> tuple[str, ...]:
         """Tags whose patterns match ``[schema.]table.column`` (case-insensitive)."""

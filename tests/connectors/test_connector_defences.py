@@ -179,13 +179,14 @@ def test_query_error_does_not_echo_a_value_from_the_statement(reference: Engine)
     assert "ravi.olsen67@example.com" not in redact(message, [])
 
 
-def test_naming_a_result_says_it_is_not_supported_yet(
+def test_a_database_connector_never_holds_saved_results(
     live_engines: dict[str, Any],
 ) -> None:
+    """Saved results live on the kernel's scratch DuckDB (tests/connectors/test_saved_results)."""
     engine = live_engines["sqlite"]
     if isinstance(engine, str):
         pytest.fail(engine)
-    with pytest.raises(GovError, match="not supported"):
+    with pytest.raises(GovError, match="scratch connection"):
         engine.connector.register_result("mine", None)
 
 
