@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from jupyter_gov import keys, masking
+from jupyter_gov import agents, keys, masking
 from jupyter_gov.approvals import (
     ApprovalError,
     ApprovalRefused,
@@ -63,7 +63,7 @@ def provider_for(policy: Policy, user: str | None = None) -> IdentityProvider:
     """The identity provider the policy names, with ``user`` impersonation if allowed."""
     from jupyter_gov.identity.factory import provider_from_config
 
-    return provider_from_config(policy.identity_config, user)
+    return provider_from_config(policy.identity_config, user, services=policy.services)
 
 
 class _StaticProvider:
@@ -187,14 +187,14 @@ class GovernedSession:
             )
         decision_id = self.audit.append(
             "decision",
-            **base,
+            **_without_detail(base),
             decision=plan.decision,
             rules=plan.rules,
             reasons=plan.reasons,
             masked_columns=plan.masked_columns,
             rewritten_sql=plan.audited_sql or None,
             rewritten_hash=plan.rewritten_hash,
-            detail={"row_filters": plan.row_filters} if plan.row_filters else None,
+            detail=_detail(base, {"row_filters": plan.row_filters} if plan.row_filters else None),
         )
         if plan.decision == "deny":
             raise QueryDenied(plan, decision_id)
@@ -320,6 +320,11 @@ class GovernedSession:
                     f": {request.comment}" if request.comment else "."
                 )
             else:
+                if agents.is_agent(identity):
+                    raise ApprovalRefused(
+                        "Agents cannot break glass; request an approval instead.",
+                        "break-glass-not-allowed",
+                    )
                 if not set(plan.roles) & set(self.policy.break_glass_roles):
                     raise ApprovalRefused(
                         "Break-glass is not enabled for your roles; request an approval instead.",
@@ -343,11 +348,11 @@ class GovernedSession:
         except ApprovalError as error:
             self.audit.append(
                 "decision",
-                **base,
+                **_without_detail(base),
                 decision="deny",
                 rules=[getattr(error, "rule", "approval-refused")],
                 reasons=[str(error)],
-                detail={"approval_id": approval_id} if approval_id else None,
+                detail=_detail(base, {"approval_id": approval_id} if approval_id else None),
             )
             raise
         return replace(
@@ -428,6 +433,7 @@ class GovernedSession:
             self._plans.move_to_end(key)
             return self._with_session_exposure(cached, ctx)
         plan = build_plan(text, ctx, catalog, results, unmask=unmask, limit=limit)
+        plan = agents.restrict(plan, ctx, unmask)  # an agent's limits (no-op for others)
         self._plans[key] = plan
         if len(self._plans) > _PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)
@@ -595,6 +601,7 @@ class GovernedSession:
             "statement_kind": plan.statement_kind,
             "fingerprint": plan.fingerprint or None,
             "purpose": purpose,
+            "detail": _detail(None, {"on_behalf_of": identity.delegation()}),
         }
 
     def _audit_result(
@@ -646,6 +653,17 @@ class GovernedSession:
             reasons=[reason],
             auth_method=getattr(self.provider, "name", None),
         )
+
+
+def _detail(base: Mapping[str, Any] | None, extra: Mapping[str, Any] | None) -> Any:
+    """An event's ``detail``: the base's (who an agent acts for) plus this event's own."""
+    merged = {**((base or {}).get("detail") or {}), **{k: v for k, v in (extra or {}).items()}}
+    merged = {k: v for k, v in merged.items() if v is not None}
+    return merged or None
+
+
+def _without_detail(base: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in base.items() if k != "detail"}
 
 
 def _param_types(params: Mapping[str, Any] | Sequence[Any] | None) -> tuple[Any, ...]:
