@@ -199,8 +199,14 @@ class ApprovalRequest:
 
 
 def principal(identity: Identity) -> str:
-    """The stable id approvals key on: issuer and subject, never a display name."""
-    return f"{identity.issuer}|{identity.subject}"
+    """The stable id approvals key on: issuer and subject, never a display name.
+
+    An agent acting for a user is its own principal per user (``...|for:local|bob``), so
+    one user's approval never runs for another's agent.
+    """
+    own = f"{identity.issuer}|{identity.subject}"
+    user = identity.on_behalf_of
+    return f"{own}|for:{principal(user)}" if user is not None else own
 
 
 def required_approvers(policy: Policy, rules: Iterable[str]) -> list[str]:
@@ -535,6 +541,8 @@ class ApprovalStore:
     def _decide(
         self, request_id: str, approver: Identity, state: str, comment: str
     ) -> ApprovalRequest:
+        if approver.kind == "agent" or approver.on_behalf_of is not None:
+            raise ApprovalForbidden("An agent can never approve or deny a request.")
         policy = self._policy()
         roles = self.roles_of(approver)
         self._expire_due(request_id)
@@ -542,7 +550,9 @@ class ApprovalStore:
             request = self._load(tx, request_id)
             if request.state != "pending":
                 raise ApprovalConflict(f"Request {request_id} is already {request.state}.")
-            if principal(approver) == request.binding.requester:
+            if principal(approver) == request.binding.requester or (
+                request.binding.requester.endswith(f"|for:{principal(approver)}")
+            ):
                 raise ApprovalForbidden("Nobody can approve or deny their own request.")
             allowed = required_approvers(policy, request.rules)
             if not set(roles) & set(allowed):

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from jupyter_gov import keys, masking
+from jupyter_gov import agents, keys, masking
 from jupyter_gov.approvals import (
     ApprovalError,
     ApprovalRefused,
@@ -64,7 +64,7 @@ def provider_for(policy: Policy, user: str | None = None) -> IdentityProvider:
     """The identity provider the policy names, with ``user`` impersonation if allowed."""
     from jupyter_gov.identity.factory import provider_from_config
 
-    return provider_from_config(policy.identity_config, user)
+    return provider_from_config(policy.identity_config, user, services=policy.services)
 
 
 class _StaticProvider:
@@ -205,14 +205,14 @@ class GovernedSession:
             )
         decision_id = self.audit.append(
             "decision",
-            **base,
+            **_without_detail(base),
             decision=plan.decision,
             rules=plan.rules,
             reasons=plan.reasons,
             masked_columns=plan.masked_columns,
             rewritten_sql=plan.audited_sql or None,
             rewritten_hash=plan.rewritten_hash,
-            detail={"row_filters": plan.row_filters} if plan.row_filters else None,
+            detail=_detail(base, {"row_filters": plan.row_filters} if plan.row_filters else None),
         )
         if plan.decision == "deny":
             raise QueryDenied(plan, decision_id)
@@ -338,6 +338,11 @@ class GovernedSession:
                     f": {request.comment}" if request.comment else "."
                 )
             else:
+                if agents.is_agent(identity):
+                    raise ApprovalRefused(
+                        "Agents cannot break glass; request an approval instead.",
+                        "break-glass-not-allowed",
+                    )
                 if not set(plan.roles) & set(self.policy.break_glass_roles):
                     raise ApprovalRefused(
                         "Break-glass is not enabled for your roles; request an approval instead.",
@@ -361,11 +366,11 @@ class GovernedSession:
         except ApprovalError as error:
             self.audit.append(
                 "decision",
-                **base,
+                **_without_detail(base),
                 decision="deny",
                 rules=[getattr(error, "rule", "approval-refused")],
                 reasons=[str(error)],
-                detail={"approval_id": approval_id} if approval_id else None,
+                detail=_detail(base, {"approval_id": approval_id} if approval_id else None),
             )
             raise
         return replace(
@@ -451,6 +456,7 @@ class GovernedSession:
         plan = build_plan(text, ctx, catalog, results, unmask=unmask, limit=limit)
         if ctx.connection.name == SCRATCH.name:
             plan = _scratch_reads_only(plan)
+        plan = agents.restrict(plan, ctx, unmask)  # an agent's limits (no-op for others)
         self._plans[key] = plan
         if len(self._plans) > _PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)
@@ -670,6 +676,7 @@ class GovernedSession:
             "statement_kind": plan.statement_kind,
             "fingerprint": plan.fingerprint or None,
             "purpose": purpose,
+            "detail": _detail(None, {"on_behalf_of": identity.delegation()}),
         }
 
     def _audit_result(
@@ -742,6 +749,17 @@ def _scratch_reads_only(plan: Plan) -> Plan:
         "connection instead.",
     )
     return replace(plan, findings=[*plan.findings, finding], decision="deny")
+
+
+def _detail(base: Mapping[str, Any] | None, extra: Mapping[str, Any] | None) -> Any:
+    """An event's ``detail``: the base's (who an agent acts for) plus this event's own."""
+    merged = {**((base or {}).get("detail") or {}), **{k: v for k, v in (extra or {}).items()}}
+    merged = {k: v for k, v in merged.items() if v is not None}
+    return merged or None
+
+
+def _without_detail(base: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in base.items() if k != "detail"}
 
 
 def _param_types(params: Mapping[str, Any] | Sequence[Any] | None) -> tuple[Any, ...]:

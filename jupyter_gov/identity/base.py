@@ -8,6 +8,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+#: How the policy's own principals (``services:``, ``agents:``) sign in, and their issuer.
+SERVICE_AUTH = "service-token"
+AGENT_AUTH = "agent"
+PRINCIPAL_ISSUER = "jupyter-gov"
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -26,13 +31,21 @@ class Identity:
     groups: tuple[str, ...] = ()
     attributes: dict[str, Any] = field(default_factory=dict)
     expires_at: float | None = None
-    kind: str = "user"  # "user" or "service"
+    kind: str = "user"  # "user", "service" or "agent"
+    on_behalf_of: Identity | None = None  # the signed-in user an agent acts for
 
     @property
     def key(self) -> str:
         """A stable digest of everything that can change a decision, for caches."""
         payload = json.dumps(
-            [self.issuer, self.subject, sorted(self.groups), self.attributes, self.verified],
+            [
+                self.issuer,
+                self.subject,
+                sorted(self.groups),
+                self.attributes,
+                self.verified,
+                self.on_behalf_of.key if self.on_behalf_of else None,
+            ],
             sort_keys=True,
             default=str,
         )
@@ -53,6 +66,17 @@ class Identity:
             "token_expires_at": self.expires_at,
             "identity_kind": self.kind,
         }
+
+    def delegation(self) -> dict[str, Any] | None:
+        """Who an agent acts for, as the audit's ``detail.on_behalf_of`` records it."""
+        if self.on_behalf_of is None:
+            return None
+        user = self.on_behalf_of.audit_fields()
+        return {k: user[k] for k in _DELEGATE_FIELDS}
+
+
+#: What the audit keeps about the user an agent acts for (stored in the event's detail).
+_DELEGATE_FIELDS = ("subject", "display_name", "auth_method", "issuer", "verified")
 
 
 @runtime_checkable

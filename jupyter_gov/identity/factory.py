@@ -25,6 +25,7 @@ from jupyter_gov.identity.msal_provider import (
     credential_from_env,
 )
 from jupyter_gov.identity.oidc import DEFAULT_GROUP_CLAIMS
+from jupyter_gov.identity.service import ServiceProvider
 
 IMPERSONATION_REFUSED = (
     "Impersonation with --user is only allowed with the local identity provider."
@@ -36,14 +37,21 @@ def provider_from_config(
     user: str | None = None,
     *,
     env: Mapping[str, str] | None = None,
+    services: Mapping[str, Any] | None = None,
 ) -> IdentityProvider:
     """The provider for a policy's ``identity:`` block.
 
     ``user=`` impersonation exists only for the local provider, whose identities are
-    unverified anyway; every other provider refuses it.
+    unverified anyway; every other provider refuses it. ``JUPYTER_GOV_AUTH_MODE=service``
+    signs in as one of the policy's ``services`` (msal keeps its own client-credential
+    service sign-in).
     """
     env = os.environ if env is None else env
     kind = config.get("provider", "local")
+    if env.get(ENV_AUTH_MODE) == "service" and kind != "msal":
+        if user is not None:
+            raise IdentityError(IMPERSONATION_REFUSED)
+        return ServiceProvider(services, env)
     if kind == "local":
         return LocalProvider(config.get("users"), config.get("default_groups", ()), user=user)
     if user is not None:

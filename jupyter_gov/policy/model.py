@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_gov.errors import ConnectionFailed, PolicyError, UnknownConnection
-from jupyter_gov.identity.base import Identity
+from jupyter_gov.identity.base import AGENT_AUTH, PRINCIPAL_ISSUER, SERVICE_AUTH, Identity
 from jupyter_gov.identity.tenants import config_is_multi_tenant
 from jupyter_gov.policy import loader
 
@@ -193,6 +193,29 @@ class ApprovalRule:
     max_rows: int | None = None
 
 
+@dataclass(frozen=True)
+class Service:
+    """A pipeline's identity: roles of its own, proven by a token whose hash the policy holds."""
+
+    name: str
+    roles: tuple[str, ...]
+    token_sha256: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Agent:
+    """An AI agent served over MCP: its own roles and tighter limits than any person."""
+
+    name: str
+    roles: tuple[str, ...]
+    max_rows: int = 200
+    queries_per_minute: int = 30
+    deny_statements: tuple[str, ...] = ()
+    token_sha256: str | None = None
+    description: str = ""
+
+
 class Policy:
     """A validated policy. Build one with :meth:`load` or :meth:`from_text`."""
 
@@ -291,6 +314,27 @@ class Policy:
         self.max_statements: int = int(guardrails.get("max_statements", 20))
         self.audit_store: str | None = (data.get("audit") or {}).get("store")
         self.mask_key_env: str = (data.get("masking") or {}).get("key_env", "JUPYTER_GOV_MASK_KEY")
+        self.services: dict[str, Service] = {
+            name: Service(
+                name=name,
+                roles=tuple(spec["roles"]),
+                token_sha256=spec["token_sha256"],
+                description=spec.get("description", ""),
+            )
+            for name, spec in (data.get("services") or {}).items()
+        }
+        self.agents: dict[str, Agent] = {
+            name: Agent(
+                name=name,
+                roles=tuple(spec["roles"]),
+                max_rows=int(spec.get("max_rows", 200)),
+                queries_per_minute=int(spec.get("queries_per_minute", 30)),
+                deny_statements=tuple(s.lower() for s in spec.get("deny_statements", ())),
+                token_sha256=spec.get("token_sha256"),
+                description=spec.get("description", ""),
+            )
+            for name, spec in (data.get("agents") or {}).items()
+        }
         self._check_references()
 
     # -- construction --------------------------------------------------------------------
@@ -330,6 +374,10 @@ class Policy:
             check(rule.roles, f"approvals rule {rule.id}")
             check(rule.approvers, f"approvals rule {rule.id} approvers")
         check(self.break_glass_roles, "approvals.break_glass")
+        for service in self.services.values():
+            check(service.roles, f"services.{service.name}")
+        for agent in self.agents.values():
+            check(agent.roles, f"agents.{agent.name}")
         if (
             self.identity_config.get("provider") == "msal"
             and config_is_multi_tenant(self.identity_config)
@@ -351,6 +399,24 @@ class Policy:
     # -- questions -----------------------------------------------------------------------
 
     def roles_for(self, identity: Identity) -> tuple[str, ...]:
+        """The roles an identity holds. Services and agents hold exactly the roles their
+        policy entry lists (never a group's); an agent acting for a user holds its own roles
+        and the user's together, so the strictest mask and every row filter of either
+        apply; it holds none if either side holds none (see jupyter_gov.agents for the
+        rest of the intersection)."""
+        if identity.auth_method == SERVICE_AUTH:
+            service = self.services.get(identity.subject)
+            return service.roles if service and identity.issuer == PRINCIPAL_ISSUER else ()
+        if identity.auth_method == AGENT_AUTH:
+            agent = self.agents.get(identity.subject)
+            if agent is None or identity.issuer != PRINCIPAL_ISSUER:
+                return ()
+            if identity.on_behalf_of is None:
+                return agent.roles
+            user_roles = self.roles_for(identity.on_behalf_of)
+            if not user_roles:
+                return ()
+            return tuple(dict.fromkeys([*agent.roles, *user_roles]))
         if (
             self.tenants
             and identity.auth_method.startswith("msal")
