@@ -37,7 +37,15 @@ _WRITE_TARGET_PARENTS = (exp.Insert, exp.Update, exp.Delete)
 #: What a table name resolves to: a catalog relation, a CTE (``shadowing_cte``: one named
 #: like a catalog table), a saved result, a table function, a file path, or nothing known.
 TableKind = Literal[
-    "catalog", "cte", "shadowing_cte", "result", "function", "path", "unknown", "system", "ambiguous"
+    "catalog",
+    "cte",
+    "shadowing_cte",
+    "result",
+    "function",
+    "path",
+    "unknown",
+    "system",
+    "ambiguous",
 ]
 
 
@@ -154,8 +162,7 @@ def function_name(node: exp.Expr) -> str:
 
 #: Schemas (and DuckDB catalogs) that hold an engine's own metadata and settings.
 SYSTEM_SCHEMAS = frozenset(
-    "pg_catalog information_schema pg_toast pg_temp mysql performance_schema sys system temp"
-    .split()
+    "pg_catalog information_schema pg_toast pg_temp mysql performance_schema sys system temp".split()
 )
 #: Name prefixes of system relations that resolve without a schema (PostgreSQL searches
 #: ``pg_catalog`` before ``public``; DuckDB's ``duckdb_*`` and SQLite's ``sqlite_*``).
@@ -179,7 +186,7 @@ def scoped_tables(expression: exp.Expr) -> dict[int, str] | None:
     out: dict[int, str] = {}
     try:
         scopes = traverse_scope(expression)
-    except Exception:  # noqa: BLE001 - any failure means "unknown": callers fail closed
+    except Exception:
         return None
     for scope in scopes:
         for table in scope.tables:
@@ -278,9 +285,7 @@ def positional_placeholders(expression: exp.Expr, dialect: str) -> list[exp.Plac
     statement rendered in its own dialect is the written order: each ``?`` is swapped
     for a unique marker, the tree rendered once, and the markers sorted by offset.
     """
-    found = [
-        p for p in expression.find_all(exp.Placeholder) if not p.name or p.name == "?"
-    ]
+    found = [p for p in expression.find_all(exp.Placeholder) if not p.name or p.name == "?"]
     if len(found) < 2:
         return found
     nonce = hashlib.sha256(repr(id(expression)).encode()).hexdigest()[:12]

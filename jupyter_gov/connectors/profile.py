@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from sqlglot import exp
 
-from jupyter_gov.errors import ConnectionFailed
 from jupyter_gov.errors import MaskUnsupported as MaskUnsupported  # importable from here
 
 if TYPE_CHECKING:
