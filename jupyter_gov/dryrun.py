@@ -150,9 +150,7 @@ def _table_bytes(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _named(
-    tree: exp.Expr, params: Mapping[str, Any] | Sequence[Any] | None, dialect: str
-) -> Any:
+def _named(tree: exp.Expr, params: Mapping[str, Any] | Sequence[Any] | None, dialect: str) -> Any:
     """Rename ``?`` placeholders to ``$gov_dry_N`` in the binder's order; their values."""
     if params is None or isinstance(params, Mapping):
         return params
