@@ -219,9 +219,38 @@ def describe(
             continue  # a row source over expressions, not a call to check
         elif isinstance(node, exp.Func) and not isinstance(node.parent, exp.Table):
             info.functions.append((function_name(node), node))
+    columns = _catalog_column_names(catalog_tables)
+    for column in expression.find_all(exp.Column):
+        name = column.name.lower()
+        if not column.table and name in NILADIC_FUNCTIONS and name not in columns:
+            info.functions.append((name, column))  # SELECT user: a call without parentheses
     info.normalized = normalize(expression, dialect)
     info.fingerprint = hashlib.sha256(info.normalized.encode()).hexdigest()[:16]
     return info
+
+
+#: Functions engines call without parentheses; sqlglot parses them as bare columns.
+NILADIC_FUNCTIONS = frozenset(
+    {
+        "user",
+        "current_user",
+        "session_user",
+        "system_user",
+        "current_role",
+        "current_schema",
+        "current_catalog",
+        "current_database",
+        "current_query",
+        "current_setting",
+    }
+)
+
+
+def _catalog_column_names(catalog_tables: Mapping[str, object]) -> frozenset[str]:
+    names: set[str] = set()
+    for entry in catalog_tables.values():
+        names.update(c.lower() for c in getattr(entry, "columns", ()) or ())
+    return frozenset(names)
 
 
 def function_name(node: exp.Expr) -> str:

@@ -223,6 +223,18 @@ def check_statement(info: StatementInfo, ctx: Context, index: int = 0) -> list[F
                 "allow-list; ask a policy owner to add it to guardrails.allow_functions.",
             )
 
+    for pivot in root.find_all(exp.Pivot):
+        if pivot.args.get("unpivot"):
+            continue
+        for field in pivot.args.get("fields") or []:
+            values = field.expressions if isinstance(field, exp.In) else []
+            if not values or any(v.find(exp.Column) for v in values):
+                deny(
+                    "pivot-needs-values",
+                    "PIVOT needs its values listed (FOR col IN ('a', 'b')): a governed "
+                    "table's source binds parameters, which a dynamic PIVOT cannot take.",
+                )
+
     for placeholder in root.find_all(exp.Placeholder):
         if str(placeholder.name).startswith("g_"):
             deny("reserved-parameter", "Parameter names starting with g_ are reserved.")
