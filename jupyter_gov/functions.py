@@ -92,18 +92,16 @@ SAFE_TABLE_FUNCTIONS: frozenset[str] = frozenset(
 
 def function_allowed(
     name: str,
-    dialect: str,
+    engine_functions: frozenset[str] = frozenset(),
     extra_allowed: frozenset[str] = frozenset(),
     extra_denied: frozenset[str] = frozenset(),
 ) -> bool:
+    """On the list: safe everywhere, safe on this engine (its profile's ``functions``), or
+    added by the policy. A profile's dangerous functions are refused before this is asked."""
     name = name.lower()
     if name in extra_denied:
         return False
-    return (
-        name in SAFE_FUNCTIONS
-        or name in DIALECT_FUNCTIONS.get(dialect, frozenset())
-        or name in extra_allowed
-    )
+    return name in SAFE_FUNCTIONS or name in engine_functions or name in extra_allowed
 
 
 def table_function_allowed(name: str, extra_allowed: frozenset[str] = frozenset()) -> bool:

@@ -43,7 +43,7 @@ DENIED = {
     "SELECT * FROM query_table('customers')": "table-function",
     "SELECT * FROM duckdb_settings()": "table-function",
     "SELECT * FROM information_schema.tables": "system-catalog",
-    "SELECT current_setting('threads')": "function-not-allowed",
+    "SELECT current_setting('threads')": "dangerous-function",
     "SELECT * FROM no_such_table": "unknown-table",
     "WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d": "embedded-write",
     "WITH customers AS (SELECT 1 AS email) SELECT * FROM customers": "cte-shadows-table",
