@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -96,7 +97,25 @@ def statement_kind(expression: exp.Expr) -> str:
         return "select"
     if isinstance(expression, exp.Command):
         return str(expression.this or "command").split()[0].lower()
+    if isinstance(expression, _NOT_STATEMENTS):
+        # ``LIST JAR`` parses as a column aliased ``JAR``: name the command's first word,
+        # never the node type (or any literal: only a plain keyword is taken).
+        words = expression.sql().split()
+        first = words[0].lower() if words else ""
+        return first if re.fullmatch(r"[a-z_]+", first) else "unrecognised"
     return type(expression).__name__.lower()
+
+
+#: Expression roots that are not statements: sqlglot's reading of a command it does not know.
+_NOT_STATEMENTS = (
+    exp.Alias,
+    exp.Column,
+    exp.Identifier,
+    exp.Var,
+    exp.Literal,
+    exp.Paren,
+    exp.Tuple,
+)
 
 
 class SqlTooLarge(SqlSyntaxError):

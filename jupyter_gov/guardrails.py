@@ -249,6 +249,12 @@ def check_statement(info: StatementInfo, ctx: Context, index: int = 0) -> list[F
                 "allow-list; ask a policy owner to add it to guardrails.allow_functions.",
             )
 
+    if root.find(exp.Directory) is not None:
+        deny(
+            "file-write",
+            "INSERT OVERWRITE DIRECTORY writes files outside the policy and is denied.",
+        )
+
     for pivot in root.find_all(exp.Pivot):
         if pivot.args.get("unpivot"):
             continue

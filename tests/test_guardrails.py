@@ -23,7 +23,7 @@ DENIED = {
     "PRAGMA database_list": "deny-pragma",
     "SET threads = 1": "deny-set",
     "RESET threads": "deny-reset",
-    "CHECKPOINT": "statement-type",
+    "CHECKPOINT": "deny-checkpoint",
     "EXPLAIN SELECT * FROM customers": "deny-explain",
     "CALL pragma_version()": "deny-call",
     "SUMMARIZE customers": "deny-summarize",
