@@ -194,8 +194,22 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
+def _read_stdin() -> str:
+    """Standard input as UTF-8, or one sentence: bytes that are not text never reach a parser."""
+    data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise GovError(
+            f"Standard input is not UTF-8 text (an invalid byte at offset {error.start}); "
+            "re-encode the SQL as UTF-8."
+        ) from None
+
+
 def _run_query(args: argparse.Namespace) -> int:
-    sql = sys.stdin.read() if args.sql == "-" else args.sql
+    sql = _read_stdin() if args.sql == "-" else args.sql
     session = GovernedSession(args.policy, args.user, connection=args.connection, audit=args.store)
     params = _parse_params(args.param) or None
     unmask = [t for t in args.unmask.split(",") if t]

@@ -33,7 +33,13 @@ from jupyter_gov.connectors import Connector, open_connector
 from jupyter_gov.dryrun import dry_run_rows, plan_digest, results_digest
 from jupyter_gov.errors import AuditError, GovError, IdentityError, QueryFailed
 from jupyter_gov.exposure import Exposure
-from jupyter_gov.guardrails import Context, Finding, check_approvals, verdict_of
+from jupyter_gov.guardrails import (
+    Context,
+    Finding,
+    check_approvals,
+    check_identity,
+    verdict_of,
+)
 from jupyter_gov.identity import Identity, IdentityProvider
 from jupyter_gov.plan import Plan, build_plan
 from jupyter_gov.policy import Policy
@@ -380,9 +386,17 @@ class GovernedSession:
         )
 
     def visible_columns(self, connection: str | None = None) -> list[dict[str, Any]]:
-        """Every column of the connection with its tags and the mask the caller's roles get."""
-        roles = self.policy.roles_for(self.identity)
-        catalog = self.connector(connection).catalog()
+        """Every column of the connection with its tags and the mask the caller's roles get.
+
+        Empty for a caller the guardrails would deny outright (no role, or no role allowed
+        on this connection): the listing itself is metadata she may not read.
+        """
+        identity = self.identity
+        ctx = self._context(identity, connection)
+        if check_identity(ctx):
+            return []
+        roles = ctx.roles
+        catalog = self.connector(ctx.connection.name).catalog()
         rows = []
         for entry in {id(e): e for e in catalog.tables.values()}.values():
             for column, dtype in entry.columns.items():

@@ -51,10 +51,24 @@ class SqlSyntaxError(GovError):
     exit_code = EXIT_USAGE
     http_status = 400
 
-    def __init__(self, message: str, line: int | None = None, column: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        line: int | None = None,
+        column: int | None = None,
+        rule: str = "parse-error",
+    ):
         super().__init__(message)
         self.line = line
         self.column = column
+        self.rule = rule
+
+
+class SqlTooLarge(SqlSyntaxError):
+    """The cell is larger or deeper than the policy's guardrails allow; carries the rule id."""
+
+    def __init__(self, message: str, rule: str):
+        super().__init__(message, rule=rule)
 
 
 # -- configuration --------------------------------------------------------------------------

@@ -45,6 +45,8 @@ SAFE_FUNCTIONS: frozenset[str] = frozenset(
     json_extract json_extract_scalar json_format json_keys json_type parse_json j_s_o_n_object
     j_s_o_n_array j_s_o_n_object_agg j_s_o_n_array_agg to_json is_nan is_inf typeof
     columns unnest explode generate_series uuid rand random
+    transform to_map map_from_entries map_from_arrays array_filter array_transform
+    convert_timezone at_time_zone
     """.split()
 )
 
@@ -62,7 +64,8 @@ DIALECT_FUNCTIONS: dict[str, frozenset[str]] = {
         ifnull nullif least greatest hash bool_and bool_or fsum favg product bit_count
         histogram entropy mad quantile_cont quantile_disc reservoir_quantile approx_count_distinct
         row_to_json array_to_json json_object json_array json_quote to_json json
-        struct_pack struct_insert row
+        struct_pack struct_insert row now strip_accents timezone today get_current_timestamp
+        nfc_normalize map_entries map_values map_extract element_at
         """.split()
     ),
     "postgres": frozenset(
@@ -89,18 +92,16 @@ SAFE_TABLE_FUNCTIONS: frozenset[str] = frozenset(
 
 def function_allowed(
     name: str,
-    dialect: str,
+    engine_functions: frozenset[str] = frozenset(),
     extra_allowed: frozenset[str] = frozenset(),
     extra_denied: frozenset[str] = frozenset(),
 ) -> bool:
+    """On the list: safe everywhere, safe on this engine (its profile's ``functions``), or
+    added by the policy. A profile's dangerous functions are refused before this is asked."""
     name = name.lower()
     if name in extra_denied:
         return False
-    return (
-        name in SAFE_FUNCTIONS
-        or name in DIALECT_FUNCTIONS.get(dialect, frozenset())
-        or name in extra_allowed
-    )
+    return name in SAFE_FUNCTIONS or name in engine_functions or name in extra_allowed
 
 
 def table_function_allowed(name: str, extra_allowed: frozenset[str] = frozenset()) -> bool:

@@ -17,37 +17,14 @@ from sqlglot import exp
 from sqlglot.optimizer.simplify import simplify
 
 from jupyter_gov.analysis import READ_ROOTS, WRITE_ROOTS, StatementInfo, function_name
+from jupyter_gov.connectors.profile import Profile
+from jupyter_gov.errors import GovError
 from jupyter_gov.exposure import Exposure
 from jupyter_gov.functions import function_allowed, table_function_allowed
 from jupyter_gov.identity import Identity
 from jupyter_gov.policy import Connection, Policy
 
 Verdict = Literal["allow", "deny", "approval_required"]
-
-#: Table functions (and their sqlglot classes) that read files, URLs or other catalogs.
-_FILE_READERS = {
-    "read_csv",
-    "read_csv_auto",
-    "read_parquet",
-    "parquet_scan",
-    "read_json",
-    "read_json_auto",
-    "read_json_objects",
-    "read_ndjson",
-    "read_ndjson_objects",
-    "read_text",
-    "read_blob",
-    "glob",
-    "sniff_csv",
-    "read_xlsx",
-    "iceberg_scan",
-    "delta_scan",
-    "parquet_metadata",
-    "parquet_schema",
-    "readcsv",
-    "readparquet",
-    "readjson",
-}
 
 _ROOT_SENTENCES: dict[str, str] = {
     "drop": "DROP statements are not allowed through jupyter-gov; ask a database owner.",
@@ -102,6 +79,43 @@ class Context:
     @property
     def can_write(self) -> bool:
         return any(self.policy.roles[r].can_write for r in self.roles)
+
+    @property
+    def profile(self) -> Profile | None:
+        """The backend profile of the connection used (by URL scheme, else by dialect)."""
+        return backend_profile(self.connection.url, self.dialect, self.connection.name)
+
+
+def backend_profile(url: str, dialect: str, name: str = "") -> Profile | None:
+    from jupyter_gov.connectors.registry import profile_for_dialect, profile_for_url
+
+    try:
+        return profile_for_url(url, name)
+    except GovError:
+        return profile_for_dialect(dialect)
+
+
+def _every_profile() -> list[Profile]:
+    from jupyter_gov.connectors.registry import profiles
+
+    return list(profiles().values())
+
+
+def _walls(ctx: Context) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(functions, dangerous functions, file readers) of the connection's profile.
+
+    A connection no profile answers gets no extra functions and the union of every
+    profile's dangerous functions and file readers: fail closed.
+    """
+    profile = ctx.profile
+    if profile is not None:
+        return profile.functions, profile.dangerous_functions, profile.file_readers
+    every = _every_profile()
+    return (
+        frozenset(),
+        frozenset().union(*(p.dangerous_functions for p in every)),
+        frozenset().union(*(p.file_readers for p in every)),
+    )
 
 
 def check_identity(ctx: Context) -> list[Finding]:
@@ -170,6 +184,7 @@ def check_statement(info: StatementInfo, ctx: Context, index: int = 0) -> list[F
         elif isinstance(node, (exp.Drop, exp.Create, exp.Alter, exp.Copy, exp.Set, exp.Pragma)):
             deny("embedded-ddl", "The statement embeds a DDL or settings statement and is denied.")
 
+    extra_functions, dangerous, file_readers = _walls(ctx)
     for ref in info.tables:
         if ref.kind == "path":
             deny(
@@ -179,13 +194,15 @@ def check_statement(info: StatementInfo, ctx: Context, index: int = 0) -> list[F
             )
         elif ref.kind == "function":
             name = function_name(ref.node.this)
-            if name in _FILE_READERS:
+            if name in file_readers:
                 deny(
                     "file-read",
                     f"{name}() reads files or URLs and is denied; query a table "
                     "of the connection instead.",
                 )
-            elif not table_function_allowed(name, ctx.policy.allow_table_functions):
+            elif name in dangerous or not table_function_allowed(
+                name, ctx.policy.allow_table_functions
+            ):
                 deny("table-function", f"The table function {name}() is not on the allow-list.")
         elif ref.kind == "unknown":
             deny(
@@ -212,16 +229,43 @@ def check_statement(info: StatementInfo, ctx: Context, index: int = 0) -> list[F
             )
 
     for name, node in info.functions:
-        if isinstance(node, (exp.ReadCSV, exp.ReadParquet)) or name in _FILE_READERS:
+        if isinstance(node, (exp.ReadCSV, exp.ReadParquet)) or name in file_readers:
             deny("file-read", f"{name}() reads files or URLs and is denied.")
+        elif name in dangerous:
+            deny(
+                "dangerous-function",
+                f"The function {name}() reaches files, settings or other servers and is "
+                "never allowed through jupyter-gov, whatever the policy lists.",
+            )
         elif not function_allowed(
-            name, ctx.dialect, ctx.policy.allow_functions, ctx.policy.deny_functions
+            name,
+            extra_functions,
+            ctx.policy.allow_functions,
+            ctx.policy.deny_functions,
         ):
             deny(
                 "function-not-allowed",
                 f"The function {name}() is not on jupyter-gov's "
                 "allow-list; ask a policy owner to add it to guardrails.allow_functions.",
             )
+
+    if root.find(exp.Directory) is not None:
+        deny(
+            "file-write",
+            "INSERT OVERWRITE DIRECTORY writes files outside the policy and is denied.",
+        )
+
+    for pivot in root.find_all(exp.Pivot):
+        if pivot.args.get("unpivot"):
+            continue
+        for field in pivot.args.get("fields") or []:
+            values = field.expressions if isinstance(field, exp.In) else []
+            if not values or any(v.find(exp.Column) for v in values):
+                deny(
+                    "pivot-needs-values",
+                    "PIVOT needs its values listed (FOR col IN ('a', 'b')): a governed "
+                    "table's source binds parameters, which a dynamic PIVOT cannot take.",
+                )
 
     for placeholder in root.find_all(exp.Placeholder):
         if str(placeholder.name).startswith("g_"):

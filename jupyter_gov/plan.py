@@ -126,11 +126,47 @@ def build_plan(
     if plan.findings:
         return plan
     try:
-        expressions = analysis.parse(text, ctx.dialect)
+        expressions = analysis.parse(
+            text,
+            ctx.dialect,
+            max_bytes=ctx.policy.max_sql_bytes,
+            max_nesting=ctx.policy.max_nesting,
+        )
     except SqlSyntaxError as error:
-        plan.findings.append(Finding("deny", "parse-error", str(error)))
+        plan.findings.append(Finding("deny", error.rule, str(error)))
         plan.error_position = (error.line, error.column)
         return plan
+    try:
+        return _decide(plan, expressions, ctx, catalog, results, unmask, limit)
+    except RecursionError:
+        # A long operator chain (a + a + ... five thousand times) is deep without nesting.
+        return Plan(
+            "deny",
+            [
+                Finding(
+                    "deny",
+                    "sql-too-deep",
+                    "The SQL is too deeply nested to analyse; split long chains of "
+                    "operators or levels into CTEs (guardrails.max_nesting).",
+                )
+            ],
+            [],
+            ctx.connection.name,
+            ctx.dialect,
+            ctx.roles,
+        )
+
+
+def _decide(
+    plan: Plan,
+    expressions: list[exp.Expr],
+    ctx: Context,
+    catalog: Catalog,
+    results: Mapping[str, object],
+    unmask: frozenset[str],
+    limit: int | None,
+) -> Plan:
+    """Decide and rewrite each parsed statement of a cell (see :func:`build_plan`)."""
     if len(expressions) > ctx.policy.max_statements:
         plan.findings.append(
             Finding(

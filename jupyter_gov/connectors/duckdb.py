@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
-from jupyter_gov import functions, guardrails
+from jupyter_gov import functions
 from jupyter_gov.connectors.base import Catalog, safe_error
 from jupyter_gov.connectors.profile import Capabilities, MaskDialect, Profile, call
 from jupyter_gov.errors import ConnectionFailed, QueryFailed
@@ -31,6 +31,33 @@ LOCKDOWN: dict[str, Any] = {
     "allow_unsigned_extensions": False,
     "allow_persistent_secrets": False,
 }
+
+#: Table functions (and their sqlglot classes) that read files, URLs or other catalogs.
+FILE_READERS = frozenset(
+    {
+        "read_csv",
+        "read_csv_auto",
+        "read_parquet",
+        "parquet_scan",
+        "read_json",
+        "read_json_auto",
+        "read_json_objects",
+        "read_ndjson",
+        "read_ndjson_objects",
+        "read_text",
+        "read_blob",
+        "glob",
+        "sniff_csv",
+        "read_xlsx",
+        "iceberg_scan",
+        "delta_scan",
+        "parquet_metadata",
+        "parquet_schema",
+        "readcsv",
+        "readparquet",
+        "readjson",
+    }
+)
 
 _CATALOG_SQL = """
 SELECT table_schema, table_name, column_name, data_type
@@ -189,7 +216,7 @@ PROFILE = Profile(
     dangerous_functions=frozenset(
         {"getenv", "current_setting", "duckdb_settings", "duckdb_secrets", "query", "query_table"}
     ),
-    file_readers=frozenset(guardrails._FILE_READERS),
+    file_readers=FILE_READERS,
     lockdown={**LOCKDOWN, "enable_external_access": False, "lock_configuration": True},
     connect=_connect,
 )

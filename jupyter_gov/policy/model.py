@@ -312,6 +312,9 @@ class Policy:
             f.lower() for f in guardrails.get("allow_table_functions", ())
         )
         self.max_statements: int = int(guardrails.get("max_statements", 20))
+        #: Planning cost grows with a cell's size and depth; both are capped before parsing.
+        self.max_sql_bytes: int = int(guardrails.get("max_sql_bytes", 1024 * 1024))
+        self.max_nesting: int = int(guardrails.get("max_nesting", 60))
         self.audit_store: str | None = (data.get("audit") or {}).get("store")
         self.mask_key_env: str = (data.get("masking") or {}).get("key_env", "JUPYTER_GOV_MASK_KEY")
         self.services: dict[str, Service] = {
