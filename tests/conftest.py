@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,3 +108,22 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'audit.sqlite'}"
     return request.getfixturevalue("team_store_schemas")()
+
+
+def raw_sql(store: Any, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run ``sql`` (``?`` placeholders) on a store's tables behind its back, as someone with
+    direct database access could; return the rows."""
+    if store.url.startswith("postgres"):
+        import psycopg
+
+        with psycopg.connect(store.url.split("?")[0], autocommit=True) as db:
+            db.execute(f'SET search_path TO "{store.schema}"')
+            cursor = db.execute(sql.replace("?", "%s"), args or None)
+            return cursor.fetchall() if cursor.description else []
+    import sqlite3
+
+    db = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()

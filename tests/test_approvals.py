@@ -10,6 +10,7 @@ from jupyter_gov.approvals import ApprovalError, ApprovalStore
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.policy import Policy
 from jupyter_gov.result import ApprovalRequired, QueryDenied
+from tests.conftest import raw_sql
 
 UPDATE = "UPDATE orders SET status = 'cancelled' WHERE order_id = 7"
 
@@ -23,9 +24,12 @@ class Clock:
 
 
 @pytest.fixture
-def team():
-    """alice (admin), bob (analyst) and dave (approver): three sessions, one store, one DB."""
-    alice = GovernedSession(None, "alice")
+def team(store_url):
+    """alice (admin), bob (analyst) and dave (approver): three sessions, one store, one DB.
+
+    Once per kind of store: a SQLite file and the team store on PostgreSQL.
+    """
+    alice = GovernedSession(None, "alice", audit=store_url)
     dave = GovernedSession(alice.policy, "dave", audit=alice.audit)
     bob = GovernedSession(alice.policy, "bob", audit=alice.audit)
     for other in (dave, bob):  # one private demo database
@@ -206,8 +210,6 @@ def test_approver_in_another_process_sees_the_request(team, tmp_path):
 
 
 def test_audit_failure_leaves_the_request_undecided(team, monkeypatch):
-    import sqlite3
-
     from jupyter_gov.audit import AuditTransaction
     from jupyter_gov.errors import AuditError
 
@@ -215,7 +217,7 @@ def test_audit_failure_leaves_the_request_undecided(team, monkeypatch):
     request = alice.request_approval(UPDATE, justification="x")
 
     def disk_full(self, kind, **event):
-        raise sqlite3.OperationalError("database or disk is full")
+        raise alice.audit._errors[0]("database or disk is full")  # the store's own error
 
     monkeypatch.setattr(AuditTransaction, "append", disk_full)
     with pytest.raises(AuditError):
@@ -364,15 +366,14 @@ def test_rebuilding_a_session_result_after_approval_invalidates_it(team):
 
 
 def test_displayed_values_that_do_not_match_the_binding_are_not_shown(team):
-    import sqlite3
-
     alice, _, dave = team
     request = alice.request_approval(AMOUNT_UPDATE, {"amount": 5, "id": 7}, justification="x")
-    db = sqlite3.connect(alice.audit.path, isolation_level=None)
-    (body,) = db.execute("SELECT body FROM approvals WHERE id = ?", (request.id,)).fetchone()
+    ((body,),) = raw_sql(alice.audit, "SELECT body FROM approvals WHERE id = ?", (request.id,))
     forged = json.loads(body)
     forged["params"] = {"amount": 1, "id": 7}
-    db.execute("UPDATE approvals SET body = ? WHERE id = ?", (json.dumps(forged), request.id))
+    raw_sql(
+        alice.audit, "UPDATE approvals SET body = ? WHERE id = ?", (json.dumps(forged), request.id)
+    )
     shown = dave.approvals.get(request.id).to_dict(approver=True)
     assert shown["params"] is None and shown["statement_text"] == ""
 
@@ -447,9 +448,10 @@ def test_cli_show_gives_the_values_to_an_approver_only(team, capsys):
     request = alice.request_approval(
         AMOUNT_UPDATE, {"amount": 4242.42, "id": 7}, justification="refund"
     )
-    assert main(["approvals", "show", request.id, "--user", "dave"]) == 0
+    store = ["--store", alice.audit.url]
+    assert main(["approvals", "show", request.id, "--user", "dave", *store]) == 0
     shown = capsys.readouterr().out
     assert AMOUNT_UPDATE in shown and "4242.42" in shown and "rows touched:  1" in shown
-    assert main(["approvals", "show", request.id, "--user", "bob"]) == 0
+    assert main(["approvals", "show", request.id, "--user", "bob", *store]) == 0
     hidden = capsys.readouterr().out
     assert "4242.42" not in hidden and "justification: refund" in hidden

@@ -17,6 +17,7 @@ from jupyter_gov.audit import AuditStore
 from jupyter_gov.cli import main
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.errors import AuditError
+from tests.conftest import raw_sql
 
 PROCESSES = 4
 EVENTS = 40  # per process
@@ -27,15 +28,6 @@ UPDATE = "UPDATE orders SET status = 'cancelled' WHERE order_id = 5"
 @pytest.fixture
 def team_url(team_store_schemas) -> str:
     return team_store_schemas()
-
-
-def raw(store: AuditStore, sql: str) -> None:
-    """Run ``sql`` on the store's tables behind its back, as a database administrator could."""
-    import psycopg
-
-    with psycopg.connect(store.url.split("?")[0], autocommit=True) as db:
-        db.execute(f'SET search_path TO "{store.schema}"')
-        db.execute(sql)
 
 
 def _appender(url: str, worker: int, barrier: Any) -> None:
@@ -86,7 +78,7 @@ def test_an_edited_approval_row_is_found_by_verify(team_url, demo_connector):
     alice = GovernedSession(None, "alice", audit=team_url)
     alice._connectors["demo"] = demo_connector
     request = alice.request_approval(UPDATE, justification="customer called")
-    raw(alice.audit, f"UPDATE approvals SET state = 'approved' WHERE id = '{request.id}'")
+    raw_sql(alice.audit, f"UPDATE approvals SET state = 'approved' WHERE id = '{request.id}'")
     report = alice.audit.verify()
     assert not report.ok and request.id in report.reason
 
@@ -95,7 +87,7 @@ def test_a_forged_approval_in_the_team_store_does_not_run(team_url, demo_connect
     alice = GovernedSession(None, "alice", audit=team_url)
     alice._connectors["demo"] = demo_connector
     request = alice.request_approval(UPDATE, justification="customer called")
-    raw(alice.audit, f"UPDATE approvals SET state = 'approved' WHERE id = '{request.id}'")
+    raw_sql(alice.audit, f"UPDATE approvals SET state = 'approved' WHERE id = '{request.id}'")
     with pytest.raises(ApprovalError, match="cannot be trusted"):
         alice.sql(UPDATE, approval_id=request.id)
 
@@ -129,7 +121,7 @@ def test_cli_verify_fails_on_a_tampered_team_store(team_url, capsys):
     store = AuditStore(team_url)
     for subject in ("a", "b", "c"):
         store.append("attempt", subject=subject)
-    raw(store, "DELETE FROM events WHERE id = 2")
+    raw_sql(store, "DELETE FROM events WHERE id = 2")
     assert main(["audit", "verify", "--store", team_url]) != 0
     assert "BROKEN at event 3" in capsys.readouterr().out
 

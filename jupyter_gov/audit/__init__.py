@@ -68,3 +68,12 @@ __all__ = [
     "request_digest",
     "row_hash",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``PostgresAuditStore`` on first use: importing it loads the PostgreSQL driver."""
+    if name == "PostgresAuditStore":
+        from jupyter_gov.audit.postgres import PostgresAuditStore
+
+        return PostgresAuditStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

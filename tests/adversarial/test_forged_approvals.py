@@ -7,29 +7,46 @@ a hand-made approver Identity all ran statements while ``audit verify`` said ok.
 from __future__ import annotations
 
 import json
-import sqlite3
+from typing import Any
 
 import pytest
 
 from jupyter_gov.approvals import ApprovalError, ApprovalForbidden, ApprovalRefused
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.identity import Identity
+from tests.conftest import raw_sql
 
 UPDATE = "UPDATE orders SET status = 'cancelled' WHERE order_id = 9"
 
 
 @pytest.fixture
-def team():
-    """alice (admin) and dave (approver) on one private demo database and one store."""
-    alice = GovernedSession(None, "alice")
+def team(store_url):
+    """alice (admin) and dave (approver) on one private demo database and one store.
+
+    Once per kind of store: a SQLite file and the team store on PostgreSQL.
+    """
+    alice = GovernedSession(None, "alice", audit=store_url)
     dave = GovernedSession(alice.policy, "dave", audit=alice.audit)
     dave.use_connector("demo", alice.connector("demo"))
     return alice, dave
 
 
-def raw_db(session: GovernedSession) -> sqlite3.Connection:
-    """Someone who can write the audit file, outside jupyter-gov."""
-    return sqlite3.connect(session.audit.path, isolation_level=None)
+class RawDb:
+    """Someone who can write the audit store (file or database), outside jupyter-gov."""
+
+    def __init__(self, session: GovernedSession) -> None:
+        self.store = session.audit
+
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> RawDb:
+        self.rows = raw_sql(self.store, sql, tuple(args))
+        return self
+
+    def fetchone(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+
+def raw_db(session: GovernedSession) -> RawDb:
+    return RawDb(session)
 
 
 def status_of_order_9(session: GovernedSession) -> str:
