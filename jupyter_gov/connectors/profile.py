@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from sqlglot import exp
 
-from jupyter_gov.errors import ConnectionFailed, GovError
+from jupyter_gov.errors import GovError
 
 if TYPE_CHECKING:
     from jupyter_gov.connectors.base import Connector
