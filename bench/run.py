@@ -870,6 +870,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--scrub-values", type=int, default=None, help="texts to scrub (100k)")
     parser.add_argument("--no-scrub", action="store_true", help="skip the scrub benchmark")
+    parser.add_argument(
+        "--databases",
+        action="store_true",
+        help="also read 1M masked rows from PostgreSQL and MariaDB (bench/databases.py)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="report path")
     parser.add_argument("--json", type=Path, default=None, help="also dump raw timings here")
     args = parser.parse_args(argv)
@@ -927,6 +932,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = max(3, min(args.repeat, 5))
     scrub = None if args.no_scrub else run_scrub(args.scrub_values, runs)
     report = render_report(args, info, tpch, masks, scrub)
+    if args.databases:  # optional: needs the servers; each one that is down is skipped
+        from databases import run as run_databases
+
+        with isolated_home():
+            report += "\n" + "\n".join(run_databases(1_000_000, args.repeat)) + "\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)
     log(f"wrote {args.output}")

@@ -56,3 +56,34 @@ def test_approvals_notebook_walks_the_request_and_approval_round_trip():
     assert "different statement" in text and "is used, not approved" in text
     assert "approval_requested alice" in text and "approval_approved dave" in text
     assert "audit chain ok" in text
+
+
+def _servers_down() -> str | None:
+    """Why the databases notebook cannot run here (None: PostgreSQL and MariaDB answer)."""
+    try:
+        import adbc_driver_postgresql.dbapi as adbc
+        import pymysql
+
+        adbc.connect("postgresql://postgres@127.0.0.1:5432/test").close()
+        pymysql.connect(host="127.0.0.1", user="root", connect_timeout=3).close()
+    except Exception as error:
+        return f"PostgreSQL or MariaDB on 127.0.0.1 is not available ({type(error).__name__})"
+    return None
+
+
+def test_databases_notebook_governs_duckdb_postgres_and_mariadb_side_by_side(monkeypatch):
+    from tests.conftest import require_server
+
+    down = _servers_down()
+    if down:
+        require_server(down)
+    # the kernel imports the jupyter_gov under test, not whichever one is installed
+    monkeypatch.setenv("PYTHONPATH", str(NOTEBOOKS.parent))
+    text = "\n".join(plain_outputs(execute("databases.ipynb")))
+    assert "1000 customers in PostgreSQL" in text
+    assert text.count("masked: email → email, full_name → token, ssn → partial") >= 2
+    assert "on pg" in text and "on maria" in text and "on scratch" in text
+    assert "row filters: orders-by-region" in text
+    assert "pg_read_file" in text and "✖ denied" in text
+    assert "[unknown-table]" in text  # carol cannot read bob's saved result
+    assert "audit chain ok" in text
