@@ -124,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run a notebook headlessly and print its outputs")
     demo.add_argument("notebook", nargs="?", default="notebooks/quickstart.ipynb")
     demo.add_argument("--timeout", type=int, default=300)
+    mcp = commands.add_parser("mcp", help="serve governed tools to an AI agent over MCP")
+    mcp.add_argument("--agent", required=True, help="the agent's name in the policy's agents:")
+    _config_options(mcp)
+    mcp.add_argument("--user", help="act for this user (local identity provider only)")
+    mcp.add_argument("--no-user", action="store_true", help="the agent acts for nobody")
+    mcp.add_argument("--connection", help="default connection name from the policy")
+    mcp.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    mcp.add_argument("--host", default="127.0.0.1", help="HTTP: address to bind (loopback)")
+    mcp.add_argument("--port", type=int, default=8765, help="HTTP: port (path /mcp)")
     return parser
 
 
@@ -141,6 +150,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "mcp":
+        from jupyter_gov.mcp import open_tools, serve
+
+        tools = open_tools(
+            args.agent,
+            policy=args.policy,
+            store=args.store,
+            user=args.user,
+            connection=args.connection,
+            alone=args.no_user,
+        )
+        serve(tools, "stdio" if args.transport == "stdio" else "http", args.host, args.port)
+        return EXIT_OK
     if args.command in ("query", "explain"):
         return _run_query(args)
     if args.command == "tables":

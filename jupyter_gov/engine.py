@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from jupyter_gov import agents, keys, masking
+from jupyter_gov import agents, keys, masking, unattended
 from jupyter_gov.approvals import (
     ApprovalError,
     ApprovalRefused,
@@ -197,6 +197,14 @@ class GovernedSession:
         plan = self._plan(text, params, identity, connection_name, frozenset(unmask), limit)
         base = self._event_base(identity, plan, query_id, purpose)
         self.audit.append("attempt", **base)  # raises AuditError: then nothing runs
+        if (
+            plan.decision == "approval_required"
+            and unattended.is_unattended(identity)
+            and not (approval_id or break_glass)
+        ):  # a re-run of a pipeline uses the approval given for exactly this run
+            approval_id = unattended.approved_request(
+                self, plan, text, params, identity, unmask, limit
+            )
         if plan.decision == "approval_required" and (approval_id or break_glass):
             plan = self._authorize(
                 plan,
@@ -223,6 +231,19 @@ class GovernedSession:
         if plan.decision == "deny":
             raise QueryDenied(plan, decision_id)
         if plan.decision == "approval_required":
+            if unattended.is_unattended(identity):
+                raise unattended.needs_approval(
+                    self,
+                    plan,
+                    text,
+                    params,
+                    identity,
+                    unmask,
+                    limit,
+                    decision_id,
+                    query_id,
+                    purpose,
+                )
             raise ApprovalRequired(plan, decision_id, query_id)
         if name is not None:
             self._check_result_name(name, connection_name)

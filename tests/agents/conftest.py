@@ -51,6 +51,7 @@ def agents_policy_data() -> dict:
             "queries_per_minute": 5,
             "deny_statements": ["delete"],
         },
+        "export-bot": {"roles": ["assistant"], "max_rows": 5000},
         "keyed-bot": {
             "roles": ["assistant"],
             "token_sha256": hashlib.sha256(AGENT_TOKEN.encode()).hexdigest(),
