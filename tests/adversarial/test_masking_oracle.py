@@ -344,7 +344,6 @@ def test_saved_results_recombined_stay_masked(session_for, reference_for, user):
         "SELECT sha256(phone) FROM customers LIMIT 3",
         "SELECT md5(full_name) FROM customers LIMIT 3",
         "SELECT hex(street_address) FROM customers LIMIT 3",
-        "SELECT to_base64(encode(email)) FROM customers LIMIT 3",
         "SELECT to_json(list(full_name)) FROM customers WHERE customer_id < 4",
         "SELECT split_part(email, '@', 1) FROM customers LIMIT 3",
     ],
@@ -355,12 +354,21 @@ def test_oracle_detects_raw_values_and_their_encodings(session_for, sql):
     assert LeakDetector.for_demo().scan(output_text(table)), f"no leak found in {sql}"
 
 
+def test_oracle_detects_base64_of_a_raw_value(session_for):
+    import base64
+
+    ((email,),) = session_for("alice").sql("SELECT email FROM customers LIMIT 1").fetchall()
+    assert LeakDetector.for_demo().scan(base64.b64encode(email.encode()).decode())
+
+
 def test_oracle_differential_detects_an_unmasked_answer(session_for, reference_for):
     """bob's reference disagrees with the admin's raw answer to the same statement."""
-    sql = "SELECT email FROM customers WHERE customer_id < 20"
-    with pytest.raises(AssertionError, match="rows vs"):
-        check(lambda: session_for("alice").sql(sql).arrow(), reference_for("bob"), sql,
-              raw_allowed=True)  # fmt: skip
+    from tests.adversarial.oracle import assert_same_answer
+
+    sql = "SELECT email FROM customers ORDER BY customer_id LIMIT 20"
+    raw_answer = session_for("alice").sql(sql).arrow()
+    with pytest.raises(AssertionError, match="rows"):
+        assert_same_answer(raw_answer, reference_for("bob").run(sql), sql=sql)
 
 
 def test_oracle_refuses_a_traceback_as_a_denial():
@@ -422,3 +430,21 @@ def test_raw_free_text_in_bulk_needs_approval(session_for):
 
 def test_a_few_raw_free_text_values_need_no_approval(session_for):
     assert session_for("alice").sql("SELECT body FROM support_tickets LIMIT 5").rows == 5
+
+
+def test_email_mask_on_free_text_does_not_keep_the_text_after_the_at(session_for, demo_policy):
+    """A policy classifying ticket bodies as ``email`` used to get ``***@`` plus the rest of
+    the body (the domain, then any phone or card that followed it)."""
+    from jupyter_gov.policy import Policy
+
+    data = dict(demo_policy.data)
+    data["classifications"] = {**data["classifications"], "email": ["*.email", "*.body"]}
+    data["classifications"].pop("free_text")
+    policy = Policy(data)
+    bodies = session_for("bob", policy).sql("SELECT body FROM support_tickets").arrow()
+    import re
+
+    one_domain = re.compile(r"[*]{3}@[A-Za-z0-9.-]+|[*]{4}")
+    assert all(one_domain.fullmatch(v) for v in bodies.column("body").to_pylist())
+    emails = session_for("bob", policy).sql("SELECT email FROM customers LIMIT 5")
+    assert all(v.startswith("***@") for (v,) in emails.fetchall())
