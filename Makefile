@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD = 1
 
-.PHONY: install demo test lab bench lint clean
+.PHONY: install demo test stress lab bench lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# The adversarial suites at full length: every masking shape on every classified column for
+# every demo user, 5,000 fuzzed statements, the live engines. About 15-25 minutes on 2 cores.
+stress: install
+	JUPYTER_GOV_STRESS=1 $(BIN)/python -m pytest tests/adversarial -q
 
 lab: install
 	$(BIN)/jupyter lab notebooks/

@@ -156,10 +156,19 @@ def raw_columns(policy: Policy, roles: tuple[str, ...], unmask: frozenset[str]) 
         if key not in cache:
             spec, tags = policy.column_mask(entry.name, column, roles, entry.schema)
             visible = spec.function == "none" or (bool(tags) and set(tags) <= unmask)
-            cache[key] = frozenset(tags) if tags and visible else frozenset()
+            found = frozenset(tags) if tags and visible else frozenset()
+            if found and _holds_free_text(policy, tags):
+                found |= {"*"}
+            cache[key] = found
         return cache[key]
 
     return raw
+
+
+def _holds_free_text(policy: Policy, tags: Iterable[str]) -> bool:
+    """A column others see ``scrub``bed is free text that embeds any kind of PII (a ticket
+    quoting its writer's email, phone and card): read raw, it counts as every tag."""
+    return any(policy.mask_for_tag(tag, ()).function == "scrub" for tag in tags)
 
 
 def matches(tags: frozenset[str], wanted: Iterable[str]) -> bool:

@@ -35,6 +35,8 @@ from jupyter_gov.scrub import DEFAULT_SCRUB, SCRUB_PATTERNS
 #: Partial masks never reveal part of a value shorter than kept characters plus this.
 _MIN_HIDDEN = 4
 _REDACTED = "****"
+#: Characters no email domain holds: the email mask redacts a value containing one after '@'.
+_NOT_IN_DOMAIN = (" ", ",", ";", "<", ">")
 
 
 @dataclass
@@ -229,9 +231,18 @@ def _mask(
     if function == "email":
         at = blocks.position(text.copy(), "@")
         domain = blocks.substring(text.copy(), at)
+        # Only one address keeps its domain: on text with more after the address (free text
+        # classified as email), "everything after '@'" would be the rest of the text.
+        not_one_address = exp.or_(
+            *(
+                exp.GT(this=blocks.position(domain.copy(), sep), expression=exp.Literal.number(0))
+                for sep in _NOT_IN_DOMAIN
+            )
+        )
         return exp.Case(
             ifs=[
                 exp.If(this=exp.Is(this=text.copy(), expression=exp.null()), true=exp.null()),
+                exp.If(this=not_one_address, true=exp.Literal.string(_REDACTED)),
                 exp.If(
                     this=exp.GT(this=at.copy(), expression=exp.Literal.number(0)),
                     true=blocks.concat(exp.Literal.string("***"), domain),
