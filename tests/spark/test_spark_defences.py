@@ -86,7 +86,7 @@ def test_profile_declares_sparks_dangerous_functions_and_file_formats() -> None:
 
 def test_capabilities_claim_only_what_the_connector_enforces() -> None:
     capabilities = registry.profiles()["spark"].capabilities
-    assert capabilities.cancel is True
+    assert capabilities.cancel is False  # interrupting the cell is not proven to stop the job
     assert capabilities.read_only_transactions is False  # Spark has none
     assert capabilities.server_timeout is False  # the connector keeps the clock
 
@@ -148,6 +148,10 @@ def test_interrupt_cancels_the_job_on_the_cluster(own: Any) -> None:
     assert _probe(own) == 1000
 
 
+@pytest.mark.skip(
+    reason="KeyboardInterrupt in the main thread did not reliably stop the Spark job "
+    "(the probe waited behind it); Capabilities.cancel is False until it does"
+)
 def test_interrupting_the_cell_cancels_the_job_on_the_cluster(spark: Engine) -> None:
     """KeyboardInterrupt in the engine's execute path, as Jupyter's interrupt delivers it."""
     session = GovernedSession(spark.policy(environment="development"), "alice")
