@@ -279,6 +279,17 @@ def check_statement(info: StatementInfo, ctx: Context, index: int = 0) -> list[F
 def _check_write(info: StatementInfo, ctx: Context, index: int) -> list[Finding]:
     findings: list[Finding] = []
     root = info.expression
+    if isinstance(root, exp.Insert) and isinstance(root.this, exp.Directory):
+        # Spark/Hive ``INSERT OVERWRITE [LOCAL] DIRECTORY``: the rows land in files, unaudited.
+        return [
+            Finding(
+                "deny",
+                "file-write",
+                "Writing query results to files (INSERT ... DIRECTORY) is denied; name the "
+                "result in the notebook instead.",
+                index,
+            )
+        ]
     if not ctx.can_write:
         findings.append(
             Finding(

@@ -20,9 +20,9 @@ from jupyter_gov.errors import ConnectionFailed, GovError
 from jupyter_gov.masking import mask_expression
 from jupyter_gov.policy import Connection, MaskSpec
 
-# PostgreSQL, MySQL/MariaDB and SQLite have live connectors (tests/connectors/).
+# PostgreSQL, MySQL/MariaDB and SQLite have live connectors (tests/connectors/), and so has
+# Spark SQL through Spark Connect (tests/spark/).
 RENDERING_ONLY = {
-    "sc://localhost:15002": "Spark SQL",
     "snowflake://acct/db": "Snowflake",
     "bigquery://project/dataset": "BigQuery",
     "trino://h:8080/hive": "Trino",
@@ -375,36 +375,8 @@ def mariadb_run() -> Iterator:  # type: ignore[type-arg]
     con.close()
 
 
-@pytest.fixture(scope="module")
-def spark_run() -> Iterator:  # type: ignore[type-arg]
-    """A local Spark session (classic, one core): the JVM costs seconds, so once per module."""
-    import importlib.util
-    import shutil
-
-    from tests.conftest import require_server
-
-    if importlib.util.find_spec("pyspark") is None or shutil.which("java") is None:
-        require_server("pyspark and a Java runtime for a local Spark session")
-    from pyspark.sql import SparkSession
-
-    spark = (
-        SparkSession.builder.master("local[1]")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "1")
-        .getOrCreate()
-    )
-    yield lambda sql, params: tuple(spark.sql(sql, args={"g_k1": KEY} if params else None).first())
-    spark.stop()
-
-
-@pytest.mark.server
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_spark_masks_return_the_same_values_as_duckdb(
-    case: str,
-    spark_run,
-    duckdb_values: dict[str, list[str | None]],  # type: ignore[no-untyped-def]
-) -> None:
-    assert _masked_values("spark", spark_run, case) == duckdb_values[case]
+# Spark's masks are compared with these values on a live Spark Connect server in
+# tests/spark/test_spark_masks.py (one server for the whole session).
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
