@@ -338,6 +338,10 @@ def _resolve_table(
             if name in catalog_tables:
                 return TableRef(node, name, schema, "shadowing_cte")
             return TableRef(node, name, schema, "cte")
+    if not schema and not node.catalog and name in results:
+        # The identity's own saved result: registered as a temporary view, which the
+        # engine finds before any system relation, so ``pg_people <<`` stays readable.
+        return TableRef(node, name, schema, "result")
     if is_system_relation(name, schema, node.catalog or None):
         return TableRef(node, name, schema, "system")
     key = f"{schema}.{name}" if schema else name
@@ -345,8 +349,6 @@ def _resolve_table(
         key = f"{node.catalog.lower()}.{key}"
     if key in catalog_tables:
         return TableRef(node, name, schema, "catalog")
-    if not schema and not node.catalog and name in results:
-        return TableRef(node, name, schema, "result")
     return TableRef(node, name, schema, "unknown")
 
 

@@ -391,12 +391,6 @@ ANALYTICS = {
     "strip_accents": "SELECT strip_accents(city) FROM customers",
     "timezone": "SELECT timezone('UTC', opened_at) FROM support_tickets",
 }
-#: Denied today by the allow-list (issue 8 item 5); another branch is fixing them.
-ANALYTICS_HOLES = {
-    name: "issue 8 item 5, fixed on h/sql"
-    for name in ("list_transform", "map_literal", "now", "strip_accents", "timezone")
-}
-KNOWN_HOLES.update({f"analytics:{n}": r for n, r in ANALYTICS_HOLES.items()})
 
 
 @pytest.mark.parametrize(

@@ -97,11 +97,7 @@ CATALOG = {
 }
 
 #: Holes another branch is closing: strict xfails, dropped once the fix is merged.
-KNOWN_HOLES = {
-    "cte_self_reference_duckdb_tables": "issue 8 item 1, fixed on h/sql",
-    "cte_self_reference_pg_class": "issue 8 item 1, fixed on h/sql",
-    "cte_forward_reference_catalog": "issue 8 item 1, fixed on h/sql",
-}
+KNOWN_HOLES: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")

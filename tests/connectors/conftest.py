@@ -60,7 +60,7 @@ class Engine:
     def session(self, user: str, policy: Policy | None = None) -> GovernedSession:
         """A governed session for ``user`` reusing this engine's open connector."""
         session = GovernedSession(policy or self.policy(), user)
-        session._connectors["demo"] = self.connector
+        session.use_connector("demo", self.connector)
         return session
 
 

@@ -164,7 +164,7 @@ def shell(layout: Layout, demo_connector) -> Iterator[InteractiveShell]:
 
     def session(user=None):  # the demo database, built once per test run
         governed = original(user)
-        governed._connectors["demo"] = demo_connector
+        governed.use_connector("demo", demo_connector)
         return governed
 
     magic.session = session
