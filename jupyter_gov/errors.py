@@ -67,7 +67,7 @@ class SqlSyntaxError(GovError):
 class SqlTooLarge(SqlSyntaxError):
     """The cell is larger or deeper than the policy's guardrails allow; carries the rule id."""
 
-    def __init__(self, message: str, rule: str):
+    def __init__(self, message: str, rule: str = "sql-too-large"):
         super().__init__(message, rule=rule)
 
 
@@ -141,6 +141,38 @@ class ApprovalRequired(GovError):
         self.audit_id = audit_id
         self.query_id = query_id
         super().__init__(" ".join(plan.reasons) or "The statement needs an approval.")
+
+
+class PipelineNeedsApproval(ApprovalRequired):
+    """An unattended (service) run needs approval; ``request_id`` names the request to approve.
+
+    Nobody is at the keyboard to click a widget, so the run fails fast with the id to
+    approve, and the same run re-run after approval proceeds.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        audit_id: int | None = None,
+        query_id: str = "",
+        request_id: str = "",
+        service: str = "",
+    ) -> None:
+        super().__init__(plan, audit_id, query_id)
+        self.request_id = request_id
+        reason = next((r for r in plan.reasons if r), "an approval rule applies").rstrip(".")
+        Exception.__init__(
+            self,
+            f"This unattended run of service {service!r} needs approval request {request_id} "
+            f"({reason}); approve it (jupyter-gov approvals approve {request_id}) and re-run.",
+        )
+
+
+class RateLimited(GovError):
+    """An agent made more calls than its policy's ``queries_per_minute`` allow."""
+
+    exit_code = EXIT_DENIED
+    http_status = 429
 
 
 # -- approvals -------------------------------------------------------------------------------

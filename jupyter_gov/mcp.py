@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jupyter_gov.engine import GovernedSession
-from jupyter_gov.errors import GovError
+from jupyter_gov.errors import GovError, RateLimited
 from jupyter_gov.identity.service import agent_identity
 from jupyter_gov.result import ApprovalRequired, QueryDenied
 
@@ -35,10 +35,6 @@ INSTRUCTIONS = (
     "audited as this agent acting for its user. Start with list_tables, then query. A "
     "refusal is final for that text: rephrasing it does not change the policy."
 )
-
-
-class RateLimited(GovError):
-    """The agent made more calls than its ``queries_per_minute`` allow."""
 
 
 class GovTools:

@@ -11,29 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from jupyter_gov.result import ApprovalRequired
+from jupyter_gov.errors import PipelineNeedsApproval  # importable from here as before
 
 if TYPE_CHECKING:
     from jupyter_gov.approvals import Binding
     from jupyter_gov.engine import GovernedSession
     from jupyter_gov.identity import Identity
     from jupyter_gov.plan import Plan
-
-
-class PipelineNeedsApproval(ApprovalRequired):
-    """A service's statement needs approval; ``request_id`` names the request to approve."""
-
-    def __init__(
-        self, plan: Plan, audit_id: int | None, query_id: str, request_id: str, service: str
-    ) -> None:
-        super().__init__(plan, audit_id, query_id)
-        self.request_id = request_id
-        reason = next((r for r in plan.reasons if r), "an approval rule applies").rstrip(".")
-        Exception.__init__(
-            self,
-            f"This unattended run of service {service!r} needs approval request {request_id} "
-            f"({reason}); approve it (jupyter-gov approvals approve {request_id}) and re-run.",
-        )
 
 
 def is_unattended(identity: Identity) -> bool:

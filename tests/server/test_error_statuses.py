@@ -21,6 +21,10 @@ SENTENCE = "Something a user can act on happened."
 
 def make(cls: type[errors.GovError]) -> errors.GovError:
     """One instance of ``cls`` with a one-sentence message."""
+    if cls is errors.PipelineNeedsApproval:  # its own sentence names the request; keep ours
+        error = cls(SimpleNamespace(reasons=[SENTENCE]))  # type: ignore[arg-type]
+        Exception.__init__(error, SENTENCE)
+        return error
     if cls in (errors.QueryDenied, errors.ApprovalRequired):
         return cls(SimpleNamespace(reasons=[SENTENCE]))  # type: ignore[arg-type]
     if cls is errors.ApprovalRefused:
