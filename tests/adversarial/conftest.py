@@ -82,3 +82,24 @@ def reference_for(
     for reference in built.values():
         if reference is not None:
             reference.con.close()
+
+
+@pytest.fixture
+def shell(demo_connector: DuckDBConnector) -> Iterator[object]:
+    """An IPython shell with the extension loaded, every magic session on the demo database."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell()
+    shell.extension_manager.load_extension("jupyter_gov")
+    magic = shell.magics_manager.registry["GovMagic"]
+    original = magic.session
+
+    def session(user: str | None = None) -> GovernedSession:
+        governed = original(user)
+        governed.use_connector("demo", demo_connector)
+        return governed
+
+    magic.session = session
+    yield shell
+    shell.extension_manager.unload_extension("jupyter_gov")
+    InteractiveShell.clear_instance()

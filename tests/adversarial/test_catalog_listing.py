@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from jupyter_gov.cli import main
 from jupyter_gov.policy import Policy
 
@@ -30,26 +28,6 @@ def test_analyst_still_lists_columns_with_their_masks(session_for) -> None:
 def test_no_role_lists_no_columns_in_the_cli(capsys) -> None:
     assert main(["tables", "--user", "eve", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
-
-
-@pytest.fixture
-def shell(demo_connector):
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell()
-    shell.extension_manager.load_extension("jupyter_gov")
-    magic = shell.magics_manager.registry["GovMagic"]
-    original = magic.session
-
-    def session(user=None):
-        s = original(user)
-        s._connectors["demo"] = demo_connector
-        return s
-
-    magic.session = session
-    yield shell
-    shell.extension_manager.unload_extension("jupyter_gov")
-    InteractiveShell.clear_instance()
 
 
 def test_no_role_lists_no_columns_in_the_magic(shell, capsys) -> None:

@@ -120,26 +120,6 @@ def test_cli_stderr_holds_no_expanded_secret(capsys, vault_policy) -> None:
 # -- magic output -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def shell(demo_connector):
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell()
-    shell.extension_manager.load_extension("jupyter_gov")
-    magic = shell.magics_manager.registry["GovMagic"]
-    original = magic.session
-
-    def session(user=None):
-        s = original(user)
-        s.use_connector("demo", demo_connector)
-        return s
-
-    magic.session = session
-    yield shell
-    shell.extension_manager.unload_extension("jupyter_gov")
-    InteractiveShell.clear_instance()
-
-
 def test_magic_output_holds_no_raw_value(shell, raw_values, capsys) -> None:
     from IPython.core.error import UsageError
 

@@ -5,7 +5,8 @@ UTF-8, huge IN lists: every one is a ``GovError`` (a denied plan) in the engine,
 the magic. Sizes are capped by ``guardrails.max_sql_bytes`` and ``guardrails.max_nesting``,
 checked on the text and tokens before the recursive parser runs.
 
-``JUPYTER_GOV_FUZZ_EXAMPLES`` raises the fuzzers' example count (``make stress``).
+``make stress`` (``JUPYTER_GOV_STRESS=1``) raises the fuzzers' example count to 5,000
+(``JUPYTER_GOV_FUZZ_EXAMPLES`` sets it) and plans a 100k-literal IN list.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from jupyter_gov.errors import GovError
 from jupyter_gov.policy import Policy
 from jupyter_gov.result import QueryDenied
 
-EXAMPLES = int(os.environ.get("JUPYTER_GOV_FUZZ_EXAMPLES", "200"))
+_STRESS = os.environ.get("JUPYTER_GOV_STRESS") == "1"
+EXAMPLES = int(os.environ.get("JUPYTER_GOV_FUZZ_EXAMPLES", "5000" if _STRESS else "200"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -139,7 +141,7 @@ def test_in_list_of_twenty_thousand_literals_plans(bob) -> None:
     assert plan.normalized.count("?") == 20000
 
 
-@pytest.mark.skipif(EXAMPLES <= 200, reason="stress only: set JUPYTER_GOV_FUZZ_EXAMPLES")
+@pytest.mark.stress
 def test_in_list_of_a_hundred_thousand_literals_plans(bob) -> None:
     values = ", ".join(str(i) for i in range(100000))
     plan = bob.explain(f"SELECT count(*) FROM orders WHERE order_id IN ({values})")
@@ -212,26 +214,6 @@ def test_cli_refuses_stdin_that_is_not_utf8(capsys, monkeypatch) -> None:
     err = capsys.readouterr().err
     assert status != 0
     assert "not UTF-8" in err and "Traceback" not in err
-
-
-@pytest.fixture
-def shell(demo_connector):
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell()
-    shell.extension_manager.load_extension("jupyter_gov")
-    magic = shell.magics_manager.registry["GovMagic"]
-    original = magic.session
-
-    def session(user=None):
-        s = original(user)
-        s._connectors["demo"] = demo_connector
-        return s
-
-    magic.session = session
-    yield shell
-    shell.extension_manager.unload_extension("jupyter_gov")
-    InteractiveShell.clear_instance()
 
 
 @pytest.mark.parametrize("sql", [DEEP["not"], DEEP["subqueries"], "SELECT '\udcff' AS x"])
