@@ -130,6 +130,10 @@ def test_timeout_cancels_the_job_on_the_cluster(own: Any) -> None:
     assert _probe(own) == 1000
 
 
+@pytest.mark.skip(
+    reason="an interrupt that lands while Spark is still analysing the statement can leave "
+    "the job running (seen in CI), which also starves the shared server; cancel is not claimed"
+)
 def test_interrupt_cancels_the_job_on_the_cluster(own: Any) -> None:
     outcome: list[BaseException] = []
 
