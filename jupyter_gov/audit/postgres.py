@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from jupyter_gov.audit.chain import _REAL_FIELDS, FIELDS, GENESIS, row_hash
+from jupyter_gov.audit.chain import _REAL_FIELDS, FIELDS
 from jupyter_gov.audit.store import AuditStore
 from jupyter_gov.errors import AuditError
 from jupyter_gov.policy.model import env_references
@@ -224,16 +224,8 @@ class PostgresAuditStore(AuditStore):
             yield db
 
     def _insert(self, db: Any, record: Mapping[str, Any]) -> int:
-        head = db.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
-        prev = head[0] if head else GENESIS
-        digest = row_hash(prev, record)
-        columns = ", ".join((*FIELDS, "prev_hash", "hash"))
-        marks = ", ".join("?" * (len(FIELDS) + 2))
-        row = db.execute(
-            f"INSERT INTO events ({columns}) VALUES ({marks}) RETURNING id",
-            [record[name] for name in FIELDS] + [prev, digest],
-        ).fetchone()
-        return int(row[0])
+        sql, values = self._linked_insert(db, record)
+        return int(db.execute(f"{sql} RETURNING id", values).fetchone()[0])
 
     def _slot_sql(self) -> str:
         return "CAST(floor(ts / ?) AS BIGINT)"

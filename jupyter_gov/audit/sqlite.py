@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from jupyter_gov.audit.chain import _REAL_FIELDS, FIELDS, GENESIS, row_hash
+from jupyter_gov.audit.chain import _REAL_FIELDS, FIELDS
 from jupyter_gov.audit.store import AuditStore, default_store_url, path_from_url
 from jupyter_gov.errors import AuditError
 from jupyter_gov.files import private_dir, private_file
@@ -92,16 +92,8 @@ class SQLiteAuditStore(AuditStore):
             db.execute("COMMIT")
 
     def _insert(self, db: Any, record: Mapping[str, Any]) -> int:
-        head = db.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
-        prev = head[0] if head else GENESIS
-        digest = row_hash(prev, record)
-        columns = ", ".join((*FIELDS, "prev_hash", "hash"))
-        marks = ", ".join("?" * (len(FIELDS) + 2))
-        cursor = db.execute(
-            f"INSERT INTO events ({columns}) VALUES ({marks})",
-            [record[name] for name in FIELDS] + [prev, digest],
-        )
-        return int(cursor.lastrowid or 0)
+        sql, values = self._linked_insert(db, record)
+        return int(db.execute(sql, values).lastrowid or 0)
 
     def _has_table(self, db: Any, name: str) -> bool:
         row = db.execute(

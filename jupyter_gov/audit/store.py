@@ -27,6 +27,7 @@ from jupyter_gov.audit.chain import (
     _record,
     _Walk,
     feed_trail,
+    row_hash,
 )
 from jupyter_gov.errors import AuditError
 
@@ -164,6 +165,19 @@ class AuditStore:
     def _insert(self, db: Database, record: Mapping[str, Any]) -> int:
         """Insert one event after the head; the caller holds the write transaction."""
         raise NotImplementedError
+
+    def _linked_insert(self, db: Database, record: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """The INSERT of ``record`` chained after the current head, and its values.
+
+        Both stores append through this, so the link (head hash, row hash) is made once;
+        each adds only how its driver returns the new id.
+        """
+        head = db.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+        prev = head[0] if head else GENESIS
+        columns = ", ".join((*FIELDS, "prev_hash", "hash"))
+        marks = ", ".join("?" * (len(FIELDS) + 2))
+        values = [record[name] for name in FIELDS] + [prev, row_hash(prev, record)]
+        return f"INSERT INTO events ({columns}) VALUES ({marks})", values
 
     def _slot_sql(self) -> str:
         """SQL for the bucket number of ``ts`` given the bucket width as the first argument."""
