@@ -18,20 +18,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from jupyter_gov import agents, keys, masking, unattended
-from jupyter_gov.approvals import (
-    ApprovalError,
-    ApprovalRefused,
-    ApprovalRequest,
-    ApprovalStore,
-    Binding,
-    required_approvers,
-)
+from jupyter_gov import agents, keys, unattended
+from jupyter_gov.approvals import ApprovalRequest, ApprovalStore
+from jupyter_gov.approvals.flow import ApprovalWorkflow
 from jupyter_gov.audit import AuditStore, default_home
+from jupyter_gov.audit.events import AuditEvents
 from jupyter_gov.config import resolve
 from jupyter_gov.connectors import Connector, open_connector
-from jupyter_gov.dryrun import dry_run_rows, plan_digest, results_digest
-from jupyter_gov.errors import AuditError, GovError, IdentityError, QueryFailed
+from jupyter_gov.errors import GovError, IdentityError, QueryFailed
 from jupyter_gov.exposure import Exposure
 from jupyter_gov.guardrails import (
     Context,
@@ -109,15 +103,18 @@ class GovernedSession:
         else:
             self.provider = identity
         self.default_connection = self.settings.connection
-        self.audit = (
-            audit if isinstance(audit, AuditStore) else AuditStore(self.settings.audit_store)
-        )
         self.session_id = uuid.uuid4().hex[:16]
+        self.events = AuditEvents(
+            audit if isinstance(audit, AuditStore) else AuditStore(self.settings.audit_store),
+            self.policy,
+            self.session_id,
+            lambda: getattr(self.provider, "name", None),
+        )
         self._connectors: dict[str, Connector] = {}
         self._results: dict[str, dict[str, str]] = {}  # connection -> {name: identity key}
         self._plans: OrderedDict[tuple[Any, ...], Plan] = OrderedDict()
-        self._keys: dict[str, str] | None = None
-        self._approvals: ApprovalStore | None = None
+        self.keys = keys.KeyRing(self.policy.mask_key_env, os.environ, default_home)
+        self.approval_flow = ApprovalWorkflow(self)
         # Bulk-export accounting: raw values each identity received, per approval rule,
         # and what each saved result holds, per connection: name -> (owner, exposure).
         self._exposure_spent: dict[str, dict[str, int]] = {}
@@ -128,6 +125,16 @@ class GovernedSession:
         self._result_sources: dict[str, frozenset[str]] = {}
 
     # -- public API ----------------------------------------------------------------------
+
+    @property
+    def audit(self) -> AuditStore:
+        """The store every event of this session goes to."""
+        return self.events.store
+
+    @audit.setter
+    def audit(self, store: AuditStore) -> None:
+        """Write to another store (several sessions sharing one chain, tests)."""
+        self.events.store = store
 
     @property
     def identity(self) -> Identity:
@@ -192,11 +199,11 @@ class GovernedSession:
         try:
             identity = self.provider.current()
         except IdentityError as error:
-            self._audit_identity_failure(query_id, connection_name, str(error))
+            self.events.identity_failure(query_id, connection_name, str(error))
             raise
         plan = self._plan(text, params, identity, connection_name, frozenset(unmask), limit)
-        base = self._event_base(identity, plan, query_id, purpose)
-        self.audit.append("attempt", **base)  # raises AuditError: then nothing runs
+        base = self.events.base(identity, plan, query_id, purpose)
+        self.events.attempt(base)  # raises AuditError: then nothing runs
         if (
             plan.decision == "approval_required"
             and unattended.is_unattended(identity)
@@ -206,7 +213,7 @@ class GovernedSession:
                 self, plan, text, params, identity, unmask, limit
             )
         if plan.decision == "approval_required" and (approval_id or break_glass):
-            plan = self._authorize(
+            plan = self.approval_flow.authorize(
                 plan,
                 text,
                 params,
@@ -217,17 +224,7 @@ class GovernedSession:
                 base,
                 limit=limit,
             )
-        decision_id = self.audit.append(
-            "decision",
-            **_without_detail(base),
-            decision=plan.decision,
-            rules=plan.rules,
-            reasons=plan.reasons,
-            masked_columns=plan.masked_columns,
-            rewritten_sql=plan.audited_sql or None,
-            rewritten_hash=plan.rewritten_hash,
-            detail=_detail(base, {"row_filters": plan.row_filters} if plan.row_filters else None),
-        )
+        decision_id = self.events.decision(base, plan)
         if plan.decision == "deny":
             raise QueryDenied(plan, decision_id)
         if plan.decision == "approval_required":
@@ -254,9 +251,12 @@ class GovernedSession:
     @property
     def approvals(self) -> ApprovalStore:
         """The approval requests, kept in the audit store's file (shared across kernels)."""
-        if self._approvals is None:
-            self._approvals = ApprovalStore(self.audit, self.policy)
-        return self._approvals
+        return self.approval_flow.store
+
+    @approvals.setter
+    def approvals(self, store: ApprovalStore | None) -> None:
+        """Use another session's approval store (several users of one kernel, tests)."""
+        self.approval_flow.store = store
 
     def approve(self, request_id: str, comment: str = "") -> ApprovalRequest:
         """Approve someone else's request as this session's identity (roles from the policy)."""
@@ -284,126 +284,8 @@ class GovernedSession:
         identity = self.provider.current()
         unmask = frozenset(unmask)
         plan = self._plan(text, params, identity, connection, unmask, limit)
-        if plan.decision == "deny":
-            raise QueryDenied(plan)
-        if plan.decision == "allow":
-            raise ApprovalError("This statement does not need an approval; just run it.")
-        binding = self._binding(plan, text, params, identity, unmask, limit)
-        rows = None  # no count is run for a request that will be refused for no reason
-        if justification.strip():
-            rows = dry_run_rows(self, plan, text, params, unmask, limit, justification)
-        return self.approvals.create(
-            binding=binding,
-            requester=identity,
-            statement=plan.normalized,
-            rules=[r for r in plan.rules if r.startswith("approval:")],
-            reasons=[f.reason for f in plan.findings if f.verdict == "approval_required"],
-            approvers=self._approvers(plan),
-            justification=justification,
-            ttl_seconds=self.policy.approval_ttl,
-            max_uses=self.policy.approval_max_uses,
-            statement_text=text,
-            params=params,
-            dry_run_rows=rows,
-            audit_fields={
-                "roles": list(plan.roles),
-                "policy_name": self.policy.name,
-                "policy_version": self.policy.short_hash,
-                "session_id": self.session_id,
-            },
-        )
-
-    def _approvers(self, plan: Plan) -> list[str]:
-        return required_approvers(self.policy, plan.rules)
-
-    def _binding(
-        self,
-        plan: Plan,
-        text: str,
-        params: Mapping[str, Any] | Sequence[Any] | None,
-        identity: Identity,
-        unmask: frozenset[str],
-        limit: int | None,
-    ) -> Binding:
-        """The binding of a plan: statement, values, limit, what will run, results it reads."""
-        return Binding.of(
-            identity,
-            plan.connection,
-            plan.fingerprint,
-            text,
-            params,
-            self.policy,
-            unmask,
-            row_limit=limit,
-            plan_hash=plan_digest(plan),
-            results_hash=results_digest(self.connector(plan.connection), plan),
-        )
-
-    def _authorize(
-        self,
-        plan: Plan,
-        text: str,
-        params: Mapping[str, Any] | Sequence[Any] | None,
-        identity: Identity,
-        unmask: frozenset[str],
-        approval_id: str | None,
-        break_glass: str | None,
-        base: dict[str, Any],
-        limit: int | None = None,
-    ) -> Plan:
-        """Turn an approval-required plan into an allowed one, or raise why not.
-
-        A refused approval (used, expired, revoked, another binding, not backed by the
-        chain) is recorded as a ``deny`` decision with its rule before the error is raised.
-        """
-        binding = self._binding(plan, text, params, identity, unmask, limit)
-        try:
-            if approval_id:
-                request = self.approvals.consume(approval_id, identity, binding)
-                rule = f"approved:{request.id}"
-                reason = f"Approved by {request.decided_by_name}" + (
-                    f": {request.comment}" if request.comment else "."
-                )
-            else:
-                if agents.is_agent(identity):
-                    raise ApprovalRefused(
-                        "Agents cannot break glass; request an approval instead.",
-                        "break-glass-not-allowed",
-                    )
-                if not set(plan.roles) & set(self.policy.break_glass_roles):
-                    raise ApprovalRefused(
-                        "Break-glass is not enabled for your roles; request an approval instead.",
-                        "break-glass-not-allowed",
-                    )
-                request = self.approvals.create(
-                    binding=binding,
-                    requester=identity,
-                    statement=plan.normalized,
-                    rules=plan.rules,
-                    reasons=plan.reasons,
-                    approvers=[],
-                    justification=break_glass or "",
-                    ttl_seconds=self.policy.approval_ttl,
-                    break_glass=True,
-                    audit_fields={"query_id": base["query_id"]},
-                )
-                self.approvals.consume(request.id, identity, binding)
-                rule = f"break-glass:{request.id}"
-                reason = f"BREAK-GLASS by {identity.display_name}: {request.justification}"
-        except ApprovalError as error:
-            self.audit.append(
-                "decision",
-                **_without_detail(base),
-                decision="deny",
-                rules=[getattr(error, "rule", "approval-refused")],
-                reasons=[str(error)],
-                detail=_detail(base, {"approval_id": approval_id} if approval_id else None),
-            )
-            raise
-        return replace(
-            plan,
-            decision="allow",
-            findings=[*plan.findings, Finding("allow", rule, reason)],
+        return self.approval_flow.request(
+            plan, text, params, identity, unmask, limit, justification
         )
 
     def visible_columns(self, connection: str | None = None) -> list[dict[str, Any]]:
@@ -602,14 +484,14 @@ class GovernedSession:
         table = None
         try:
             for statement in plan.statements:
-                bound = self._bind(statement, params)
+                bound = statement.bind(params, self.keys.params)
                 table = connector.execute(statement.sql, bound)
         except KeyboardInterrupt:
             connector.interrupt()
-            self._audit_result(base, started, error="cancelled by the user")
+            self.events.result(base, started, error="cancelled by the user")
             raise QueryFailed("The query was cancelled; nothing after it ran.") from None
         except GovError as error:
-            self._audit_result(base, started, error=str(error))
+            self.events.result(base, started, error=str(error))
             raise
         duration_ms = (time.perf_counter() - started) * 1000
         assert table is not None
@@ -623,7 +505,7 @@ class GovernedSession:
                 f"roles on {plan.connection!r} at {cap:,} rows; filter or aggregate for the rest.",
             )
             plan = replace(plan, findings=[*plan.findings, notice])
-        result_id = self._audit_result(base, started, rows=table.num_rows, duration_ms=duration_ms)
+        result_id = self.events.result(base, started, rows=table.num_rows, duration_ms=duration_ms)
         if name is not None and table.num_columns:
             self._save_result(plan, name, table, identity)
         self._account_exposure(plan, identity, table.num_rows, name if table.num_columns else None)
@@ -658,111 +540,8 @@ class GovernedSession:
             sources = frozenset({plan.connection})
         self._result_sources[name.lower()] = sources
 
-    def _bind(
-        self, statement: Any, params: Mapping[str, Any] | Sequence[Any] | None
-    ) -> dict[str, Any]:
-        values: dict[str, Any] = dict(statement.internal_params)
-        if "g_k1" in statement.placeholders:
-            values.update(self._masking_keys())
-        if isinstance(params, Mapping):
-            for user_name, bound in statement.user_params.items():
-                if user_name not in params:
-                    raise GovError(
-                        f"The statement uses parameter :{user_name} but no value was given "
-                        "for it; define it or pass params."
-                    )
-                values[bound] = params[user_name]
-        elif statement.user_params:
-            missing = ", ".join(f":{n}" for n in statement.user_params)
-            raise GovError(f"The statement uses {missing} but no parameters were given.")
-        if statement.positional:
-            if (
-                not isinstance(params, Sequence)
-                or isinstance(params, (str, bytes))
-                or len(params) != len(statement.positional)
-            ):
-                raise GovError(
-                    f"The statement has {len(statement.positional)} ? placeholder(s); pass "
-                    "exactly that many positional parameters."
-                )
-            values.update(zip(statement.positional, params))
-        return {k: v for k, v in values.items() if k in statement.placeholders}
-
     def _masking_keys(self) -> dict[str, str]:
-        if self._keys is None:
-            self._keys = masking.masking_keys(self.policy, os.environ, default_home())
-        return self._keys
-
-    def _event_base(
-        self, identity: Identity, plan: Plan, query_id: str, purpose: str | None
-    ) -> dict[str, Any]:
-        fields = identity.audit_fields()
-        fields.pop("groups", None)
-        return {
-            **fields,
-            "query_id": query_id,
-            "session_id": self.session_id,
-            "roles": list(plan.roles),
-            "policy_name": self.policy.name,
-            "policy_version": self.policy.short_hash,
-            "policy_hash": self.policy.hash,
-            "connection": plan.connection,
-            "statement": plan.normalized or None,
-            "statement_kind": plan.statement_kind,
-            "fingerprint": plan.fingerprint or None,
-            "purpose": purpose,
-            "detail": _detail(None, {"on_behalf_of": identity.delegation()}),
-        }
-
-    def _audit_result(
-        self,
-        base: dict[str, Any],
-        started: float,
-        *,
-        rows: int | None = None,
-        duration_ms: float | None = None,
-        error: str | None = None,
-    ) -> int:
-        """Record how the statement ended. It has run (or failed) by now, so a failure to
-        record says exactly that, never "not run"; a result that cannot be recorded is
-        withheld, so nothing leaves the proxy unaudited."""
-        if duration_ms is None:
-            duration_ms = (time.perf_counter() - started) * 1000
-        try:
-            return self.audit.append(
-                "result",
-                **base,
-                rows=rows,
-                duration_ms=round(duration_ms, 3),
-                error=error,
-                decision="error" if error else "allow",
-            )
-        except AuditError as failure:
-            what = (
-                "The statement failed, and its failure"
-                if error
-                else "The statement ran (any change it made stays made), but its result"
-            )
-            withheld = "" if error else ", so the result is withheld"
-            raise AuditError(
-                f"{what} could not be recorded in the audit store at {self.audit.path}"
-                f"{withheld}; check the disk and the file's permissions before running it again."
-            ) from failure
-
-    def _audit_identity_failure(self, query_id: str, connection: str, reason: str) -> None:
-        self.audit.append(
-            "decision",
-            query_id=query_id,
-            session_id=self.session_id,
-            connection=connection,
-            policy_name=self.policy.name,
-            policy_version=self.policy.short_hash,
-            policy_hash=self.policy.hash,
-            decision="deny",
-            rules=["identity"],
-            reasons=[reason],
-            auth_method=getattr(self.provider, "name", None),
-        )
+        return self.keys.params()
 
 
 def _holds_results(connector: Connector) -> bool:
@@ -786,25 +565,9 @@ def _scratch_reads_only(plan: Plan) -> Plan:
     return replace(plan, findings=[*plan.findings, finding], decision="deny")
 
 
-def _detail(base: Mapping[str, Any] | None, extra: Mapping[str, Any] | None) -> Any:
-    """An event's ``detail``: the base's (who an agent acts for) plus this event's own."""
-    merged = {**((base or {}).get("detail") or {}), **{k: v for k, v in (extra or {}).items()}}
-    merged = {k: v for k, v in merged.items() if v is not None}
-    return merged or None
-
-
-def _without_detail(base: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in base.items() if k != "detail"}
-
-
 def _param_types(params: Mapping[str, Any] | Sequence[Any] | None) -> tuple[Any, ...]:
     if params is None:
         return ()
     if isinstance(params, Mapping):
         return tuple(sorted((k, type(v).__name__) for k, v in params.items()))
     return tuple(type(v).__name__ for v in params)
-
-
-def _home_key() -> bytes:
-    """The per-installation masking key (see :func:`jupyter_gov.keys.home_key`)."""
-    return keys.home_key(default_home())

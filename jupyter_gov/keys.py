@@ -26,7 +26,7 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from jupyter_gov.errors import MaskKeyError  # importable from here as before
@@ -46,6 +46,26 @@ MAKE_ONE = 'python -c "import secrets; print(secrets.token_hex(32))"'
 def derived_keys(secret: bytes) -> dict[str, str]:
     """The bound parameters masks use, derived by HMAC so the key itself is never bound."""
     return {"g_k1": hmac.new(secret, b"jupyter-gov mask key v1", hashlib.sha256).hexdigest()}
+
+
+class KeyRing:
+    """The masking key parameters of one session, resolved on first use and then kept.
+
+    Why lazy: a session whose statements use no keyed mask never reads (or creates) the
+    key file, and one that does reads it once, not per statement.
+    """
+
+    def __init__(self, env_name: str, environ: Mapping[str, str], home: Callable[[], Path]) -> None:
+        self._env_name = env_name
+        self._environ = environ
+        self._home = home
+        self._params: dict[str, str] | None = None
+
+    def params(self) -> dict[str, str]:
+        """The bound parameters masks use (see :func:`derived_keys`)."""
+        if self._params is None:
+            self._params = derived_keys(resolve(self._env_name, self._environ, self._home()))
+        return self._params
 
 
 def resolve(env_name: str, environ: Mapping[str, str], home: Path) -> bytes:

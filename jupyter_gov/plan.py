@@ -8,7 +8,7 @@ and catalog version.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -21,6 +21,7 @@ from sqlglot.optimizer.scope import traverse_scope
 from jupyter_gov import analysis, exposure, guardrails, masking
 from jupyter_gov.analysis import SqlSyntaxError, StatementInfo
 from jupyter_gov.connectors.base import Catalog
+from jupyter_gov.errors import GovError
 from jupyter_gov.guardrails import Context, Finding, Verdict
 from jupyter_gov.policy import MaskSpec
 
@@ -44,6 +45,43 @@ class PlannedStatement:
     @property
     def returns_rows(self) -> bool:
         return self.info.is_read
+
+    def bind(
+        self,
+        params: Mapping[str, Any] | Sequence[Any] | None,
+        keys: Callable[[], Mapping[str, str]] = dict,
+    ) -> dict[str, Any]:
+        """The values this statement's placeholders take: its own, the masking keys (asked
+        for only when a mask uses them) and the caller's, checked against what it uses.
+
+        Raises :class:`GovError` naming a missing parameter, never a value.
+        """
+        values: dict[str, Any] = dict(self.internal_params)
+        if "g_k1" in self.placeholders:
+            values.update(keys())
+        if isinstance(params, Mapping):
+            for user_name, bound in self.user_params.items():
+                if user_name not in params:
+                    raise GovError(
+                        f"The statement uses parameter :{user_name} but no value was given "
+                        "for it; define it or pass params."
+                    )
+                values[bound] = params[user_name]
+        elif self.user_params:
+            missing = ", ".join(f":{n}" for n in self.user_params)
+            raise GovError(f"The statement uses {missing} but no parameters were given.")
+        if self.positional:
+            if (
+                not isinstance(params, Sequence)
+                or isinstance(params, (str, bytes))
+                or len(params) != len(self.positional)
+            ):
+                raise GovError(
+                    f"The statement has {len(self.positional)} ? placeholder(s); pass "
+                    "exactly that many positional parameters."
+                )
+            values.update(zip(self.positional, params))
+        return {k: v for k, v in values.items() if k in self.placeholders}
 
 
 @dataclass

@@ -41,7 +41,7 @@ def approved_request(
     limit: int | None,
 ) -> str | None:
     """The id of an approved, unused request for exactly this run, if there is one."""
-    binding = session._binding(plan, text, params, identity, frozenset(unmask), limit)
+    binding = session.approval_flow.binding(plan, text, params, identity, frozenset(unmask), limit)
     return _find(session, binding, "approved")
 
 
@@ -59,7 +59,7 @@ def needs_approval(
 ) -> PipelineNeedsApproval:
     """File the request (once: a re-run before approval finds the pending one) and say so."""
     unmask = frozenset(unmask)
-    binding = session._binding(plan, text, params, identity, unmask, limit)
+    binding = session.approval_flow.binding(plan, text, params, identity, unmask, limit)
     request_id = _find(session, binding, "pending")
     if request_id is None:
         request = session.request_approval(

@@ -106,7 +106,7 @@ def test_approval_is_single_use(team):
 def test_expired_approval_does_not_run(team):
     alice, _, dave = team
     clock = Clock()
-    alice._approvals = dave._approvals = ApprovalStore(alice.audit, alice.policy, clock=clock)
+    alice.approvals = dave.approvals = ApprovalStore(alice.audit, alice.policy, clock=clock)
     request = alice.request_approval(UPDATE, justification="x")
     approve(dave, request.id)
     clock.now += alice.policy.approval_ttl + 1
@@ -402,7 +402,7 @@ def test_refused_reuse_of_a_used_approval_is_a_deny_decision(team):
 def test_refused_expired_revoked_and_rebound_approvals_are_deny_decisions(team):
     alice, _, dave = team
     clock = Clock()
-    alice._approvals = dave._approvals = ApprovalStore(alice.audit, alice.policy, clock=clock)
+    alice.approvals = dave.approvals = ApprovalStore(alice.audit, alice.policy, clock=clock)
     expired = alice.request_approval(UPDATE, justification="x")
     revoked = alice.request_approval(UPDATE, justification="x")
     rebound = alice.request_approval(UPDATE, justification="x")
@@ -425,7 +425,7 @@ def test_refused_expired_revoked_and_rebound_approvals_are_deny_decisions(team):
 def test_many_newer_requests_never_hide_an_older_pending_one(team):
     alice, _, dave = team
     clock = Clock()
-    alice._approvals = dave._approvals = ApprovalStore(alice.audit, alice.policy, clock=clock)
+    alice.approvals = dave.approvals = ApprovalStore(alice.audit, alice.policy, clock=clock)
     oldest = alice.request_approval(UPDATE, justification="the old one")
     for n in range(200):
         clock.now += 1

@@ -174,7 +174,7 @@ def test_agent_can_never_approve(agent_session, session_for, agents_policy):
     request_id = _pending_request(bob)
     agent = agent_session("dave")  # dave holds the approver role himself
     agent.audit = bob.audit
-    agent._approvals = None
+    agent.approvals = None
     with pytest.raises(ApprovalForbidden, match="agent can never approve"):
         agent.approve(request_id)
     with pytest.raises(ApprovalForbidden, match="agent can never approve"):

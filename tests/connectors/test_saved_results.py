@@ -225,7 +225,7 @@ def test_approval_binds_to_the_content_of_a_saved_result(engines) -> None:
     policy = Policy(data)
     bob, dave = GovernedSession(policy, "bob"), GovernedSession(policy, "dave")
     bob._connectors["pg"] = pg.connector
-    dave._approvals = bob.approvals
+    dave.approvals = bob.approvals
     bob.sql("SELECT customer_id FROM customers WHERE customer_id < 4", connection="pg", name="ids")
     sql = "SELECT * FROM ids"
     request = bob.request_approval(sql, connection="scratch", justification="sample")
