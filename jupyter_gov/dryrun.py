@@ -138,7 +138,7 @@ def results_digest(connector: Connector, plan: Plan) -> str:
     digest = hashlib.sha256()
     for name in names:
         quoted = exp.to_identifier(name, quoted=True).sql(dialect=plan.dialect)
-        table = connector.execute(f"SELECT * FROM {quoted}", {})
+        table = connector.execute(f"SELECT * FROM {quoted}", {}).read_all()
         digest.update(name.encode() + b"\x00" + _table_bytes(table))
     return digest.hexdigest()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -39,8 +40,11 @@ from jupyter_gov.plan import Plan, build_plan
 from jupyter_gov.policy import Policy
 from jupyter_gov.policy.model import SCRATCH
 from jupyter_gov.result import ApprovalRequired, GovernedResult, QueryDenied
+from jupyter_gov.stream import GovernedStream, ProgressFactory
 
 _PLAN_CACHE_SIZE = 512
+#: See :attr:`GovernedSession.prefetch_rows`.
+PREFETCH_ROWS = 200_000
 
 
 def connect(
@@ -113,6 +117,12 @@ class GovernedSession:
         self._connectors: dict[str, Connector] = {}
         self._results: dict[str, dict[str, str]] = {}  # connection -> {name: identity key}
         self._plans: OrderedDict[tuple[Any, ...], Plan] = OrderedDict()
+        # Results still streaming (their audit count is written when they end).
+        self._streaming: weakref.WeakSet[GovernedResult] = weakref.WeakSet()
+        #: Rows a result is read ahead when it is returned (a smaller one is then complete).
+        self.prefetch_rows = PREFETCH_ROWS
+        #: A progress display for long reads, set by a front end (notebook or terminal).
+        self.progress: ProgressFactory | None = None
         self.keys = keys.KeyRing(self.policy.mask_key_env, os.environ, default_home)
         self.approval_flow = ApprovalWorkflow(self)
         # Bulk-export accounting: raw values each identity received, per approval rule,
@@ -194,6 +204,7 @@ class GovernedSession:
         Raises :class:`QueryDenied`, :class:`ApprovalRequired`, or a :class:`GovError`
         with one sentence for anything else that stops it.
         """
+        self._finish_streams()
         query_id = AuditStore.new_query_id()
         connection_name = self.policy.connection(connection or self.default_connection).name
         try:
@@ -316,6 +327,8 @@ class GovernedSession:
         return rows
 
     def close(self) -> None:
+        for result in list(self._streaming):
+            result.close()
         for connector in self._connectors.values():
             connector.close()
         self._connectors.clear()
@@ -481,11 +494,13 @@ class GovernedSession:
         if set_timeout is not None:
             set_timeout(limits.timeout_seconds)
         started = time.perf_counter()
-        table = None
+        last = len(plan.statements) - 1
         try:
-            for statement in plan.statements:
+            for index, statement in enumerate(plan.statements):
                 bound = statement.bind(params, self.keys.params)
-                table = connector.execute(statement.sql, bound)
+                reader = connector.execute(statement.sql, bound)
+                if index < last:
+                    reader.read_all()  # earlier statements run to the end, rows unreturned
         except KeyboardInterrupt:
             connector.interrupt()
             self.events.result(base, started, error="cancelled by the user")
@@ -493,31 +508,64 @@ class GovernedSession:
         except GovError as error:
             self.events.result(base, started, error=str(error))
             raise
-        duration_ms = (time.perf_counter() - started) * 1000
-        assert table is not None
-        cap = limits.max_rows
-        if cap is not None and table.num_rows > cap and plan.statements[-1].info.is_read:
-            table = table.slice(0, cap)
+        is_read = bool(plan.statements) and plan.statements[-1].info.is_read
+        holder: dict[str, GovernedResult] = {}
+
+        def on_cap(cap: int) -> None:
             notice = Finding(
                 "allow",
                 "row-cap",
                 f"Only the first {cap:,} rows are returned: the policy caps results for your "
                 f"roles on {plan.connection!r} at {cap:,} rows; filter or aggregate for the rest.",
             )
-            plan = replace(plan, findings=[*plan.findings, notice])
-        result_id = self.events.result(base, started, rows=table.num_rows, duration_ms=duration_ms)
-        if name is not None and table.num_columns:
-            self._save_result(plan, name, table, identity)
-        self._account_exposure(plan, identity, table.num_rows, name if table.num_columns else None)
-        return GovernedResult(
-            table,
+            result = holder["result"]
+            result.plan = replace(result.plan, findings=[*result.plan.findings, notice])
+
+        def on_end(rows: int, error: str | None, complete: bool) -> None:
+            self._streaming.discard(holder["result"])
+            result = holder["result"]
+            extra = None if complete or error else {"stream": "closed before the end"}
+            result.audit_id = self.events.result(
+                base, started, rows=rows if rows or not error else None, error=error, extra=extra
+            )
+            saved = name if result._stream.schema.names else None
+            self._account_exposure(result.plan, identity, rows, None if error else saved)
+
+        stream = GovernedStream(
+            reader,
+            cap=limits.max_rows if is_read else None,
+            on_end=on_end,
+            on_cap=on_cap,
+            interrupt=connector.interrupt,
+            progress=self.progress,
+            label=f"{plan.connection}: rows",
+        )
+        result = GovernedResult(
+            stream,
             plan,
             identity,
             query_id=query_id,
-            audit_id=result_id,
-            duration_ms=duration_ms,
+            audit_id=None,
+            duration_ms=(time.perf_counter() - started) * 1000,
             name=name,
         )
+        holder["result"] = result
+        self._streaming.add(result)
+        # A small result is read whole here, so its count is in the audit when sql() returns;
+        # a larger one streams, and its count is recorded when it has been read.
+        result._fetch(self.prefetch_rows if name is None else None)
+        result.duration_ms = (time.perf_counter() - started) * 1000
+        if name is not None and result.columns:
+            self._save_result(result.plan, name, result.to_arrow_table(), identity)
+        return result
+
+    def _finish_streams(self) -> None:
+        """Read the results still streaming to the end (their counts go to the audit)
+        before this session runs anything else; a result handed out as a stream is left
+        to its reader."""
+        for result in list(self._streaming):
+            if not result.complete and not result._streamed:
+                result._fetch()
 
     def _save_result(self, plan: Plan, name: str, table: Any, identity: Identity) -> None:
         """Keep a (masked) result as a relation for this identity's later cells.

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -87,19 +88,41 @@ class Banner:
         return banner_html(self.plan, self.identity)
 
 
+class ResultStream(Protocol):
+    """What a :class:`GovernedResult` reads its rows from (the engine's side of the stream).
+
+    ``next_batch`` returns the next batch after the policy's row cap, or None at the end;
+    the engine counts the rows as they pass and records the final count in the audit
+    when the stream ends, whoever read it to the end.
+    """
+
+    schema: pa.Schema
+    done: bool
+    rows: int
+    nbytes: int
+
+    def next_batch(self) -> pa.RecordBatch | None: ...
+
+    def close(self) -> None: ...
+
+
 class GovernedResult:
     """Rows that passed the policy, as Arrow, with the decision that produced them.
 
-    ``.arrow()``, ``.df()`` (pandas), ``.pl()`` (polars) and ``.relation`` (a DuckDB
-    relation on a private scratch connection that holds nothing but this result, so it
-    cannot be used to reach the governed database).
+    The rows are fetched lazily: a notebook shows ``displaylimit`` rows and fetches little
+    more; :meth:`to_arrow_reader` (and ``__arrow_c_stream__``) streams the whole result in
+    batches without holding it; :meth:`to_arrow_table`, :meth:`df` and :meth:`pl` read it
+    all once and keep it. The names follow duckdb 1.5's (``.arrow()`` is kept and returns
+    the table, as documented). ``.relation`` is a DuckDB relation on a private scratch
+    connection that holds nothing but this result, so it cannot reach the governed
+    database.
     """
 
     displaylimit = 10
 
     def __init__(
         self,
-        table: pa.Table,
+        stream: ResultStream,
         plan: Plan,
         identity: Identity,
         *,
@@ -108,7 +131,10 @@ class GovernedResult:
         duration_ms: float,
         name: str | None = None,
     ) -> None:
-        self._table = table
+        self._stream = stream
+        self._batches: list[pa.RecordBatch] = []  # fetched and kept, in order
+        self._table: pa.Table | None = None
+        self._streamed = False  # handed out by to_arrow_reader: nothing more is kept
         self.plan = plan
         self.identity = identity
         self.query_id = query_id
@@ -117,37 +143,124 @@ class GovernedResult:
         self.name = name
         self._scratch: duckdb.DuckDBPyConnection | None = None
 
+    # -- fetching ------------------------------------------------------------------------
+
+    @property
+    def complete(self) -> bool:
+        """Every row has been fetched (and the count recorded in the audit)."""
+        return self._stream.done
+
+    @property
+    def rows_fetched(self) -> int:
+        """Rows fetched so far; equals :attr:`row_count` once :attr:`complete`."""
+        return self._stream.rows
+
+    @property
+    def bytes_fetched(self) -> int:
+        return self._stream.nbytes
+
+    def _fetch(self, rows: int | None = None) -> None:
+        """Keep fetching until ``rows`` rows are kept (None: all of them)."""
+        if self._streamed and not self._stream.done:
+            raise GovError(
+                "This result was read as a stream already and its rows were not kept; run "
+                "the query again to read it another way."
+            )
+        kept = sum(b.num_rows for b in self._batches)
+        while not self._stream.done and (rows is None or kept < rows):
+            batch = self._stream.next_batch()
+            if batch is None:
+                break
+            self._batches.append(batch)
+            kept += batch.num_rows
+
+    def _head(self, rows: int) -> pa.Table:
+        if self._table is not None:
+            return self._table.slice(0, rows)
+        self._fetch(rows)
+        return pa.Table.from_batches(self._batches, schema=self._stream.schema).slice(0, rows)
+
     # -- data ----------------------------------------------------------------------------
 
-    def arrow(self) -> pa.Table:
+    def to_arrow_table(self) -> pa.Table:
+        """The whole result as one Arrow table (fetched once, then kept)."""
+        if self._table is None:
+            self._fetch()
+            self._table = pa.Table.from_batches(self._batches, schema=self._stream.schema)
         return self._table
 
-    def df(self) -> Any:
-        return self._table.to_pandas()
+    def arrow(self) -> pa.Table:
+        """The whole result as an Arrow table (the documented name; see to_arrow_table)."""
+        return self.to_arrow_table()
 
-    def pl(self) -> Any:
+    def to_arrow_reader(self, batch_size: int | None = None) -> pa.RecordBatchReader:
+        """The result as a stream of Arrow batches, fetched as they are read, not kept.
+
+        Why: a result larger than memory can be written out (``pq.ParquetWriter`` batch by
+        batch, ``pl.scan_pyarrow_dataset``...) without holding it. Rows already kept are
+        replayed first. ``batch_size`` caps the rows per batch.
+        """
+        if self._table is not None or self._stream.done:
+            table = self.to_arrow_table()
+            return pa.RecordBatchReader.from_batches(
+                table.schema, table.to_batches(max_chunksize=batch_size)
+            )
+        if self._streamed:
+            self._fetch()  # raises: the stream was handed out once already
+        kept, self._batches = self._batches, []
+        self._streamed = True
+        stream = self._stream
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for batch in _chain(kept, stream):
+                if batch_size is None or batch.num_rows <= batch_size:
+                    yield batch
+                else:
+                    yield from pa.Table.from_batches([batch]).to_batches(batch_size)
+
+        return pa.RecordBatchReader.from_batches(stream.schema, batches())
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """The Arrow PyCapsule stream protocol: any Arrow consumer reads the result."""
+        return self.to_arrow_reader().__arrow_c_stream__(requested_schema)
+
+    def df(self) -> Any:
+        """The whole result as a pandas DataFrame (zero-copy from Arrow where it can)."""
+        return self.to_arrow_table().to_pandas(split_blocks=True)
+
+    def pl(self, lazy: bool = False) -> Any:
+        """The whole result as a polars DataFrame, or a LazyFrame with ``lazy=True``."""
         import polars as pl
 
-        return pl.from_arrow(self._table)
+        frame = pl.from_arrow(self.to_arrow_table())
+        return frame.lazy() if lazy else frame
 
     @property
     def relation(self) -> duckdb.DuckDBPyRelation:
         if self._scratch is None:
             self._scratch = duckdb.connect(":memory:", config={"enable_external_access": False})
-        return self._scratch.from_arrow(self._table)
+        return self._scratch.from_arrow(self.to_arrow_table())
 
     def fetchall(self) -> list[tuple[Any, ...]]:
-        columns = [self._table.column(i).to_pylist() for i in range(self._table.num_columns)]
-        return list(zip(*columns)) if columns else []
+        return [tuple(row) for row in _rows_of(self.to_arrow_table())]
+
+    def close(self) -> None:
+        """Stop fetching; the audit records the rows delivered until now."""
+        self._stream.close()
 
     @property
     def columns(self) -> list[str]:
-        return list(self._table.column_names)
+        return list(self._stream.schema.names)
 
     @property
     def row_count(self) -> int:
-        """How many rows the result holds (``to_dict()["rows"]`` holds the rows themselves)."""
-        return self._table.num_rows
+        """How many rows the result holds (``to_dict()["rows"]`` holds the rows themselves).
+
+        Exact: a result still streaming is fetched to the end to count it.
+        """
+        if not self._stream.done:
+            self.to_arrow_table()
+        return self._stream.rows
 
     @property
     def rows(self) -> int:
@@ -155,7 +268,7 @@ class GovernedResult:
         return self.row_count
 
     def __len__(self) -> int:
-        return self._table.num_rows
+        return self.row_count
 
     # -- decision ------------------------------------------------------------------------
 
@@ -173,12 +286,8 @@ class GovernedResult:
         return any(f.rule == "row-cap" for f in self.plan.findings)
 
     def to_dict(self, max_rows: int | None = None) -> dict[str, Any]:
-        table = self._table if max_rows is None else self._table.slice(0, max_rows)
-        rows = (
-            [list(row) for row in zip(*(c.to_pylist() for c in table.columns))]
-            if table.num_columns
-            else []
-        )
+        table = self.to_arrow_table() if max_rows is None else self._head(max_rows)
+        rows = _rows_of(table)
         return {
             **self.plan.to_dict(),
             "columns": self.columns,
@@ -192,15 +301,27 @@ class GovernedResult:
     # -- display -------------------------------------------------------------------------
 
     def banner(self) -> str:
-        return banner_text(self.plan, self.identity, self.row_count, self.duration_ms)
+        return banner_text(self.plan, self.identity, self._shown_count(), self.duration_ms)
+
+    def _shown_count(self) -> int | None:
+        """The count a banner shows: exact once complete; None while still streaming."""
+        return self._stream.rows if self._stream.done else None
+
+    def _more(self, limit: int) -> str | None:
+        """What the display says about rows it does not show, or None."""
+        self._fetch(limit + 1)
+        if self._stream.done:
+            more = self._stream.rows - limit
+            return f"{more:,} more rows" if more > 0 else None
+        return "more rows (not fetched yet)"
 
     def _preview(self, limit: int) -> list[list[str]]:
-        head = self._table.slice(0, limit)
-        return [[_cell(v) for v in row] for row in zip(*(c.to_pylist() for c in head.columns))]
+        return [[_cell(v) for v in row] for row in _rows_of(self._head(limit))]
 
     def __repr__(self) -> str:
         limit = self.displaylimit
         rows = self._preview(limit)
+        more = self._more(limit)
         widths = [
             max([len(str(c))] + [len(r[i]) for r in rows]) for i, c in enumerate(self.columns)
         ]
@@ -210,12 +331,14 @@ class GovernedResult:
 
         lines = [self.banner(), fmt(self.columns), "-+-".join("-" * w for w in widths)]
         lines += [fmt(r) for r in rows]
-        if self.row_count > limit:
-            lines.append(f"… {self.row_count - limit:,} more rows (displaylimit={limit})")
+        if more:
+            lines.append(f"… {more} (displaylimit={limit})")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         limit = self.displaylimit
+        preview = self._preview(limit)
+        more = self._more(limit)
         masked = set(self.masked_columns)
         head = "".join(
             f'<th title="masked: {html.escape(self.masked_columns[c])}">🔒 {html.escape(c)}</th>'
@@ -224,18 +347,24 @@ class GovernedResult:
             for c in self.columns
         )
         body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
-            for row in self._preview(limit)
+            "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in preview
         )
         more = (
-            f"<div style='font-size:11px;opacity:.7'>{self.row_count - limit:,} more rows not "
-            f"shown (displaylimit={limit}); use .df() or -o NAME for all of them.</div>"
-            if self.row_count > limit
+            f"<div style='font-size:11px;opacity:.7'>{more} not shown "
+            f"(displaylimit={limit}); use .df() or -o NAME for all of them.</div>"
+            if more
             else ""
         )
-        banner = banner_html(self.plan, self.identity, self.row_count, self.duration_ms)
+        banner = banner_html(self.plan, self.identity, self._shown_count(), self.duration_ms)
         table = f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
         return f"{banner}<table class='jp-gov-result'>{table}</table>{more}"
+
+
+def _rows_of(table: pa.Table) -> list[list[Any]]:
+    """Arrow to Python rows, a column at a time (no per-cell Arrow call)."""
+    if not table.num_columns:
+        return []
+    return [list(row) for row in zip(*(c.to_pylist() for c in table.columns))]
 
 
 def _cell(value: Any) -> str:
@@ -243,3 +372,9 @@ def _cell(value: Any) -> str:
         return "NULL"
     text = str(value)
     return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _chain(kept: list[pa.RecordBatch], stream: ResultStream) -> Iterator[pa.RecordBatch]:
+    yield from kept
+    while (batch := stream.next_batch()) is not None:
+        yield batch

@@ -110,6 +110,7 @@ class AuditEvents:
         rows: int | None = None,
         duration_ms: float | None = None,
         error: str | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> int:
         """Record how the statement ended. It has run (or failed) by now, so a failure to
         record says exactly that, never "not run"; a result that cannot be recorded is
@@ -117,9 +118,12 @@ class AuditEvents:
         if duration_ms is None:
             duration_ms = (time.perf_counter() - started) * 1000
         try:
+            fields = dict(base)
+            if extra:
+                fields["detail"] = detail(base, extra)
             return self.store.append(
                 "result",
-                **base,
+                **fields,
                 rows=rows,
                 duration_ms=round(duration_ms, 3),
                 error=error,

@@ -100,15 +100,39 @@ def safe_error(message: str, policy_url: str, names: Iterable[str] = ()) -> str:
     return redact_engine_message(message, names)
 
 
+#: Rows per Arrow batch a connector hands over when it chooses the size.
+BATCH_ROWS = 122_880
+
+
+def table_reader(table: pa.Table, max_chunksize: int | None = BATCH_ROWS) -> pa.RecordBatchReader:
+    """A reader over a table already in memory (drivers that fetch all rows at once)."""
+    return pa.RecordBatchReader.from_batches(
+        table.schema, table.to_batches(max_chunksize=max_chunksize)
+    )
+
+
+def no_rows() -> pa.RecordBatchReader:
+    """The reader of a statement that returns no result set (a write, DDL)."""
+    return pa.RecordBatchReader.from_batches(pa.schema([]), [])
+
+
 class Connector(Protocol):
-    """What the engine needs from a database."""
+    """What the engine needs from a database.
+
+    ``execute`` returns the statement's rows as an Arrow :class:`~pyarrow.RecordBatchReader`
+    (ADBC's ``fetch_record_batch`` shape): the engine reads it lazily, so a result larger
+    than memory streams. An engine that fetches everything at once hands over
+    :func:`table_reader`; a statement without a result set :func:`no_rows`. Errors raised
+    while the reader is read are the same one-sentence :class:`QueryFailed` as from
+    ``execute`` itself.
+    """
 
     name: str
     dialect: str
 
     def catalog(self, refresh: bool = False) -> Catalog: ...
 
-    def execute(self, sql: str, params: Mapping[str, Any]) -> pa.Table: ...
+    def execute(self, sql: str, params: Mapping[str, Any]) -> pa.RecordBatchReader: ...
 
     def register_result(self, name: str, table: pa.Table) -> None: ...
 

@@ -26,7 +26,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from jupyter_gov.connectors.base import Catalog
+from jupyter_gov.connectors.base import Catalog, no_rows, table_reader
 from jupyter_gov.connectors.profile import Profile
 from jupyter_gov.errors import ConnectionFailed, QueryFailed
 from jupyter_gov.policy import Connection
@@ -231,7 +231,8 @@ class DBAPIConnector:
                 )
             return self._catalog
 
-    def execute(self, sql: str, params: Mapping[str, Any]) -> pa.Table:
+    def execute(self, sql: str, params: Mapping[str, Any]) -> pa.RecordBatchReader:
+        """Run one statement; the driver fetches its rows at once, handed over as batches."""
         prepared = self._prepared.get(sql)
         if prepared is None:
             prepared = prepare(self.profile, sql)
@@ -240,13 +241,14 @@ class DBAPIConnector:
             self._prepared[sql] = prepared
         with self._lock:
             try:
-                return self._run(prepared, params)
+                table = self._run(prepared, params)
             except (QueryFailed, ConnectionFailed):
                 raise
             except Exception as error:
                 raise QueryFailed(
                     f"{self.profile.title} rejected the governed statement: {self._say(error)}"
                 ) from None
+        return table_reader(table) if table.num_columns else no_rows()
 
     def register_result(self, name: str, table: pa.Table) -> None:
         # The engine keeps saved results on the kernel's scratch DuckDB, never on a server.

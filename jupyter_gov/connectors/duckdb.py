@@ -7,8 +7,10 @@ later ``SET`` fails. The embedded ``demo`` database is built in memory from a fi
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from jupyter_gov import functions
-from jupyter_gov.connectors.base import Catalog, safe_error
+from jupyter_gov.connectors.base import BATCH_ROWS, Catalog, no_rows, safe_error
 from jupyter_gov.connectors.profile import Capabilities, MaskDialect, Profile, call
 from jupyter_gov.errors import ConnectionFailed, QueryFailed
 from jupyter_gov.policy import Connection
@@ -82,6 +84,7 @@ class DuckDBConnector:
         self.url = url
         shown = self.policy_url = policy_url or url
         self._lock = threading.RLock()
+        self._pending: weakref.ref[_Stream] | None = None
         self._catalog: Catalog | None = None
         self.timeout_s: float | None = None  # the policy's; DuckDB has no server-side one
         target = url.removeprefix("duckdb:")
@@ -113,6 +116,7 @@ class DuckDBConnector:
     def catalog(self, refresh: bool = False) -> Catalog:
         with self._lock:
             if self._catalog is None or refresh:
+                self._detach()
                 try:
                     rows = self.con.execute(PROFILE.catalog_query).fetchall()
                 except duckdb.Error as error:
@@ -129,36 +133,50 @@ class DuckDBConnector:
         """The policy's statement timeout for the next statements (None: no limit)."""
         self.timeout_s = seconds
 
-    def execute(self, sql: str, params: Mapping[str, Any]) -> pa.Table:
+    def execute(self, sql: str, params: Mapping[str, Any]) -> pa.RecordBatchReader:
+        """Run one statement and stream its rows from DuckDB as Arrow batches.
+
+        The first batch is fetched here (so errors and the timeout of most statements are
+        raised by ``execute`` itself); the rest is fetched as the reader is read. A stream
+        still open when this connection runs anything else is read to the end into memory
+        first, so the earlier reader stays valid.
+        """
         with self._lock:
+            self._detach()
             # The engine runs in this process: a timer interrupts the statement in place of
-            # a server-side timeout.
+            # a server-side timeout; it runs until the stream ends.
             timer = threading.Timer(self.timeout_s, self.con.interrupt) if self.timeout_s else None
             if timer is not None:
                 timer.daemon = True
                 timer.start()
+            stream = _Stream(self, timer)
             try:
-                cursor = self.con.execute(sql, dict(params) if params else None)
-                if cursor.description is None:
-                    return pa.table({})
-                return cursor.to_arrow_table()
-            except duckdb.InterruptException as error:
-                if timer is not None and timer.finished.is_set():
-                    raise QueryFailed(
-                        f"The query ran past the policy's statement timeout of "
-                        f"{self.timeout_s:g} s and was stopped."
-                    ) from None
-                raise QueryFailed("The query was cancelled.") from error
-            except duckdb.Error as error:
-                # Engine errors echo values ("Could not convert string 'Hana Nguyen'"): only
-                # the redacted form may reach the user, the audit or an API response.
-                message = safe_error(str(error), self.policy_url, self._names())
-                raise QueryFailed(
-                    f"DuckDB rejected the governed statement: {scrub_text(message)}"
-                ) from None
-            finally:
-                if timer is not None:
-                    timer.cancel()
+                with stream.errors():
+                    cursor = self.con.execute(sql, dict(params) if params else None)
+                    if cursor.description is None:
+                        stream.end()
+                        return no_rows()
+                    stream.source = cursor.to_arrow_reader(BATCH_ROWS)
+                    stream.first = stream.source.read_next_batch()
+            except StopIteration:
+                schema = stream.source.schema if stream.source is not None else pa.schema([])
+                stream.end()
+                return pa.RecordBatchReader.from_batches(schema, [])
+            except BaseException:
+                stream.end()
+                raise
+            # Weakly: a reader the engine dropped (a closed result) is not read to the end.
+            self._pending = weakref.ref(stream)
+            if timer is not None:
+                weakref.finalize(stream, timer.cancel)
+            return pa.RecordBatchReader.from_batches(stream.source.schema, stream)
+
+    def _detach(self) -> None:
+        """Read a stream still open on this connection into memory before reusing it."""
+        pending = self._pending() if self._pending is not None else None
+        self._pending = None
+        if pending is not None:
+            pending.detach()
 
     def _names(self) -> set[str]:
         """Catalog tables and columns: the names an error message may keep."""
@@ -169,13 +187,102 @@ class DuckDBConnector:
 
     def register_result(self, name: str, table: pa.Table) -> None:
         with self._lock:
+            self._detach()
             self.con.register(name, table)
 
     def interrupt(self) -> None:
         self.con.interrupt()
 
     def close(self) -> None:
-        self.con.close()
+        with self._lock:
+            pending = self._pending() if self._pending is not None else None
+            if pending is not None:
+                pending.end()
+            self.con.close()
+
+
+class _Stream:
+    """The batches of one DuckDB result, read under the connector's lock.
+
+    Why a class: the reader the engine holds must keep working after the connection moves
+    on (``detach`` reads the rest into memory), and every DuckDB error raised while
+    fetching must become the same redacted :class:`QueryFailed` as one raised by
+    ``execute``, never the engine's message with a value in it.
+    """
+
+    def __init__(self, connector: DuckDBConnector, timer: threading.Timer | None) -> None:
+        self.connector = connector
+        self.timer = timer
+        self.source: pa.RecordBatchReader | None = None
+        self.first: pa.RecordBatch | None = None
+        self.buffered: list[pa.RecordBatch] | None = None  # set when detached
+
+    def __iter__(self) -> _Stream:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        if self.first is not None:
+            batch, self.first = self.first, None
+            return batch
+        if self.buffered is not None:
+            if not self.buffered:
+                raise StopIteration
+            return self.buffered.pop(0)
+        with self.connector._lock:
+            if self.buffered is not None:  # detached while we waited
+                return self.__next__()
+            return self._fetch()
+
+    def _fetch(self) -> pa.RecordBatch:
+        if self.source is None:
+            raise StopIteration
+        try:
+            with self.errors():
+                return self.source.read_next_batch()
+        except BaseException:
+            self.end()
+            raise
+
+    def detach(self) -> None:
+        """Read what is left into memory (the connection is about to run something else)."""
+        rest: list[pa.RecordBatch] = []
+        try:
+            while True:
+                rest.append(self._fetch())
+        except StopIteration:
+            pass
+        except QueryFailed:
+            rest = []  # the error is raised again to the reader's owner: nothing more to read
+        self.buffered = rest
+
+    def end(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.source = None
+        pending = self.connector._pending
+        if pending is not None and pending() is self:
+            self.connector._pending = None
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Turn DuckDB's errors into one redacted sentence (values never leave)."""
+        connector = self.connector
+        try:
+            yield
+        except duckdb.InterruptException as error:
+            if self.timer is not None and self.timer.finished.is_set():
+                raise QueryFailed(
+                    f"The query ran past the policy's statement timeout of "
+                    f"{connector.timeout_s:g} s and was stopped."
+                ) from None
+            raise QueryFailed("The query was cancelled.") from error
+        except (duckdb.Error, pa.ArrowException, OSError) as error:
+            # Engine errors echo values ("Could not convert string 'Hana Nguyen'"): only
+            # the redacted form may reach the user, the audit or an API response.
+            message = safe_error(str(error), connector.policy_url, connector._names())
+            raise QueryFailed(
+                f"DuckDB rejected the governed statement: {scrub_text(message)}"
+            ) from None
 
 
 class DuckDBMasks(MaskDialect):

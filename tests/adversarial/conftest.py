@@ -69,7 +69,7 @@ def reference_for(
                 patch.setenv("JUPYTER_GOV_HOME", str(home))
                 patch.setenv("JUPYTER_GOV_MASK_KEY", MASK_KEY)
                 session = GovernedSession(policy, user)
-                session._connectors["demo"] = demo_connector
+                session.use_connector("demo", demo_connector)
                 try:
                     built[user] = Reference.materialize(
                         lambda sql: session.sql(sql).arrow(), TABLE_NAMES

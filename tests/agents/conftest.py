@@ -93,7 +93,7 @@ def agent_session(
     def make(user: str | None, agent: str = "jupyternaut") -> GovernedSession:
         who = local_user(user) if user else None
         session = GovernedSession(agents_policy, agent_identity(agents_policy.agents, agent, who))
-        session._connectors["demo"] = demo_connector
+        session.use_connector("demo", demo_connector)
         return session
 
     return make

@@ -72,7 +72,7 @@ def test_service_queries_are_audited_as_the_service(agents_policy, demo_connecto
     for key, value in service_env(JUPYTER_GOV_SERVICE_TOKEN=SERVICE_TOKEN).items():
         monkeypatch.setenv(key, value)
     session = GovernedSession(agents_policy)
-    session._connectors["demo"] = demo_connector
+    session.use_connector("demo", demo_connector)
     result = session.sql("SELECT count(*) AS n FROM orders")
     event = session.audit.events(limit=1)[0]
     assert result.rows == 1

@@ -46,7 +46,7 @@ def test_service_run_hitting_an_approval_rule_fails_fast_naming_the_request(
     service_env, agents_policy_file, demo_connector
 ):
     session = GovernedSession()
-    session._connectors["demo"] = demo_connector
+    session.use_connector("demo", demo_connector)
     with pytest.raises(PipelineNeedsApproval) as needed:
         session.sql(BULK_EMAILS)
     request_id = needed.value.request_id

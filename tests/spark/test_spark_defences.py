@@ -60,7 +60,7 @@ PROBE = "SELECT count(*) AS n FROM range(0, 1000, 1, 2)"
 
 def _probe(connector: Any) -> int:
     connector.timeout_s = 120  # a cancel that failed shows as a timeout, not a hang
-    return connector.execute(PROBE, {}).column(0)[0].as_py()
+    return connector.execute(PROBE, {}).read_all().column(0)[0].as_py()
 
 
 @pytest.fixture
