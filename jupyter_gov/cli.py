@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from jupyter_gov import progress
 from jupyter_gov.audit import AuditStore
 from jupyter_gov.config import resolve, resolve_store
 from jupyter_gov.engine import GovernedSession
@@ -233,6 +234,14 @@ def _read_stdin() -> str:
 def _run_query(args: argparse.Namespace) -> int:
     sql = _read_stdin() if args.sql == "-" else args.sql
     session = GovernedSession(args.policy, args.user, connection=args.connection, audit=args.store)
+    session.progress = progress.terminal
+    try:
+        return _run_in(session, sql, args)
+    finally:
+        session.close()  # a result shown in part is recorded with the rows it delivered
+
+
+def _run_in(session: GovernedSession, sql: str, args: argparse.Namespace) -> int:
     params = _parse_params(args.param) or None
     unmask = [t for t in args.unmask.split(",") if t]
     if args.command == "explain":

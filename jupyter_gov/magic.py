@@ -23,7 +23,7 @@ from sqlglot import exp
 from traitlets import Bool, Int, Unicode
 from traitlets.config import Configurable
 
-from jupyter_gov import analysis
+from jupyter_gov import analysis, progress
 from jupyter_gov.config import Settings, resolve
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.errors import GovError
@@ -259,6 +259,7 @@ class GovMagic(Magics, Configurable):
                 connection=settings.connection,
                 audit=settings.audit_store,
             )
+            self._sessions[user].progress = progress.notebook
         return self._sessions[user]
 
     # -- magics --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
+from jupyter_gov import progress
 from jupyter_gov.connectors.duckdb import DuckDBConnector
 from jupyter_gov.errors import QueryFailed
 from jupyter_gov.policy import Policy
@@ -177,3 +178,11 @@ def test_long_read_shows_rows_and_bytes_then_closes_the_bar() -> None:
     rows, nbytes = bars.updates[-1]
     assert rows == (PROGRESS_AFTER_BATCHES + 2) * 100 and nbytes > 0
     assert bars.closed
+
+
+def test_terminal_bar_counts_rows_and_bytes_on_stderr(capsys) -> None:
+    bar = progress.terminal("demo: rows")
+    bar.update(250_000, 3 * 1024 * 1024)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "250k rows" in err and "3.0 MB" in err
