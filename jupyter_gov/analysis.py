@@ -235,7 +235,7 @@ def describe(
         name = column.name.lower()
         if not column.table and name in NILADIC_FUNCTIONS and name not in columns:
             info.functions.append((name, column))  # SELECT user: a call without parentheses
-    info.normalized = normalize(expression, dialect)
+    info.normalized = parameterize_literals(expression, dialect)
     info.fingerprint = hashlib.sha256(info.normalized.encode()).hexdigest()[:16]
     return info
 
@@ -374,7 +374,7 @@ def _ancestors(node: exp.Expr):
         parent = parent.parent
 
 
-def normalize(expression: exp.Expr, dialect: str) -> str:
+def parameterize_literals(expression: exp.Expr, dialect: str) -> str:
     """The statement with every literal replaced by ``?``: what the audit stores.
 
     Swaps the literals out in place and back again rather than copying the tree, which
@@ -506,6 +506,6 @@ def _match_template(tokens: list, i: int) -> tuple[int, str] | None:
     return None
 
 
-#: :func:`normalize` named for what it does (in sqlglot "normalize" means boolean normal
-#: form). ``normalize`` stays for one release.
-parameterize_literals = normalize
+#: The former name of :func:`parameterize_literals` (in sqlglot "normalize" means boolean
+#: normal form); kept for one release.
+normalize = parameterize_literals
