@@ -560,11 +560,19 @@ class GovernedSession:
         return result
 
     def _finish_streams(self) -> None:
-        """Read the results still streaming to the end (their counts go to the audit)
-        before this session runs anything else; a result handed out as a stream is left
-        to its reader."""
+        """Settle every result still streaming before this session runs anything else, so
+        the raw values it delivered count toward the bulk-export limit of the next plan.
+
+        A result the session still holds is read to the end (it stays usable); one handed
+        out as a stream is closed with the rows delivered so far, and its reader raises a
+        one-sentence error instead of ending as if whole.
+        """
         for result in list(self._streaming):
-            if not result.complete and not result._streamed:
+            if result.complete:
+                continue
+            if result._streamed:
+                result.close()
+            else:
                 result._fetch()
 
     def _save_result(self, plan: Plan, name: str, table: Any, identity: Identity) -> None:

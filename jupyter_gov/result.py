@@ -101,6 +101,8 @@ class ResultStream(Protocol):
     rows: int
     nbytes: int
 
+    closed_early: bool
+
     def next_batch(self) -> pa.RecordBatch | None: ...
 
     def close(self) -> None: ...
@@ -378,3 +380,8 @@ def _chain(kept: list[pa.RecordBatch], stream: ResultStream) -> Iterator[pa.Reco
     yield from kept
     while (batch := stream.next_batch()) is not None:
         yield batch
+    if stream.closed_early:  # never let a cut stream look like a whole result
+        raise GovError(
+            "This result was closed before it was read to the end (by close(), or when its "
+            "session ran another statement); run the query again to read the rest."
+        )

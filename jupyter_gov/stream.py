@@ -63,6 +63,7 @@ class GovernedStream:
         self.batches = 0
         self.done = False
         self.truncated = False
+        self.closed_early = False  # closed before its end: a reader of it must not see an end
         self._reader: pa.RecordBatchReader | None = reader
         self._cap = cap
         self._on_end = on_end
@@ -107,6 +108,7 @@ class GovernedStream:
     def close(self) -> None:
         """Stop reading; the audit records the rows delivered so far."""
         if not self.done:
+            self.closed_early = True
             self._end(None, complete=False)
 
     def _end(self, error: str | None, *, complete: bool) -> None:

@@ -186,3 +186,14 @@ def test_terminal_bar_counts_rows_and_bytes_on_stderr(capsys) -> None:
     bar.close()
     err = capsys.readouterr().err
     assert "250k rows" in err and "3.0 MB" in err
+
+
+def test_a_stream_left_open_is_closed_by_the_next_statement_and_says_so(alice) -> None:
+    result = alice.sql(BIG)
+    reader = result.to_arrow_reader()
+    delivered = reader.read_next_batch().num_rows
+    alice.sql("SELECT 1 AS one")
+    (event,) = _results(alice, result.query_id)
+    assert event["rows"] >= delivered and event["detail"]["stream"] == "closed before the end"
+    with pytest.raises(Exception, match="closed before it was read to the end"):
+        reader.read_all()
