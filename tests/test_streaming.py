@@ -197,3 +197,13 @@ def test_a_stream_left_open_is_closed_by_the_next_statement_and_says_so(alice) -
     assert event["rows"] >= delivered and event["detail"]["stream"] == "closed before the end"
     with pytest.raises(Exception, match="closed before it was read to the end"):
         reader.read_all()
+
+
+def test_a_stream_whose_count_cannot_be_recorded_withholds_its_end(alice, tmp_path) -> None:
+    from jupyter_gov.errors import AuditError
+    from tests.test_audit import FailsOnAppend
+
+    alice.audit = FailsOnAppend(tmp_path / "failing.sqlite", fail_at=3)  # the result event
+    result = alice.sql(BIG)
+    with pytest.raises(AuditError, match="result is withheld"):
+        result.to_arrow_table()
