@@ -13,11 +13,13 @@ go through :func:`redact` and :func:`~jupyter_gov.scrub.scrub_text` before anyon
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
@@ -168,6 +170,100 @@ def missing_driver(profile: Profile, connection: Connection) -> ConnectionFailed
     )
 
 
+class Streamed(NamedTuple):
+    """What ``_run`` returns for a result it streams from the server instead of fetching.
+
+    ``finish(failed)`` ends the statement on the server (commit, or roll back and cancel
+    when it failed or was abandoned) and frees the cursor; it is called exactly once.
+    """
+
+    reader: pa.RecordBatchReader
+    finish: Callable[[bool], None]
+
+
+class _Pending:
+    """The batches of one streamed result, read under the connector's lock.
+
+    Why: the reader the engine holds must stay valid after the connection moves on
+    (``detach`` reads the rest into memory first), every driver error raised while
+    fetching must become the same redacted :class:`QueryFailed` as one from ``execute``,
+    and an abandoned stream must not leave the server mid-statement (a finalizer cancels
+    it when the engine drops the reader).
+    """
+
+    def __init__(self, connector: DBAPIConnector, streamed: Streamed) -> None:
+        self.connector = connector
+        self.reader: pa.RecordBatchReader | None = streamed.reader
+        self.first: pa.RecordBatch | None = None
+        self.buffered: list[pa.RecordBatch] | None = None
+        self.failure: QueryFailed | None = None
+        self._finish = streamed.finish
+        self._finished = False
+        self._finalizer = weakref.finalize(self, _abandon, connector._lock, streamed)
+
+    def __iter__(self) -> _Pending:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        if self.first is not None:
+            batch, self.first = self.first, None
+            return batch
+        with self.connector._lock:
+            if self.buffered is not None:
+                if self.buffered:
+                    return self.buffered.pop(0)
+                if self.failure is not None:
+                    raise self.failure
+                raise StopIteration
+            return self.fetch()
+
+    def fetch(self) -> pa.RecordBatch:
+        """The next batch from the server; ends the statement at the end or on an error."""
+        if self.reader is None:
+            raise StopIteration
+        try:
+            return self.reader.read_next_batch()
+        except StopIteration:
+            self.end(failed=False)
+            raise
+        except BaseException as error:
+            self.end(failed=True)
+            if isinstance(error, Exception):
+                raise QueryFailed(
+                    f"{self.connector.profile.title} rejected the governed statement: "
+                    f"{self.connector._say(error)}"
+                ) from None
+            raise
+
+    def detach(self) -> None:
+        """Read what is left into memory (the connection is about to run something else)."""
+        rest: list[pa.RecordBatch] = []
+        try:
+            while True:
+                rest.append(self.fetch())
+        except StopIteration:
+            pass
+        except QueryFailed as failure:
+            self.failure = failure
+        self.buffered = rest
+
+    def end(self, failed: bool) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._finalizer.detach()
+        self.reader = None
+        if self.connector._pending is not None and self.connector._pending() is self:
+            self.connector._pending = None
+        self._finish(failed)
+
+
+def _abandon(lock: threading.RLock, streamed: Streamed) -> None:
+    """A stream dropped before its end: stop the statement on the server."""
+    with lock, contextlib.suppress(Exception):
+        streamed.finish(True)
+
+
 class DBAPIConnector:
     """The parts of a PEP 249 connector every engine shares: catalog cache, errors, locking."""
 
@@ -182,6 +278,7 @@ class DBAPIConnector:
         self._lock = threading.RLock()
         self._catalog: Catalog | None = None
         self._prepared: dict[str, Prepared] = {}  # by the engine's SQL: plans repeat
+        self._pending: weakref.ref[_Pending] | None = None  # a result still streaming
         self.default_schema = self.profile.default_schema
         try:
             self._open(connection)
@@ -203,7 +300,8 @@ class DBAPIConnector:
     def _catalog_rows(self) -> list[tuple[str, str, str, str]]:
         raise NotImplementedError
 
-    def _run(self, prepared: Prepared, params: Mapping[str, Any]) -> pa.Table:
+    def _run(self, prepared: Prepared, params: Mapping[str, Any]) -> pa.Table | Streamed:
+        """Run one statement: its whole result as a table, or a :class:`Streamed` one."""
         raise NotImplementedError
 
     def interrupt(self) -> None:
@@ -217,6 +315,7 @@ class DBAPIConnector:
     def catalog(self, refresh: bool = False) -> Catalog:
         with self._lock:
             if self._catalog is None or refresh:
+                self._detach()
                 try:
                     rows = [tuple(map(str, row)) for row in self._catalog_rows()]
                 except Exception as error:
@@ -240,8 +339,11 @@ class DBAPIConnector:
                 self._prepared.clear()
             self._prepared[sql] = prepared
         with self._lock:
+            self._detach()
             try:
                 table = self._run(prepared, params)
+                if isinstance(table, Streamed):
+                    return self._stream(table)
             except (QueryFailed, ConnectionFailed):
                 raise
             except Exception as error:
@@ -249,6 +351,31 @@ class DBAPIConnector:
                     f"{self.profile.title} rejected the governed statement: {self._say(error)}"
                 ) from None
         return table_reader(table) if table.num_columns else no_rows()
+
+    def _stream(self, streamed: Streamed) -> pa.RecordBatchReader:
+        """Hand over a streamed result; its first batch is fetched here, so most errors
+        and timeouts are raised by ``execute`` itself."""
+        pending = _Pending(self, streamed)
+        try:
+            pending.first = pending.fetch()
+        except StopIteration:
+            return pa.RecordBatchReader.from_batches(streamed.reader.schema, [])
+        self._pending = weakref.ref(pending)
+        return pa.RecordBatchReader.from_batches(streamed.reader.schema, pending)
+
+    def _abandon_pending(self) -> None:
+        """End a result still streaming without reading it (the connection closes)."""
+        pending = self._pending() if self._pending is not None else None
+        self._pending = None
+        if pending is not None:
+            pending.end(failed=True)
+
+    def _detach(self) -> None:
+        """Read a result still streaming into memory before the connection runs more."""
+        pending = self._pending() if self._pending is not None else None
+        self._pending = None
+        if pending is not None:
+            pending.detach()
 
     def register_result(self, name: str, table: pa.Table) -> None:
         # The engine keeps saved results on the kernel's scratch DuckDB, never on a server.

@@ -15,6 +15,7 @@ every match.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from jupyter_gov.connectors.base import Connector
-    from jupyter_gov.connectors.dbapi import Prepared
+    from jupyter_gov.connectors.dbapi import Prepared, Streamed
     from jupyter_gov.policy import Connection
 
 CATALOG_SQL = """
@@ -65,7 +66,7 @@ def _connect(connection: Connection) -> Connector:
 def _connector_class() -> type:
     import pyarrow as pa
 
-    from jupyter_gov.connectors.dbapi import DBAPIConnector, bind
+    from jupyter_gov.connectors.dbapi import DBAPIConnector, Streamed, bind
 
     class PostgresConnector(DBAPIConnector):
         """A governed PostgreSQL connection through ADBC."""
@@ -100,9 +101,12 @@ def _connector_class() -> type:
             finally:
                 cursor.close()
 
-        def _run(self, prepared: Prepared, params: Mapping[str, Any]) -> pa.Table:
+        def _run(self, prepared: Prepared, params: Mapping[str, Any]) -> pa.Table | Streamed:
+            """A write returns its (empty) result; a read streams its rows over ADBC's
+            binary COPY, and its transaction ends when the stream does."""
             cursor = self.con.cursor()
             self._cursor = cursor
+            streaming = False
             try:
                 if self.timeout_s != self._applied_timeout:  # the policy's, for these roles
                     milliseconds = max(1, int(self.timeout_s * 1000))
@@ -112,6 +116,10 @@ def _connector_class() -> type:
                 cursor.execute("BEGIN READ ONLY" if read_only else "BEGIN READ WRITE")
                 try:
                     cursor.execute(prepared.sql, bind(prepared, params) or None)
+                    if cursor.description and prepared.read:
+                        reader = cursor.fetch_record_batch()
+                        streaming = True
+                        return Streamed(reader, lambda failed: self._end(cursor, reader, failed))
                     table = cursor.fetch_arrow_table() if cursor.description else pa.table({})
                 except BaseException:
                     cursor.execute("ROLLBACK")
@@ -119,7 +127,22 @@ def _connector_class() -> type:
                 cursor.execute("COMMIT")
                 return table
             finally:
-                self._cursor = None
+                if not streaming:
+                    self._cursor = None
+                    cursor.close()
+
+        def _end(self, cursor: Any, reader: pa.RecordBatchReader, failed: bool) -> None:
+            """End a streamed read: commit, or cancel and roll back one cut short."""
+            try:
+                if failed:
+                    with contextlib.suppress(Exception):
+                        cursor.adbc_cancel()
+                    with contextlib.suppress(Exception):
+                        reader.close()
+                cursor.execute("ROLLBACK" if failed else "COMMIT")
+            finally:
+                if self._cursor is cursor:
+                    self._cursor = None
                 cursor.close()
 
         def interrupt(self) -> None:
@@ -128,7 +151,9 @@ def _connector_class() -> type:
                 cursor.adbc_cancel()
 
         def close(self) -> None:
-            self.con.close()
+            with self._lock:
+                self._abandon_pending()
+                self.con.close()
 
     return PostgresConnector
 
