@@ -207,3 +207,41 @@ def test_a_stream_whose_count_cannot_be_recorded_withholds_its_end(alice, tmp_pa
     result = alice.sql(BIG)
     with pytest.raises(AuditError, match="result is withheld"):
         result.to_arrow_table()
+
+
+@pytest.fixture
+def postgres_connector():
+    from jupyter_gov.connectors.registry import open_connector
+    from jupyter_gov.errors import ConnectionFailed
+    from tests.conftest import require_server
+
+    policy = Policy(
+        {
+            "version": 1,
+            "name": "stream-pg",
+            "identity": {"provider": "local", "users": {"bob": {"groups": ["a"]}}},
+            "roles": {"r": {"groups": ["a"]}},
+            "connections": {"pg": {"url": "postgresql://postgres@127.0.0.1:5432/test"}},
+            "unclassified": "allow",
+        }
+    )
+    try:
+        connector = open_connector(policy.connection("pg"))
+    except ConnectionFailed:
+        require_server("PostgreSQL at 127.0.0.1:5432 is not reachable")
+    yield connector
+    connector.close()
+
+
+def test_postgres_stream_survives_another_statement(postgres_connector) -> None:
+    first = postgres_connector.execute("SELECT generate_series(1, 300000) AS i", {})
+    assert postgres_connector.execute("SELECT 1 AS one", {}).read_all().num_rows == 1
+    assert first.read_all().num_rows == 300_000
+
+
+def test_postgres_stream_dropped_unread_frees_the_connection(postgres_connector) -> None:
+    reader = postgres_connector.execute("SELECT generate_series(1, 300000) AS i", {})
+    reader.read_next_batch()
+    del reader  # cancelled and rolled back, not read to the end
+    got = postgres_connector.execute("SELECT 2 AS two", {}).read_all()
+    assert got.column(0).to_pylist() == [2]
