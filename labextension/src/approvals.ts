@@ -165,6 +165,12 @@ export class ApprovalsPanel extends Widget {
     });
   }
 
+  /**
+   * Told how many requests this user may decide after every refresh, so the sidebar's
+   * badge reuses this panel's request instead of polling the same endpoint as well.
+   */
+  onActionable: ((count: number) => void) | null = null;
+
   set refreshInterval(seconds: number) {
     this._poll.frequency =
       seconds > 0
@@ -225,6 +231,7 @@ export class ApprovalsPanel extends Widget {
     }
     const approvals = page.approvals ?? [];
     const total = page.total ?? approvals.length;
+    this.onActionable?.(actionableCount(page));
     if (this._offset > 0 && this._offset >= total) {
       // The page emptied (requests were decided): show the last one that has any.
       this._offset = Math.max(
@@ -481,4 +488,11 @@ export function breakGlassFlag(): HTMLElement {
     },
     'BREAK-GLASS'
   );
+}
+
+/** How many requests the user may decide: the server's count across every page. */
+export function actionableCount(page: IApprovalsPage): number {
+  return typeof page.actionable === 'number'
+    ? page.actionable
+    : (page.approvals ?? []).filter(a => a.can_decide).length;
 }

@@ -6,7 +6,7 @@ import { Panel, StackedPanel, Widget } from '@lumino/widgets';
 
 import { type IApprovalsPage, requestAPI } from './api';
 
-import { ApprovalsPanel } from './approvals';
+import { ApprovalsPanel, actionableCount } from './approvals';
 import { AuditPanel, type IAuditOptions } from './audit';
 import { h } from './dom';
 import { shieldIcon } from './icons';
@@ -76,13 +76,16 @@ export class GovSidebar extends Panel {
     this.addWidget(header);
     this.addWidget(this._stack);
     this.showTab('audit');
-    // Count the requests this user may decide, whichever tab is showing.
+    // Count the requests this user may decide, whichever tab is showing: the approvals
+    // panel reports the count with each of its refreshes, and this poll asks only while
+    // that panel is hidden, so one endpoint is never polled twice.
+    this.approvals.onActionable = count => this._showCount(count);
     this._countPoll = new Poll({
       auto: true,
       factory: () => this._countPending(),
       frequency: { interval: 10_000, max: 120_000, backoff: true },
       name: 'jupyter-gov:approvals-count',
-      standby: 'when-hidden'
+      standby: () => this.approvals.isVisible || 'when-hidden'
     });
   }
 
@@ -98,11 +101,10 @@ export class GovSidebar extends Panel {
       state: 'pending',
       limit: 1
     });
-    // `actionable` counts every request this user may decide, beyond any page.
-    const count =
-      typeof body.actionable === 'number'
-        ? body.actionable
-        : (body.approvals ?? []).filter(a => a.can_decide).length;
+    this._showCount(actionableCount(body));
+  }
+
+  private _showCount(count: number): void {
     this._badge.textContent = String(count);
     this._badge.hidden = count === 0;
     this._badge.title = `${count} request(s) you may approve`;
