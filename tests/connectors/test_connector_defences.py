@@ -115,7 +115,8 @@ def test_statement_timeout_is_enforced_by_the_engine(
     try:
         with pytest.raises(QueryFailed):
             connector.execute(BUSY[engine.name], {})
-        (one,) = connector.execute("SELECT 1 AS one", {}).read_all().column(0)  # the connection lives on
+        # the connection lives on
+        (one,) = connector.execute("SELECT 1 AS one", {}).read_all().column(0)
         assert one.as_py() == 1
     finally:
         connector.close()
