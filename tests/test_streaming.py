@@ -135,6 +135,20 @@ def test_an_open_stream_survives_the_connection_running_another_statement() -> N
     connector.close()
 
 
+def test_a_failing_stream_moved_aside_still_raises_after_its_rows() -> None:
+    connector = DuckDBConnector("stream-detach-error", "duckdb:memory")
+    failing = connector.execute(
+        "SELECT CASE WHEN range = 900000 THEN CAST('x' || range AS INT) ELSE 1 END AS v "
+        "FROM range(1000000)",
+        {},
+    )
+    connector.execute("SELECT 1 AS one", {}).read_all()  # reads the first one aside
+    with pytest.raises(QueryFailed):
+        for _ in failing:
+            pass
+    connector.close()
+
+
 class _Bars:
     def __init__(self) -> None:
         self.updates: list[tuple[int, int]] = []

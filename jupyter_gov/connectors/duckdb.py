@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -143,15 +144,9 @@ class DuckDBConnector:
         """
         with self._lock:
             self._detach()
-            # The engine runs in this process: a timer interrupts the statement in place of
-            # a server-side timeout; it runs until the stream ends.
-            timer = threading.Timer(self.timeout_s, self.con.interrupt) if self.timeout_s else None
-            if timer is not None:
-                timer.daemon = True
-                timer.start()
-            stream = _Stream(self, timer)
+            stream = _Stream(self, self.timeout_s)
             try:
-                with stream.errors():
+                with stream.running():
                     cursor = self.con.execute(sql, dict(params) if params else None)
                     if cursor.description is None:
                         stream.end()
@@ -167,8 +162,6 @@ class DuckDBConnector:
                 raise
             # Weakly: a reader the engine dropped (a closed result) is not read to the end.
             self._pending = weakref.ref(stream)
-            if timer is not None:
-                weakref.finalize(stream, timer.cancel)
             return pa.RecordBatchReader.from_batches(stream.source.schema, stream)
 
     def _detach(self) -> None:
@@ -210,12 +203,16 @@ class _Stream:
     ``execute``, never the engine's message with a value in it.
     """
 
-    def __init__(self, connector: DuckDBConnector, timer: threading.Timer | None) -> None:
+    def __init__(self, connector: DuckDBConnector, timeout_s: float | None) -> None:
         self.connector = connector
-        self.timer = timer
+        #: Seconds of engine work left under the policy's statement timeout: only time
+        #: spent executing and fetching counts, not time the reader waits between batches.
+        self.budget = timeout_s
+        self.timed_out = False
         self.source: pa.RecordBatchReader | None = None
         self.first: pa.RecordBatch | None = None
         self.buffered: list[pa.RecordBatch] | None = None  # set when detached
+        self.failure: QueryFailed | None = None  # raised after the buffered batches
 
     def __iter__(self) -> _Stream:
         return self
@@ -225,9 +222,11 @@ class _Stream:
             batch, self.first = self.first, None
             return batch
         if self.buffered is not None:
-            if not self.buffered:
-                raise StopIteration
-            return self.buffered.pop(0)
+            if self.buffered:
+                return self.buffered.pop(0)
+            if self.failure is not None:
+                raise self.failure
+            raise StopIteration
         with self.connector._lock:
             if self.buffered is not None:  # detached while we waited
                 return self.__next__()
@@ -237,7 +236,7 @@ class _Stream:
         if self.source is None:
             raise StopIteration
         try:
-            with self.errors():
+            with self.running():
                 return self.source.read_next_batch()
         except BaseException:
             self.end()
@@ -251,26 +250,32 @@ class _Stream:
                 rest.append(self._fetch())
         except StopIteration:
             pass
-        except QueryFailed:
-            rest = []  # the error is raised again to the reader's owner: nothing more to read
+        except QueryFailed as failure:
+            self.failure = failure  # raised to the reader after the rows before it
         self.buffered = rest
 
     def end(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
         self.source = None
         pending = self.connector._pending
         if pending is not None and pending() is self:
             self.connector._pending = None
 
     @contextlib.contextmanager
-    def errors(self) -> Iterator[None]:
-        """Turn DuckDB's errors into one redacted sentence (values never leave)."""
+    def running(self) -> Iterator[None]:
+        """Engine work: under a timer for what is left of the statement timeout (DuckDB
+        runs in this process, so a timer interrupts it in place of a server-side timeout),
+        and with DuckDB's errors turned into one redacted sentence (values never leave)."""
         connector = self.connector
+        timer = None
+        started = time.monotonic()
+        if self.budget is not None:
+            timer = threading.Timer(max(self.budget, 0.001), self._time_out)
+            timer.daemon = True
+            timer.start()
         try:
             yield
         except duckdb.InterruptException as error:
-            if self.timer is not None and self.timer.finished.is_set():
+            if self.timed_out:
                 raise QueryFailed(
                     f"The query ran past the policy's statement timeout of "
                     f"{connector.timeout_s:g} s and was stopped."
@@ -283,6 +288,15 @@ class _Stream:
             raise QueryFailed(
                 f"DuckDB rejected the governed statement: {scrub_text(message)}"
             ) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if self.budget is not None:
+                self.budget -= time.monotonic() - started
+
+    def _time_out(self) -> None:
+        self.timed_out = True
+        self.connector.con.interrupt()
 
 
 class DuckDBMasks(MaskDialect):
