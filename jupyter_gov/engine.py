@@ -552,8 +552,13 @@ class GovernedSession:
         holder["result"] = result
         self._streaming.add(result)
         # A small result is read whole here, so its count is in the audit when sql() returns;
-        # a larger one streams, and its count is recorded when it has been read.
-        result._fetch(self.prefetch_rows if name is None else None)
+        # a larger one streams, and its count is recorded when it has been read. Only an
+        # engine in this process is left mid-result (DuckDB): a database server would keep
+        # a statement and its transaction open, under its statement timeout, while the
+        # notebook waits, so its results are read to the end here (still batch by batch,
+        # counted, with progress).
+        lazy = name is None and getattr(connector, "lazy_results", False)
+        result._fetch(self.prefetch_rows if lazy else None)
         result.duration_ms = (time.perf_counter() - started) * 1000
         if name is not None and result.columns:
             self._save_result(result.plan, name, result.to_arrow_table(), identity)

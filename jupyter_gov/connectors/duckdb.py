@@ -75,6 +75,9 @@ class DuckDBConnector:
     """A governed DuckDB connection: ``duckdb:demo``, ``duckdb:memory`` or ``duckdb:///path``."""
 
     dialect = "duckdb"
+    #: Results may stay mid-stream between calls: the engine runs in this process, so an
+    #: unread result holds no server statement or transaction open.
+    lazy_results = True
 
     def __init__(
         self, name: str, url: str, read_only: bool = False, *, policy_url: str | None = None
