@@ -196,7 +196,10 @@ class GovernedSession:
             raise
         plan = self._plan(text, params, identity, connection_name, frozenset(unmask), limit)
         base = self._event_base(identity, plan, query_id, purpose)
-        self.audit.append("attempt", **base)  # raises AuditError: then nothing runs
+        # Decided without an approval step: the attempt and its decision share one commit.
+        together = plan.decision != "approval_required"
+        if not together:
+            self.audit.append("attempt", **base)  # raises AuditError: then nothing runs
         if (
             plan.decision == "approval_required"
             and unattended.is_unattended(identity)
@@ -217,9 +220,8 @@ class GovernedSession:
                 base,
                 limit=limit,
             )
-        decision_id = self.audit.append(
-            "decision",
-            **_without_detail(base),
+        decision_event = dict(
+            _without_detail(base),
             decision=plan.decision,
             rules=plan.rules,
             reasons=plan.reasons,
@@ -228,6 +230,12 @@ class GovernedSession:
             rewritten_hash=plan.rewritten_hash,
             detail=_detail(base, {"row_filters": plan.row_filters} if plan.row_filters else None),
         )
+        if together:  # raises AuditError: then nothing runs
+            _, decision_id = self.audit.append_many(
+                [("attempt", base), ("decision", decision_event)]
+            )
+        else:
+            decision_id = self.audit.append("decision", **decision_event)
         if plan.decision == "deny":
             raise QueryDenied(plan, decision_id)
         if plan.decision == "approval_required":

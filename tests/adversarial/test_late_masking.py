@@ -109,7 +109,9 @@ def test_late_masking_moves_masks_only_on_the_proven_shapes(session_for, policie
 
 
 @pytest.mark.parametrize("user", ["bob", "carol"])
-@pytest.mark.parametrize("attack", [a for a in FAST + EXTRA if a.name in MOVES], ids=lambda a: a.name)
+@pytest.mark.parametrize(
+    "attack", [a for a in FAST + EXTRA if a.name in MOVES], ids=lambda a: a.name
+)
 def test_late_masking_answers_as_scan_masking_does(
     session_for, reference_for, policies, user: str, attack: Attack
 ):
