@@ -119,7 +119,7 @@ class QueryResult:
     raw: list[float] = field(default_factory=list)
     governed: list[float] = field(default_factory=list)
     inside: list[float] = field(default_factory=list)  # time in the connector's execute
-    audit: list[float] = field(default_factory=list)  # time in the 3 audit appends
+    audit: list[float] = field(default_factory=list)  # time in the audit writes (2 commits)
     jupysql: list[float] = field(default_factory=list)
     cold_plan: list[float] = field(default_factory=list)
     warm_plan: list[float] = field(default_factory=list)
@@ -203,6 +203,8 @@ def run_tpch(
     connector.execute = inside  # type: ignore[method-assign]
     appends = Timed(session.audit.append)
     session.audit.append = appends  # type: ignore[method-assign]
+    together = Timed(session.audit.append_many)  # attempt + decision in one commit
+    session.audit.append_many = together  # type: ignore[method-assign]
     jupysql = JupySQL(copy_for(data, "jupysql")) if jupysql_queries else None
     normalized_rewrite: Callable[[Any], str] | None = getattr(engine, "_normalized_rewrite", None)
 
@@ -212,10 +214,11 @@ def run_tpch(
         return time.perf_counter() - started, table.num_rows
 
     def run_governed(query: str) -> tuple[float, float, float, int]:
-        inside.total = appends.total = 0.0
+        inside.total = appends.total = together.total = 0.0
         started = time.perf_counter()
         table = session.sql(query).arrow()
-        return time.perf_counter() - started, inside.total, appends.total, table.num_rows
+        audited = appends.total + together.total
+        return time.perf_counter() - started, inside.total, audited, table.num_rows
 
     def run_jupysql(query: str) -> float:
         assert jupysql is not None
@@ -607,8 +610,10 @@ def render_report(
         "which masks customer and supplier names (token), addresses (redact) and phones "
         "(partial, last 4). *In DuckDB* is the time inside the connector's `execute` (the "
         "rewritten, masked SQL, fetched as Arrow). *Work* is the governance work: governed wall "
-        "time minus time in DuckDB (plan-cache lookup, binding, the 3 audit appends, audit "
-        "bookkeeping). *Cold plan* is `session.explain()` on an emptied plan cache (parse, "
+        "time minus time in DuckDB (plan-cache lookup, binding, the audit writes: attempt "
+        "and decision in one commit, then the result; audit bookkeeping). Masks a query only "
+        "projects are computed after its joins and filters (`masking: {late: true}`). "
+        "*Cold plan* is `session.explain()` on an emptied plan cache (parse, "
         "qualify, guardrails, rewrite), which only the first run of a statement pays.",
         "",
         "| Query | raw | governed | ratio | in DuckDB | work | of which audit | cold plan "
@@ -653,7 +658,7 @@ def render_report(
         f"| {s.spread:.1%} | |",
         f"| median governance work per query | **{_fmt(s.work)} ms** | ≤ {TARGET_WORK_MS:.0f} ms: "
         f"{verdict_work} |",
-        f"| of which: 3 audit appends | {_fmt(s.audit)} ms | |",
+        f"| of which: audit writes (2 commits, 3 events) | {_fmt(s.audit)} ms | |",
         f"| of which: cached plan lookup (`explain`) | {_fmt(s.warm)} ms | |",
     ]
     if s.rewrite is not None:
@@ -814,7 +819,7 @@ def _interpretation(
     parts = [
         f"- The median governance work per query is {_fmt(s.work)} ms "
         f"({'within' if s.work <= TARGET_WORK_MS / 1000 else 'above'} the "
-        f"{TARGET_WORK_MS:.0f} ms target): the 3 hash-chained SQLite audit appends take "
+        f"{TARGET_WORK_MS:.0f} ms target): the hash-chained SQLite audit writes (2 commits) take "
         f"{_fmt(s.audit)} ms and the cached plan lookup {_fmt(s.warm)} ms."
     ]
     if s.rewrite is not None:

@@ -8,6 +8,7 @@ and catalog version.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,6 +18,7 @@ from sqlglot import exp
 from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import traverse_scope
+from sqlglot.schema import MappingSchema
 
 from jupyter_gov import analysis, exposure, guardrails, masking
 from jupyter_gov.analysis import SqlSyntaxError, StatementInfo
@@ -437,7 +439,7 @@ def _referenced_columns(
     try:
         qualified = qualify(
             tree.copy(),
-            schema=catalog.mapping(),
+            schema=_schema(catalog, dialect),
             db=catalog.default_schema or None,
             dialect=dialect,
             expand_stars=True,
@@ -473,6 +475,25 @@ def _referenced_columns(
         return use
     except (OptimizeError, SqlglotError, KeyError, ValueError, AttributeError, TypeError):
         return None
+
+
+#: sqlglot schemas built from catalogs, by (catalog, version, dialect): building one
+#: normalizes every name of every table, which cost a cold plan more than qualify itself.
+_SCHEMAS: OrderedDict[tuple[int, str, str], tuple[Catalog, MappingSchema]] = OrderedDict()
+
+
+def _schema(catalog: Catalog, dialect: str) -> MappingSchema:
+    """The catalog as a sqlglot schema, built once per catalog version and dialect."""
+    key = (id(catalog), catalog.version, dialect)
+    hit = _SCHEMAS.get(key)
+    if hit is not None and hit[0] is catalog:
+        _SCHEMAS.move_to_end(key)
+        return hit[1]
+    schema = MappingSchema(catalog.mapping(), dialect=dialect)
+    _SCHEMAS[key] = (catalog, schema)  # holding the catalog keeps its id from being reused
+    while len(_SCHEMAS) > 32:
+        _SCHEMAS.popitem(last=False)
+    return schema
 
 
 def _table_entry(catalog: Catalog):

@@ -469,7 +469,18 @@ class Policy:
         return Limits(min(timeouts, default=None), min(caps, default=None))
 
     def tags_for(self, table: str, column: str, schema: str | None = None) -> tuple[str, ...]:
-        """Tags whose patterns match ``[schema.]table.column`` (case-insensitive)."""
+        """Tags whose patterns match ``[schema.]table.column`` (case-insensitive).
+
+        Memoized: every plan asks for every column of every table it reads, and the
+        classification never changes for a loaded policy.
+        """
+        memo = self.__dict__.setdefault("_tags_memo", {})
+        key = (table, column, schema)
+        if key not in memo:
+            memo[key] = self._tags_for(table, column, schema)
+        return memo[key]
+
+    def _tags_for(self, table: str, column: str, schema: str | None) -> tuple[str, ...]:
         short = f"{table}.{column}".lower()
         full = f"{schema}.{table}.{column}".lower() if schema else None
         return tuple(
