@@ -54,7 +54,7 @@ READER = textwrap.dedent(
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
     if mode == "raw":
-        con = duckdb.connect(path, read_only=True)
+        con = duckdb.connect(path, read_only=True, config={"enable_progress_bar": False})
         run = lambda: con.execute(query).to_arrow_table()
     else:
         session = jupyter_gov.connect(policy=policy, identity="bob")
@@ -101,7 +101,8 @@ def measure(rows: int, runs: int) -> list[str]:
                 [sys.executable, "-c", READER, mode, str(path), str(policy), query],
                 env=env, capture_output=True, text=True, check=True,
             )  # fmt: skip
-            n, before, peak, nbytes, elapsed = out.stdout.split()
+            last = [ln for ln in out.stdout.splitlines() if len(ln.split()) == 5][-1]
+            n, before, peak, nbytes, elapsed = last.split()
             results[mode].append((int(n), int(before), int(peak), int(nbytes), float(elapsed)))
     lines = [
         f"Peak memory reading {rows:,} rows (`{query}`; `name` token-masked when governed), "
