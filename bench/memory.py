@@ -54,7 +54,7 @@ READER = textwrap.dedent(
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
     if mode == "raw":
-        con = duckdb.connect(path, read_only=True, config={"enable_progress_bar": False})
+        con = duckdb.connect(path, read_only=True)
         run = lambda: con.execute(query).to_arrow_table()
     else:
         session = jupyter_gov.connect(policy=policy, identity="bob")
@@ -65,7 +65,7 @@ READER = textwrap.dedent(
     table = run()
     elapsed = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(table.num_rows, before, peak, table.nbytes, elapsed)
+    print("RESULT", table.num_rows, before, peak, table.nbytes, elapsed)
     """
 )
 
@@ -101,8 +101,8 @@ def measure(rows: int, runs: int) -> list[str]:
                 [sys.executable, "-c", READER, mode, str(path), str(policy), query],
                 env=env, capture_output=True, text=True, check=True,
             )  # fmt: skip
-            last = [ln for ln in out.stdout.splitlines() if len(ln.split()) == 5][-1]
-            n, before, peak, nbytes, elapsed = last.split()
+            # DuckDB's progress bar shares stdout (and lines, through carriage returns)
+            n, before, peak, nbytes, elapsed = out.stdout.rsplit("RESULT ", 1)[1].split()[:5]
             results[mode].append((int(n), int(before), int(peak), int(nbytes), float(elapsed)))
     lines = [
         f"Peak memory reading {rows:,} rows (`{query}`; `name` token-masked when governed), "

@@ -36,7 +36,9 @@ ROOT = BENCH.parent
 DATA = BENCH / ".data"
 POLICY = BENCH / "tpch_policy.yaml"
 DB_ENV = "JUPYTER_GOV_BENCH_DB"
-TARGET_RATIO = 1.05
+TARGET_RATIO = 1.02
+#: No single query above this governed / raw ratio (issue 10).
+TARGET_QUERY_RATIO = 1.10
 TARGET_WORK_MS = 2.0
 JUPYSQL_QUERIES = (1, 3, 6, 10, 18)
 
@@ -639,6 +641,7 @@ def render_report(
     plain = [r for r in tpch if r.error is None and not r.masked]
     masked = [r for r in tpch if r.error is None and r.masked]
     verdict_ratio = "met" if s.ratio <= TARGET_RATIO else "**missed**"
+    over = [r for r in tpch if r.error is None and _ratio([r]) > TARGET_QUERY_RATIO]
     verdict_work = "met" if s.work <= TARGET_WORK_MS / 1000 else "**missed**"
     lines += [
         "",
@@ -649,6 +652,9 @@ def render_report(
         f"| total of per-query medians, raw | {_fmt(s.raw_total)} ms | |",
         f"| total of per-query medians, governed | {_fmt(s.governed_total)} ms | |",
         f"| governed / raw (total) | **{s.ratio:.3f}x** | ≤ {TARGET_RATIO:.2f}x: {verdict_ratio} |",
+        f"| queries above {TARGET_QUERY_RATIO:.2f}x | "
+        + (", ".join(f"Q{r.number:02d} {_ratio([r]):.3f}x" for r in over) or "none")
+        + f" | none: {'met' if not over else '**missed**'} |",
         f"| governed / raw (total), the {len(plain)} queries that read no masked column "
         f"| {_ratio(plain):.3f}x | |",
         f"| governed / raw (total), the {len(masked)} queries that read masked columns "
@@ -804,9 +810,10 @@ def _interpretation(
         lines.append(
             f"- The {dearest.mask} mask on {dearest.column} costs about "
             f"{_ns(dearest)} per row in DuckDB "
-            f"({_fmt(dearest.governed - dearest.raw)} ms over {dearest.rows:,} rows). Masks run "
-            "in the scan's subquery, so they are computed for every row of the table even when "
-            "a join or filter later keeps only a handful"
+            f"({_fmt(dearest.governed - dearest.raw)} ms over {dearest.rows:,} rows). A mask "
+            "the query only projects is computed after its joins and filters (late masking); "
+            "one it filters, orders or groups on (non-injective masks) runs in the scan, for "
+            "every row of the table even when a join or filter later keeps only a handful"
             + "".join(
                 f" (Q18 returns {r.raw_rows} rows; the customer table has {dearest.rows:,})"
                 for r in tpch
