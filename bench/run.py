@@ -36,7 +36,9 @@ ROOT = BENCH.parent
 DATA = BENCH / ".data"
 POLICY = BENCH / "tpch_policy.yaml"
 DB_ENV = "JUPYTER_GOV_BENCH_DB"
-TARGET_RATIO = 1.05
+TARGET_RATIO = 1.02
+#: No single query above this governed / raw ratio (issue 10).
+TARGET_QUERY_RATIO = 1.10
 TARGET_WORK_MS = 2.0
 JUPYSQL_QUERIES = (1, 3, 6, 10, 18)
 
@@ -119,7 +121,7 @@ class QueryResult:
     raw: list[float] = field(default_factory=list)
     governed: list[float] = field(default_factory=list)
     inside: list[float] = field(default_factory=list)  # time in the connector's execute
-    audit: list[float] = field(default_factory=list)  # time in the 3 audit appends
+    audit: list[float] = field(default_factory=list)  # time in the audit writes (2 commits)
     jupysql: list[float] = field(default_factory=list)
     cold_plan: list[float] = field(default_factory=list)
     warm_plan: list[float] = field(default_factory=list)
@@ -203,6 +205,8 @@ def run_tpch(
     connector.execute = inside  # type: ignore[method-assign]
     appends = Timed(session.audit.append)
     session.audit.append = appends  # type: ignore[method-assign]
+    together = Timed(session.audit.append_many)  # attempt + decision in one commit
+    session.audit.append_many = together  # type: ignore[method-assign]
     jupysql = JupySQL(copy_for(data, "jupysql")) if jupysql_queries else None
     normalized_rewrite: Callable[[Any], str] | None = getattr(engine, "_normalized_rewrite", None)
 
@@ -212,10 +216,11 @@ def run_tpch(
         return time.perf_counter() - started, table.num_rows
 
     def run_governed(query: str) -> tuple[float, float, float, int]:
-        inside.total = appends.total = 0.0
+        inside.total = appends.total = together.total = 0.0
         started = time.perf_counter()
         table = session.sql(query).arrow()
-        return time.perf_counter() - started, inside.total, appends.total, table.num_rows
+        audited = appends.total + together.total
+        return time.perf_counter() - started, inside.total, audited, table.num_rows
 
     def run_jupysql(query: str) -> float:
         assert jupysql is not None
@@ -607,8 +612,10 @@ def render_report(
         "which masks customer and supplier names (token), addresses (redact) and phones "
         "(partial, last 4). *In DuckDB* is the time inside the connector's `execute` (the "
         "rewritten, masked SQL, fetched as Arrow). *Work* is the governance work: governed wall "
-        "time minus time in DuckDB (plan-cache lookup, binding, the 3 audit appends, audit "
-        "bookkeeping). *Cold plan* is `session.explain()` on an emptied plan cache (parse, "
+        "time minus time in DuckDB (plan-cache lookup, binding, the audit writes: attempt "
+        "and decision in one commit, then the result; audit bookkeeping). Masks a query only "
+        "projects are computed after its joins and filters (`masking: {late: true}`). "
+        "*Cold plan* is `session.explain()` on an emptied plan cache (parse, "
         "qualify, guardrails, rewrite), which only the first run of a statement pays.",
         "",
         "| Query | raw | governed | ratio | in DuckDB | work | of which audit | cold plan "
@@ -634,6 +641,7 @@ def render_report(
     plain = [r for r in tpch if r.error is None and not r.masked]
     masked = [r for r in tpch if r.error is None and r.masked]
     verdict_ratio = "met" if s.ratio <= TARGET_RATIO else "**missed**"
+    over = [r for r in tpch if r.error is None and _ratio([r]) > TARGET_QUERY_RATIO]
     verdict_work = "met" if s.work <= TARGET_WORK_MS / 1000 else "**missed**"
     lines += [
         "",
@@ -644,6 +652,9 @@ def render_report(
         f"| total of per-query medians, raw | {_fmt(s.raw_total)} ms | |",
         f"| total of per-query medians, governed | {_fmt(s.governed_total)} ms | |",
         f"| governed / raw (total) | **{s.ratio:.3f}x** | ≤ {TARGET_RATIO:.2f}x: {verdict_ratio} |",
+        f"| queries above {TARGET_QUERY_RATIO:.2f}x | "
+        + (", ".join(f"Q{r.number:02d} {_ratio([r]):.3f}x" for r in over) or "none")
+        + f" | none: {'met' if not over else '**missed**'} |",
         f"| governed / raw (total), the {len(plain)} queries that read no masked column "
         f"| {_ratio(plain):.3f}x | |",
         f"| governed / raw (total), the {len(masked)} queries that read masked columns "
@@ -653,7 +664,7 @@ def render_report(
         f"| {s.spread:.1%} | |",
         f"| median governance work per query | **{_fmt(s.work)} ms** | ≤ {TARGET_WORK_MS:.0f} ms: "
         f"{verdict_work} |",
-        f"| of which: 3 audit appends | {_fmt(s.audit)} ms | |",
+        f"| of which: audit writes (2 commits, 3 events) | {_fmt(s.audit)} ms | |",
         f"| of which: cached plan lookup (`explain`) | {_fmt(s.warm)} ms | |",
     ]
     if s.rewrite is not None:
@@ -799,9 +810,10 @@ def _interpretation(
         lines.append(
             f"- The {dearest.mask} mask on {dearest.column} costs about "
             f"{_ns(dearest)} per row in DuckDB "
-            f"({_fmt(dearest.governed - dearest.raw)} ms over {dearest.rows:,} rows). Masks run "
-            "in the scan's subquery, so they are computed for every row of the table even when "
-            "a join or filter later keeps only a handful"
+            f"({_fmt(dearest.governed - dearest.raw)} ms over {dearest.rows:,} rows). A mask "
+            "the query only projects is computed after its joins and filters (late masking); "
+            "one it filters, orders or groups on (non-injective masks) runs in the scan, for "
+            "every row of the table even when a join or filter later keeps only a handful"
             + "".join(
                 f" (Q18 returns {r.raw_rows} rows; the customer table has {dearest.rows:,})"
                 for r in tpch
@@ -814,7 +826,7 @@ def _interpretation(
     parts = [
         f"- The median governance work per query is {_fmt(s.work)} ms "
         f"({'within' if s.work <= TARGET_WORK_MS / 1000 else 'above'} the "
-        f"{TARGET_WORK_MS:.0f} ms target): the 3 hash-chained SQLite audit appends take "
+        f"{TARGET_WORK_MS:.0f} ms target): the hash-chained SQLite audit writes (2 commits) take "
         f"{_fmt(s.audit)} ms and the cached plan lookup {_fmt(s.warm)} ms."
     ]
     if s.rewrite is not None:

@@ -214,7 +214,10 @@ class GovernedSession:
             raise
         plan = self._plan(text, params, identity, connection_name, frozenset(unmask), limit)
         base = self.events.base(identity, plan, query_id, purpose)
-        self.events.attempt(base)  # raises AuditError: then nothing runs
+        # Decided without an approval step: the attempt and its decision share one commit.
+        together = plan.decision != "approval_required"
+        if not together:
+            self.events.attempt(base)  # raises AuditError: then nothing runs
         if (
             plan.decision == "approval_required"
             and unattended.is_unattended(identity)
@@ -235,7 +238,10 @@ class GovernedSession:
                 base,
                 limit=limit,
             )
-        decision_id = self.events.decision(base, plan)
+        if together:  # raises AuditError: then nothing runs
+            decision_id = self.events.attempt_and_decision(base, plan)
+        else:
+            decision_id = self.events.decision(base, plan)
         if plan.decision == "deny":
             raise QueryDenied(plan, decision_id)
         if plan.decision == "approval_required":

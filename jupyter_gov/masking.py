@@ -64,11 +64,14 @@ def masked_source(
     identity: Identity,
     dialect: str,
     unmask: frozenset[str] = frozenset(),
+    late: frozenset[str] = frozenset(),
 ) -> tuple[MaskedSource, dict[str, Any]]:
     """Build ``SELECT <masked cols> FROM schema.table WHERE <filters>`` for these roles.
 
     Returns the source and the parameters its filters bind. ``unmask`` lists tags an
-    approval has unmasked for this one statement.
+    approval has unmasked for this one statement. ``late`` lists masked columns the plan
+    masks above the scan instead (:func:`jupyter_gov.plan.late_columns` proved the statement
+    reads them only there); the scan carries them raw and ``masks`` still lists them.
     """
     source = MaskedSource(subquery=exp.select())
     projections = []
@@ -79,7 +82,10 @@ def masked_source(
         if tags:
             source.tags[column] = tags
         ref = exp.column(column, quoted=True)
-        if spec.function != "none":
+        if spec.function != "none" and column in late:
+            source.masks[column] = spec
+            projections.append(ref)
+        elif spec.function != "none":
             source.masks[column] = spec
             try:
                 masked = mask_expression(

@@ -8,6 +8,7 @@ and catalog version.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,6 +18,7 @@ from sqlglot import exp
 from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import traverse_scope
+from sqlglot.schema import MappingSchema
 
 from jupyter_gov import analysis, exposure, guardrails, masking
 from jupyter_gov.analysis import SqlSyntaxError, StatementInfo
@@ -275,14 +277,33 @@ def _rewrite(
         else exposure.everything(tree, _table_entry(catalog), raw, results)
     )
     filters: list[str] = []
+    sources: dict[int, tuple[masking.MaskedSource, dict[str, Any]]] = {}
+    for ref in info.tables:
+        if ref.kind == "catalog":
+            entry = catalog.get(ref.name, ref.schema)
+            assert entry is not None
+            sources[id(ref)] = masking.masked_source(
+                entry, ctx.policy, ctx.roles, ctx.identity, ctx.dialect, unmask
+            )
+    late: dict[int, dict[str, exp.Expr]] = {}
+    if ctx.policy.late_masking and references is not None and references.qualified is not None:
+        late = late_columns(tree, references.qualified, info, catalog, sources, ctx.dialect)
     for ref in info.tables:
         if ref.kind != "catalog":
             continue
         entry = catalog.get(ref.name, ref.schema)
         assert entry is not None
-        source, params = masking.masked_source(
-            entry, ctx.policy, ctx.roles, ctx.identity, ctx.dialect, unmask
-        )
+        source, params = sources[id(ref)]
+        if id(ref) in late:
+            source, params = masking.masked_source(
+                entry,
+                ctx.policy,
+                ctx.roles,
+                ctx.identity,
+                ctx.dialect,
+                unmask,
+                late=frozenset(late[id(ref)]),
+            )
         everything = set(entry.columns)
         used = references.read.get(id(entry), set()) if references is not None else everything
         projected = (
@@ -436,6 +457,7 @@ class ColumnUse:
     read: dict[int, set[str]] = field(default_factory=dict)
     projected: dict[int, set[str]] = field(default_factory=dict)
     exposure: exposure.Exposure = field(default_factory=exposure.Exposure)
+    qualified: exp.Expr | None = None  # the statement qualified (stars expanded), read-only
 
 
 def _referenced_columns(
@@ -455,14 +477,14 @@ def _referenced_columns(
     try:
         qualified = qualify(
             tree.copy(),
-            schema=catalog.mapping(),
+            schema=_schema(catalog, dialect),
             db=catalog.default_schema or None,
             dialect=dialect,
             expand_stars=True,
             validate_qualify_columns=False,
             quote_identifiers=False,
         )
-        use = ColumnUse()
+        use = ColumnUse(qualified=qualified)
         for scope in traverse_scope(qualified):
             projections = (
                 scope.expression.expressions if isinstance(scope.expression, exp.Select) else []
@@ -493,6 +515,25 @@ def _referenced_columns(
         return None
 
 
+#: sqlglot schemas built from catalogs, by (catalog, version, dialect): building one
+#: normalizes every name of every table, which cost a cold plan more than qualify itself.
+_SCHEMAS: OrderedDict[tuple[int, str, str], tuple[Catalog, MappingSchema]] = OrderedDict()
+
+
+def _schema(catalog: Catalog, dialect: str) -> MappingSchema:
+    """The catalog as a sqlglot schema, built once per catalog version and dialect."""
+    key = (id(catalog), catalog.version, dialect)
+    hit = _SCHEMAS.get(key)
+    if hit is not None and hit[0] is catalog:
+        _SCHEMAS.move_to_end(key)
+        return hit[1]
+    schema = MappingSchema(catalog.mapping(), dialect=dialect)
+    _SCHEMAS[key] = (catalog, schema)  # holding the catalog keeps its id from being reused
+    while len(_SCHEMAS) > 32:
+        _SCHEMAS.popitem(last=False)
+    return schema
+
+
 def _table_entry(catalog: Catalog):
     """Resolve a table node to its catalog entry (None: not a catalog relation)."""
 
@@ -509,3 +550,178 @@ def _match_case(entry: masking.TableEntry, name: str) -> str:
         if column.lower() == name.lower():
             return column
     return name
+
+
+# -- late masking ---------------------------------------------------------------------------
+
+#: Masks that may be computed above the scan. Each maps NULL to NULL, so an outer join's
+#: NULL-extended rows read the same masked late as masked in the scan.
+_LATE_FUNCTIONS = frozenset({"hash", "token", "partial", "email", "redact", "scrub", "year"})
+#: Masks under which grouping raw values and grouping masked values give the same groups.
+_INJECTIVE = frozenset({"hash", "token"})
+#: The clauses a statement masked late may have; anything else keeps every mask in the scan.
+_ROOT_ARGS = frozenset(
+    {"with_", "expressions", "from_", "joins", "where", "group", "having", "order", "limit",
+     "offset"}
+)  # fmt: skip
+_JOIN_ARGS = frozenset({"this", "on", "side", "kind"})
+_TABLE_ARGS = frozenset({"this", "db", "catalog", "alias"})
+#: Constructs that reach a relation's columns without naming them: never with a raw column.
+_BY_POSITION_OR_PATTERN = (exp.Columns, exp.PositionalColumn, exp.Lateral, exp.Pivot)
+
+
+def late_columns(
+    tree: exp.Expr,
+    qualified: exp.Expr,
+    info: StatementInfo,
+    catalog: Catalog,
+    sources: Mapping[int, tuple[masking.MaskedSource, dict[str, Any]]],
+    dialect: str,
+) -> dict[int, set[str]]:
+    """Masked columns this statement only carries to its output, masked there instead of in
+    the scan; ``tree``'s projections are rewritten to mask them. Keyed by ``id(TableRef)``.
+
+    A column qualifies when every reference to it, anywhere in the statement, is a bare
+    projection of the outermost SELECT (or a bare GROUP BY key there, under a hash or token
+    mask, whose groups are those of the raw values). Joins, filters and aggregates then never
+    see the column, so masking after them gives each output row the value masking first gives
+    it. Anything not proven falls back to masking in the scan (docs/security.md).
+    """
+    if not _late_shape(tree) or not _late_shape(qualified):
+        return {}
+    if len(tree.expressions) != len(qualified.expressions):
+        return {}
+    roots = _root_tables(tree)
+    qroots = _root_tables(qualified)
+    if roots is None or qroots is None or len(roots) != len(qroots):
+        return {}
+    by_node = {id(ref.node): ref for ref in info.tables if ref.kind == "catalog"}
+    candidates: dict[str, tuple[Any, dict[str, MaskSpec]]] = {}  # qualified alias -> ...
+    for node, qnode in zip(roots, qroots, strict=True):
+        ref = by_node.get(id(node))
+        if ref is None or node.name.lower() != qnode.name.lower():
+            continue
+        alias = node.args.get("alias")
+        if isinstance(alias, exp.TableAlias) and alias.columns:
+            return {}
+        source, _ = sources[id(ref)]
+        specs = {
+            c.lower(): spec
+            for c, spec in source.masks.items()
+            if spec.function in _LATE_FUNCTIONS and c not in source.unrenderable
+        }
+        name = qnode.alias_or_name.lower()
+        if name in candidates:
+            return {}
+        candidates[name] = (ref, specs)
+    if not any(specs for _, specs in candidates.values()):
+        return {}
+    columns = list(qualified.find_all(exp.Column))
+    if any(c.args.get("db") or (not c.table and c.name.lower() in candidates) for c in columns):
+        return {}  # a table alias used as a value (its whole row), or a struct path
+    group = qualified.args.get("group")
+    grouped = {id(c) for c in (group.expressions if group else [])}
+    projected: dict[tuple[str, str], list[int]] = {}
+    allowed: dict[tuple[str, str], set[int]] = {}
+    for index, projection in enumerate(qualified.expressions):
+        column = projection.this if isinstance(projection, exp.Alias) else projection
+        if isinstance(column, exp.Column) and column.table:
+            key = (column.table.lower(), column.name.lower())
+            projected.setdefault(key, []).append(index)
+            allowed.setdefault(key, set()).add(id(column))
+    for column in group.expressions if group else []:
+        if isinstance(column, exp.Column) and column.table:
+            allowed.setdefault((column.table.lower(), column.name.lower()), set()).add(id(column))
+    late: dict[int, set[str]] = {}
+    substitutions: list[tuple[int, Any, str, MaskSpec]] = []
+    for alias, (ref, specs) in candidates.items():
+        for column_name, spec in specs.items():
+            key = (alias, column_name)
+            if key not in projected:
+                continue
+            # Every column spelled like it or like its output names must be one of its bare
+            # uses: another table's column of that name, or ORDER BY its output name, is not.
+            names = {column_name} | {qualified.expressions[i].alias_or_name.lower()
+                                     for i in projected[key]}  # fmt: skip
+            safe = allowed.get(key, set())
+            if any(id(c) not in safe for c in columns if c.name.lower() in names):
+                continue
+            if safe & grouped and spec.function not in _INJECTIVE:
+                continue
+            entry = catalog.get(ref.name, ref.schema)
+            assert entry is not None
+            real = _match_case(entry, column_name)
+            late.setdefault(id(ref), set()).add(real)
+            for index in projected[key]:
+                substitutions.append((index, ref, real, spec))
+    for index, ref, real, spec in substitutions:
+        _mask_projection(tree, index, ref, real, spec, catalog, sources, dialect)
+    return late
+
+
+def _late_shape(tree: exp.Expr) -> bool:
+    """A plain SELECT (joins, WHERE, GROUP BY on columns, HAVING, ORDER BY, LIMIT) with no
+    construct that reaches columns by position, pattern or star."""
+    if not isinstance(tree, exp.Select) or tree.args.get("distinct"):
+        return False
+    if any(v for k, v in tree.args.items() if v and k not in _ROOT_ARGS):
+        return False
+    group = tree.args.get("group")
+    if group is not None and (
+        any(v for k, v in group.args.items() if v and k != "expressions")
+        or not all(isinstance(e, exp.Column) for e in group.expressions)
+    ):
+        return False
+    for node in tree.walk():
+        if isinstance(node, _BY_POSITION_OR_PATTERN):
+            return False
+        if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
+            return False
+        if isinstance(node, exp.Join) and any(
+            v for k, v in node.args.items() if v and k not in _JOIN_ARGS
+        ):
+            return False
+    return True
+
+
+def _root_tables(tree: exp.Select) -> list[exp.Table] | None:
+    """The relations the outermost SELECT reads, in order; None when one has modifiers."""
+    from_ = tree.args.get("from_")
+    if from_ is None:
+        return None
+    nodes = [from_.this, *(j.this for j in tree.args.get("joins") or [])]
+    tables = []
+    for node in nodes:
+        if isinstance(node, exp.Table):
+            if any(v for k, v in node.args.items() if v and k not in _TABLE_ARGS):
+                return None
+            tables.append(node)
+    return tables
+
+
+def _mask_projection(
+    tree: exp.Select,
+    index: int,
+    ref: Any,
+    column: str,
+    spec: MaskSpec,
+    catalog: Catalog,
+    sources: Mapping[int, tuple[masking.MaskedSource, dict[str, Any]]],
+    dialect: str,
+) -> None:
+    """Replace projection ``index`` (a bare column) with its mask, keeping its output name."""
+    projection = tree.expressions[index]
+    entry = catalog.get(ref.name, ref.schema)
+    assert entry is not None
+    source, _ = sources[id(ref)]
+    tags = source.tags.get(column)
+    reference = exp.Column(
+        this=exp.to_identifier(column, quoted=True), table=_alias_for(ref.node).this.copy()
+    )
+    masked = masking.mask_expression(
+        spec, reference, entry.columns[column], tag=tags[0] if tags else "value", dialect=dialect
+    )
+    if isinstance(projection, exp.Alias):
+        projection.set("this", masked)
+    else:
+        projection.replace(exp.alias_(masked, projection.this.copy()))

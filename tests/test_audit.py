@@ -82,6 +82,18 @@ def test_every_query_records_attempt_decision_and_result(session_for):
     assert outcome["rows"] == 2 and outcome["duration_ms"] >= 0
 
 
+def test_events_appended_together_are_chained_in_order_or_not_at_all(store):
+    """``append_many`` (the engine's attempt + decision) is one transaction: when a later
+    event cannot be written, the earlier one is not in the chain either."""
+    before = store.count()
+    first, second = store.append_many([("attempt", {"subject": "a"}), ("decision", {})])
+    assert second == first + 1
+    with pytest.raises(AuditError):
+        store.append_many([("attempt", {"subject": "b"}), ("decision", {"rows": object()})])
+    assert store.count() == before + 2
+    assert store.verify().ok
+
+
 def test_denied_query_is_recorded_with_its_reasons(session_for):
     session = session_for("bob")
     with pytest.raises(QueryDenied):
@@ -143,6 +155,13 @@ class FailsOnAppend(SQLiteAuditStore):
         if self.appends == self.fail_at:
             raise AuditError(f"The audit store at {self.path} cannot be written (disk full).")
         return super().append(kind, **event)
+
+    def append_many(self, events):
+        """Events written together count one by one; the batch fails if any would."""
+        start, self.appends = self.appends, self.appends + len(events)
+        if start < self.fail_at <= self.appends:
+            raise AuditError(f"The audit store at {self.path} cannot be written (disk full).")
+        return super().append_many(events)
 
 
 def session_with_store(session_for, tmp_path, user: str, fail_at: int):

@@ -69,6 +69,10 @@ masks:
   scrub: {default: scrub}
   deny: {default: deny}
 unclassified: allow
+# The fixtures pin how each mask renders in the table scan; late masking (the default,
+# which moves a projected mask above the scan) is pinned by tests/adversarial/test_late_masking.py
+# and run on every live engine by tests/connectors.
+masking: {late: false}
 row_filters:
   - id: orders-by-region
     table: orders

@@ -77,9 +77,23 @@ class AuditEvents:
 
     def decision(self, base: Mapping[str, Any], plan: Plan) -> int:
         """Record the plan's decision with its rules, masks and the SQL that will run."""
-        return self.store.append(
-            "decision",
-            **without_detail(base),
+        return self.store.append("decision", **self._decision_fields(base, plan))
+
+    def attempt_and_decision(self, base: Mapping[str, Any], plan: Plan) -> int:
+        """Record the attempt and its decision in one commit (no approval step between them).
+
+        Raises :class:`AuditError` when the commit fails, and then nothing may run; returns
+        the decision's id.
+        """
+        _, decision_id = self.store.append_many(
+            [("attempt", dict(base)), ("decision", self._decision_fields(base, plan))]
+        )
+        return decision_id
+
+    @staticmethod
+    def _decision_fields(base: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
+        return dict(
+            without_detail(base),
             decision=plan.decision,
             rules=plan.rules,
             reasons=plan.reasons,

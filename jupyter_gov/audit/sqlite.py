@@ -18,6 +18,11 @@ from jupyter_gov.audit.store import AuditStore, default_store_url, path_from_url
 from jupyter_gov.errors import AuditError
 from jupyter_gov.files import private_dir, private_file
 
+try:  # POSIX: writers queue on a file lock (see SQLiteAuditStore._writer_lock)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: SQLite's busy handler alone
+    fcntl = None  # type: ignore[assignment]
+
 _COLUMNS = ", ".join(f"{name} {'REAL' if name in _REAL_FIELDS else 'TEXT'}" for name in FIELDS)
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS events (
@@ -67,17 +72,40 @@ class SQLiteAuditStore(AuditStore):
             self._local.db = db
         return db
 
+    def _writer_lock(self) -> int | None:
+        """This thread's descriptor of ``<store>.lock`` (None where there is no ``flock``).
+
+        Writers queue on it before ``BEGIN IMMEDIATE``: the kernel wakes the next one the
+        moment a commit releases it, where SQLite's busy handler would sleep and retry with
+        growing back-off (8 processes appending got a fifth of one process's throughput).
+        """
+        if fcntl is None:
+            return None
+        fd = getattr(self._local, "lock", None)
+        if fd is None:
+            lock_path = self.path.with_name(self.path.name + ".lock")
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._local.lock = fd
+        return fd
+
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         db = self._connect()
-        db.execute("BEGIN IMMEDIATE")
+        lock = self._writer_lock()
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        else:
-            db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")  # still the guard against writers without the lock
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            else:
+                db.execute("COMMIT")
+        finally:
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     @contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -106,3 +134,7 @@ class SQLiteAuditStore(AuditStore):
         if db is not None:
             db.close()
             self._local.db = None
+        lock = getattr(self._local, "lock", None)
+        if lock is not None:
+            os.close(lock)
+            self._local.lock = None

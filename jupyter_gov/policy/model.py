@@ -316,7 +316,11 @@ class Policy:
         self.max_sql_bytes: int = int(guardrails.get("max_sql_bytes", 1024 * 1024))
         self.max_nesting: int = int(guardrails.get("max_nesting", 60))
         self.audit_store: str | None = (data.get("audit") or {}).get("store")
-        self.mask_key_env: str = (data.get("masking") or {}).get("key_env", "JUPYTER_GOV_MASK_KEY")
+        masking_conf = data.get("masking") or {}
+        self.mask_key_env: str = masking_conf.get("key_env", "JUPYTER_GOV_MASK_KEY")
+        #: Masks a column only carries to the output are computed after joins, filters and
+        #: aggregates (see plan.late_columns); False keeps every mask in the scan.
+        self.late_masking: bool = bool(masking_conf.get("late", True))
         self.services: dict[str, Service] = {
             name: Service(
                 name=name,
@@ -465,7 +469,18 @@ class Policy:
         return Limits(min(timeouts, default=None), min(caps, default=None))
 
     def tags_for(self, table: str, column: str, schema: str | None = None) -> tuple[str, ...]:
-        """Tags whose patterns match ``[schema.]table.column`` (case-insensitive)."""
+        """Tags whose patterns match ``[schema.]table.column`` (case-insensitive).
+
+        Memoized: every plan asks for every column of every table it reads, and the
+        classification never changes for a loaded policy.
+        """
+        memo = self.__dict__.setdefault("_tags_memo", {})
+        key = (table, column, schema)
+        if key not in memo:
+            memo[key] = self._tags_for(table, column, schema)
+        return memo[key]
+
+    def _tags_for(self, table: str, column: str, schema: str | None) -> tuple[str, ...]:
         short = f"{table}.{column}".lower()
         full = f"{schema}.{table}.{column}".lower() if schema else None
         return tuple(
