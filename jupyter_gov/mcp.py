@@ -7,6 +7,13 @@ identity provider says is signed in (or alone with ``--no-user``). What an agent
 SQL text and arguments only: nothing in them can choose the identity, the roles or the
 limits. One server process serves one agent for one user.
 
+Over streamable HTTP every request needs ``Authorization: Bearer <token>`` (the SDK's
+bearer middleware with :class:`BearerTokens` as its token verifier): the agent's own token
+(``agents.<name>.token_sha256``) or a token of a ``services:`` entry. The policy holds
+only SHA-256 digests; a request without a token, or with another, is answered 401 before
+any tool runs, and a policy that lists no token refuses to serve HTTP at all. stdio needs
+none: whoever can start the process already holds the policy's credentials.
+
 Limits on top of the guardrails: the agent's ``max_rows`` caps every result,
 ``queries_per_minute`` rate-limits ``query`` and ``explain``, and the text returned by one
 call is capped at :data:`MAX_OUTPUT_CHARS`.
@@ -15,6 +22,7 @@ call is capped at :data:`MAX_OUTPUT_CHARS`.
 from __future__ import annotations
 
 import csv
+import hmac
 import io
 import json
 import time
@@ -23,8 +31,8 @@ from collections.abc import Callable
 from typing import Any
 
 from jupyter_gov.engine import GovernedSession
-from jupyter_gov.errors import GovError, RateLimited
-from jupyter_gov.identity.service import agent_identity
+from jupyter_gov.errors import GovError, PolicyError, RateLimited
+from jupyter_gov.identity.service import agent_identity, token_digest
 from jupyter_gov.result import ApprovalRequired, QueryDenied
 
 #: The most text one tool call returns; rows past it are dropped and ``truncated`` is set.
@@ -222,12 +230,62 @@ def _render(columns: list[str], rows: list[dict[str, Any]], fmt: str) -> tuple[s
     return "[" + ",".join(out) + "]", len(out)
 
 
-def build_server(tools: GovTools) -> Any:
-    """The MCP server: each tool is a thin async wrapper; a GovError becomes a refusal."""
+class BearerTokens:
+    """The SDK's ``TokenVerifier`` for this server: the agent's token or a service's.
+
+    Tokens are compared by SHA-256 digest in constant time; the accepted ones are the
+    agent's ``token_sha256`` and each ``services:`` entry's. The returned access token names
+    who presented it (``agent:NAME`` or ``service:NAME``), never the token's value.
+    """
+
+    def __init__(self, policy: Any, agent: str) -> None:
+        self.digests: dict[str, str] = {}
+        spec = policy.agents.get(agent)
+        if spec is not None and spec.token_sha256:
+            self.digests[spec.token_sha256.lower()] = f"agent:{agent}"
+        for name, service in policy.services.items():
+            self.digests.setdefault(service.token_sha256.lower(), f"service:{name}")
+
+    async def verify_token(self, token: str) -> Any:
+        from mcp.server.auth.provider import AccessToken
+
+        digest = token_digest(token)
+        for expected, client in self.digests.items():
+            if hmac.compare_digest(digest, expected):
+                return AccessToken(token=digest, client_id=client, scopes=[])
+        return None
+
+
+def http_auth(tools: GovTools) -> tuple[BearerTokens, Any]:
+    """The token verifier and auth settings for HTTP; refuses when the policy has no token."""
+    from mcp.server.auth.settings import AuthSettings
+
+    verifier = BearerTokens(tools.session.policy, tools.session.identity.subject)
+    if not verifier.digests:
+        raise PolicyError(
+            "Serving MCP over HTTP needs a bearer token: give the agent a token_sha256 or "
+            "list a service with one in the policy's services: section."
+        )
+    # The SDK wants an issuer even for a resource server that verifies its own tokens.
+    settings = AuthSettings(issuer_url="http://127.0.0.1", resource_server_url=None)
+    return verifier, settings
+
+
+def build_server(tools: GovTools, http: bool = False) -> Any:
+    """The MCP server: each tool is a thin async wrapper; a GovError becomes a refusal.
+
+    With ``http`` every request must carry a bearer token :class:`BearerTokens` accepts.
+    """
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
 
-    server = MCPServer("jupyter-gov", instructions=INSTRUCTIONS)
+    if http:
+        verifier, auth = http_auth(tools)
+        server = MCPServer(
+            "jupyter-gov", instructions=INSTRUCTIONS, token_verifier=verifier, auth=auth
+        )
+    else:
+        server = MCPServer("jupyter-gov", instructions=INSTRUCTIONS)
 
     def call(fn: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
         # Synchronous on purpose: the engine's connections and audit store stay on one
@@ -314,7 +372,7 @@ def serve(
     tools: GovTools, transport: str = "stdio", host: str = "127.0.0.1", port: int = 8765
 ) -> None:
     """Run until the client disconnects (stdio) or the process is stopped (HTTP)."""
-    server = build_server(tools)
+    server = build_server(tools, http=transport != "stdio")
     if transport == "stdio":
         server.run("stdio")
     else:

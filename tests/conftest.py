@@ -127,3 +127,8 @@ def raw_sql(store: Any, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any,
         return db.execute(sql, args).fetchall()
     finally:
         db.close()
+
+
+# One Spark Connect server per test session, shared by tests/connectors (Spark in the engine
+# matrix), tests/spark and the notebook tests; it starts only when a test asks for it.
+from tests.spark_server import spark_jobs, spark_server, spark_ui_port  # noqa: E402, F401

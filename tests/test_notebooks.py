@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
@@ -71,18 +72,35 @@ def _servers_down() -> str | None:
     return None
 
 
-def test_databases_notebook_governs_duckdb_postgres_and_mariadb_side_by_side(monkeypatch):
+def test_databases_notebook_governs_duckdb_postgres_mariadb_and_spark_side_by_side(
+    monkeypatch, request
+):
     from tests.conftest import require_server
+    from tests.spark_server import _missing
 
     down = _servers_down()
     if down:
         require_server(down)
     # the kernel imports the jupyter_gov under test, not whichever one is installed
     monkeypatch.setenv("PYTHONPATH", str(NOTEBOOKS.parent))
+    spark_missing = _missing()
+    if spark_missing is None:  # the test session's one Spark Connect server
+        monkeypatch.setenv("JUPYTER_GOV_NB_SPARK", request.getfixturevalue("spark_server"))
+    elif os.environ.get("CI") == "true":
+        require_server(spark_missing)  # a failure in CI
+    else:
+        monkeypatch.delenv("JUPYTER_GOV_NB_SPARK", raising=False)
     text = "\n".join(plain_outputs(execute("databases.ipynb")))
     assert "1000 customers in PostgreSQL" in text
     assert text.count("masked: email → email, full_name → token, ssn → partial") >= 2
     assert "on pg" in text and "on maria" in text and "on scratch" in text
+    if spark_missing is None:
+        assert "1000 customers in Spark" in text
+        assert text.count("masked: email → email, full_name → token, ssn → partial") >= 3
+        assert "on lake" in text
+        assert "reflect" in text and text.count("✖ denied") >= 2
+    else:  # without Java the Spark cells say why they did not run, and the rest runs
+        assert "Spark cells skipped" in text
     assert "row filters: orders-by-region" in text
     assert "pg_read_file" in text and "✖ denied" in text
     assert "[unknown-table]" in text  # carol cannot read bob's saved result

@@ -1,9 +1,20 @@
-"""MySQL and MariaDB: the profile (rendering, catalog, lockdown) and its PyMySQL connector.
+"""MySQL and MariaDB: the profile (rendering, catalog, lockdown) and its connector.
 
-The connector uses PyMySQL (pure Python, maintained, no client library to build): values
-are always bound (PyMySQL escapes them into the statement; ``connectorx`` is faster but
-cannot bind parameters, so it cannot carry the masking key or a row filter's identity
-attribute safely). Rows are fetched at once and turned into Arrow a column at a time.
+Reads on MariaDB go through ``connectorx`` (Rust, rows straight into Arrow; five to eight
+times faster than PyMySQL on a million rows, ``bench/databases.py``) when it is installed.
+It cannot bind parameters, so the governed statement's values are spelt by
+:func:`literal`, which never lets a value's text into the SQL: text and bytes become hex
+literals with a charset introducer (``_utf8mb4 X'656d6561'``: only hex digits), numbers,
+dates and timestamps are spelt from their Python type, anything else sends the statement
+to PyMySQL. The server-side defences ride on the statement itself: ``SET STATEMENT
+max_statement_time=N, tx_read_only=1 FOR <query>`` (MariaDB), so the read runs in a
+read-only transaction with the policy's timeout on connectorx's own connection, and a
+comment with a random tag lets an interrupt find its thread for ``KILL QUERY``.
+
+Everything else (writes, MySQL, a value :func:`literal` refuses, no connectorx) uses
+PyMySQL (pure Python, maintained, no client library to build), with the values bound
+(PyMySQL escapes them into the statement). Rows are fetched at once and turned into Arrow
+a column at a time.
 The session is locked down before the first statement (``SET SESSION TRANSACTION READ
 ONLY``, ``max_statement_time`` on MariaDB, ``max_execution_time`` on MySQL); every read
 runs in ``START TRANSACTION READ ONLY``, a write in ``START TRANSACTION READ WRITE`` only on
@@ -17,10 +28,16 @@ so no flags are passed. ``DATE_TRUNC`` does not exist: the first day of a year i
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+import re
+import threading
+import uuid
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from functools import cache
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from sqlglot import exp
 
@@ -56,6 +73,47 @@ def _connect(connection: Connection) -> Connector:
 
         raise missing_driver(PROFILE, connection) from None
     return connector_class(connection)
+
+
+def literal(value: Any) -> str:
+    """A bound value spelt as a MariaDB literal that cannot change the statement's shape.
+
+    Text and bytes become hex literals (``_utf8mb4 X'..'``, ``X'..'``): no quote, backslash
+    or multi-byte trick of the value reaches the SQL. Integers, finite floats and decimals,
+    dates and timestamps are spelt from their type; ``None`` is ``NULL``. Anything else
+    raises ``TypeError`` and the statement goes through PyMySQL instead.
+    """
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float) and math.isfinite(value):
+        return repr(float(value))
+    if isinstance(value, Decimal) and value.is_finite():
+        return format(value, "f")
+    if isinstance(value, str):
+        return f"_utf8mb4 X'{value.encode().hex()}'"
+    if isinstance(value, bytes):
+        return f"X'{value.hex()}'"
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return f"DATE '{value.isoformat()}'"
+    raise TypeError(f"no safe MariaDB literal for a {type(value).__name__}")
+
+
+_PYFORMAT = re.compile(r"%%|%\((\w+)\)s")
+
+
+def spell(sql: str, values: Mapping[str, Any]) -> str:
+    """A pyformat statement with each ``%(name)s`` spelt by :func:`literal` (``%%`` is %)."""
+
+    def one(match: re.Match[str]) -> str:
+        return "%" if match.group(0) == "%%" else literal(values[match.group(1)])
+
+    return _PYFORMAT.sub(one, sql)
 
 
 def _arrow_types() -> dict[int, Any]:
@@ -116,6 +174,12 @@ def _connector_class() -> type:
             version, database = cursor.fetchone()
             self.default_schema = database or ""
             self._mariadb = "mariadb" in str(version).lower()
+            self._cx_url = (
+                f"mysql://{quote(self._params['user'], safe='')}:"
+                f"{quote(self._params['password'], safe='')}@{self._params['host']}:"
+                f"{self._params['port']}/{quote(database or '', safe='')}"
+            )
+            self._cx_tag: str | None = None
             self._apply_timeout(cursor)
             cursor.execute("SET NAMES utf8mb4")
             cursor.execute("SET SESSION TRANSACTION READ ONLY")
@@ -135,6 +199,9 @@ def _connector_class() -> type:
                 return list(cursor.fetchall())
 
         def _run(self, prepared: Prepared, params: Mapping[str, Any]) -> pa.Table:
+            fast = self._fast_read(prepared, params)
+            if fast is not None:
+                return fast
             read_only = prepared.read or self.read_only
             with self.con.cursor() as cursor:
                 if self.timeout_s != self._applied_timeout:  # the policy's, for these roles
@@ -156,7 +223,69 @@ def _connector_class() -> type:
             with bulk():
                 return to_arrow(rows, [d[0] for d in description], [_type(d) for d in description])
 
+        def _fast_read(self, prepared: Prepared, params: Mapping[str, Any]) -> pa.Table | None:
+            """A MariaDB read through connectorx, or None when PyMySQL must take it."""
+            if not (prepared.read and self._mariadb):
+                return None
+            try:
+                import connectorx
+            except ImportError:
+                return None
+            try:
+                text = spell(prepared.sql, dict(zip(prepared.names, bind(prepared, params))))
+            except TypeError:
+                return None
+            tag = uuid.uuid4().hex
+            sql = (
+                f"SET STATEMENT max_statement_time={float(self.timeout_s)}, tx_read_only=1 "
+                f"FOR /* jupyter-gov {tag} */ {text}"
+            )
+            outcome: dict[str, Any] = {}
+            done = threading.Event()
+
+            def work() -> None:
+                try:
+                    outcome["table"] = connectorx.read_sql(self._cx_url, sql, return_type="arrow")
+                except BaseException as error:
+                    outcome["error"] = error
+                finally:
+                    done.set()
+
+            self._cx_tag = tag
+            try:
+                threading.Thread(target=work, name="jupyter-gov-mariadb", daemon=True).start()
+                while not done.wait(0.1):  # a timed wait: KeyboardInterrupt gets through
+                    pass
+            except KeyboardInterrupt:
+                self._kill(tag)
+                done.wait(30)
+                raise
+            finally:
+                self._cx_tag = None
+            if "error" in outcome:
+                raise outcome["error"]
+            return outcome["table"]
+
+        def _kill(self, tag: str) -> None:
+            """``KILL QUERY`` the connectorx thread whose statement carries ``tag``."""
+            killer = pymysql.connect(**{**self._params, "autocommit": True})
+            try:
+                cursor = killer.cursor()
+                cursor.execute(
+                    "SELECT id FROM information_schema.processlist "
+                    "WHERE info LIKE %s AND id <> CONNECTION_ID()",
+                    (f"%jupyter-gov {tag}%",),
+                )
+                for (thread,) in cursor.fetchall():
+                    cursor.execute("KILL QUERY %s", (thread,))
+            finally:
+                killer.close()
+
         def interrupt(self) -> None:
+            tag = self._cx_tag
+            if tag is not None:
+                self._kill(tag)
+                return
             # A second connection: the first is blocked waiting for the statement's result.
             killer = pymysql.connect(**{**self._params, "autocommit": True})
             try:

@@ -15,10 +15,16 @@ TIMESTAMP_NTZ`` (``TIMESTAMP`` means "without time zone", as in DuckDB and Postg
 instant everywhere). Spark's own ``TIMESTAMP`` columns are read from the catalog as
 ``TIMESTAMP_LTZ``, so a mask keeps their type.
 
-Every statement runs under an operation tag: ``interrupt()`` or the statement running past
-its timeout calls ``interruptTag`` and the job is cancelled on the cluster (both tested).
-Interrupting the *cell* (``KeyboardInterrupt`` in the kernel's main thread) takes the same
-path but did not reliably stop the job in tests, so ``cancel`` is not claimed.
+Every statement runs under an operation tag (``SparkSession.addTag`` in the worker thread
+that runs it): interrupting the cell (``KeyboardInterrupt`` in the kernel's main thread),
+``interrupt()`` from another thread, or the statement running past its timeout calls
+``interruptTag`` until the server holds no operation under the tag and the worker has
+returned. The session runs with adaptive query execution off
+(``spark.sql.adaptive.enabled=false``): with it on, Spark 4 plans and submits a query's
+shuffle stages from a thread pool of its own, so a cancel that lands while the stage is
+still being planned finds no job to cancel and the job then starts anyway, orphaned (seen
+here on the first query of a cold server). Without it the job is submitted by the
+operation's own thread, which the interrupt stops before or while it waits on the job.
 The timeout is kept by the connector (Spark has no per-statement timeout of its own), so
 ``server_timeout`` is not claimed: if the kernel dies, Spark Connect's own clean-up of
 abandoned operations is what remains.
@@ -143,6 +149,8 @@ def _connector_class() -> type:
             self.spark: Any = SparkSession(connection=connection.expanded_url)
             self.spark.client.set_retry_policies([DefaultPolicy(max_retries=3, max_backoff=2000)])
             self._run_state: _Run | None = None
+            #: the operation tag of the latest statement (its jobs on the server carry it)
+            self.last_tag: str | None = None
             for setting, value in PROFILE.lockdown.items():
                 self.spark.conf.set(setting, str(value))
             self.default_schema = str(self.spark.catalog.currentDatabase())
@@ -172,6 +180,7 @@ def _connector_class() -> type:
                     "not bound; report this to an administrator."
                 ) from None
             run = _Run(f"jupyter-gov-{uuid.uuid4().hex}", prepared.read)
+            self.last_tag = run.tag
             outcome: dict[str, Any] = {}
 
             def work() -> None:
@@ -195,6 +204,9 @@ def _connector_class() -> type:
             try:
                 worker.start()
                 while not run.done.is_set():  # a timed wait: KeyboardInterrupt gets through
+                    if run.cancelled.is_set():  # interrupt() from another thread
+                        self._cancel(run)
+                        break
                     left = deadline - time.monotonic()
                     if left <= 0:
                         self._cancel(run)
@@ -202,12 +214,14 @@ def _connector_class() -> type:
                             f"The statement ran past its {self.timeout_s:g} s timeout and was "
                             "cancelled on the Spark cluster."
                         )
-                    run.done.wait(min(left, 0.2))
+                    run.done.wait(min(left, 0.1))
             except KeyboardInterrupt:
                 self._cancel(run)
                 raise
             finally:
                 self._run_state = None
+            if run.cancelled.is_set():
+                raise QueryFailed("The query was cancelled and stopped on the Spark cluster.")
             if "error" in outcome:
                 raise outcome["error"]
             table = outcome["table"]
@@ -233,38 +247,46 @@ def _connector_class() -> type:
                 )
 
         def _cancel(self, run: _Run) -> None:
-            """Cancel the statement and wait until its worker has stopped (or a grace period).
+            """Interrupt the statement's operations until none is left and its worker returned.
 
-            A query is not interrupted while it is being analysed (Spark can then go on to
-            run the job it was planning): it is stopped before its fetch starts, and the
-            fetch, once started, is interrupted until the server holds nothing under the tag.
+            An operation registered after an ``interruptTag`` (the fetch following the
+            analysis) is caught by the next round; a worker that never returns is given up
+            on after a grace period, so the cell is not held forever.
             """
             run.cancelled.set()
             deadline = time.monotonic() + CANCEL_GRACE_S
             while time.monotonic() < deadline:
-                interrupted: list[str] = []
-                if run.fetching.is_set() or not run.read:
-                    try:
-                        interrupted = self.spark.interruptTag(run.tag)
-                    except Exception:  # a call cut short by the interrupt itself: again
-                        interrupted = ["?"]
+                try:
+                    interrupted = self.spark.interruptTag(run.tag)
+                except Exception:  # a call cut short by the interrupt itself: again
+                    interrupted = ["?"]
                 if not interrupted and run.done.is_set():
                     return
-                run.done.wait(0.1)
+                run.done.wait(0.05)
 
         @property
         def running(self) -> bool:
-            """A statement's job is running on the cluster (its fetch has started)."""
+            """A statement's job has been asked for (its fetch has started)."""
             run = self._run_state
             return run is not None and run.fetching.is_set()
 
+        @property
+        def running_tag(self) -> str | None:
+            """The operation tag of the statement in flight (its jobs carry it), or None."""
+            run = self._run_state
+            return run.tag if run is not None else None
+
         def interrupt(self) -> None:
+            """Cancel the statement in flight from another thread.
+
+            The thread running the statement sees the flag and keeps interrupting until
+            the server holds nothing under its tag.
+            """
             run = self._run_state
             if run is None:
                 return
             run.cancelled.set()
-            if run.fetching.is_set() or not run.read:
-                self.spark.interruptTag(run.tag)
+            self.spark.interruptTag(run.tag)
 
         def close(self) -> None:
             with contextlib.suppress(Exception):  # a session whose server went away
@@ -283,7 +305,7 @@ PROFILE = Profile(
     catalog_query=CATALOG_SQL,
     masks=SparkMasks(),
     capabilities=Capabilities(
-        cancel=False, read_only_transactions=False, result_registration=False, server_timeout=False
+        cancel=True, read_only_transactions=False, result_registration=False, server_timeout=False
     ),
     dangerous_functions=frozenset({"reflect", "java_method", "try_reflect", "input_file_name"}),
     file_readers=FILE_FORMATS | {"read_files"},
@@ -291,6 +313,7 @@ PROFILE = Profile(
         "spark.sql.runSQLOnFiles": "false",
         "spark.sql.timestampType": "TIMESTAMP_NTZ",
         "spark.sql.session.timeZone": "UTC",
+        "spark.sql.adaptive.enabled": "false",
     },
     connect=_connect,
     install_hint="pip install 'jupyter-gov[spark]'",

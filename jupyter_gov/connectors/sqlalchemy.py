@@ -9,7 +9,15 @@ SQLAlchemy itself, so what runs is exactly what the golden files of
 ``tests/fixtures/rewrite/`` show.
 
 Reads run inside a transaction that is rolled back, so a write hidden in a "read" is
-undone on engines with transactions. Rows are fetched with ``fetchall`` and turned into
+undone on engines with transactions. Where the engine has a known setting, the server
+enforces more (:func:`guard_statements`, rendered before each statement): PostgreSQL and
+Redshift run reads in ``SET TRANSACTION READ ONLY`` with a ``SET LOCAL statement_timeout``;
+MySQL/MariaDB in ``START TRANSACTION READ ONLY`` with ``max_statement_time`` (MariaDB) and
+``max_execution_time`` (MySQL; the one the server does not know is skipped); Snowflake
+with ``ALTER SESSION SET STATEMENT_TIMEOUT_IN_SECONDS``; Trino with ``SET SESSION
+query_max_execution_time``. BigQuery and Databricks SQL have no such SQL statement: their
+timeout is the connector's interrupt only, and read-only is the credentials' business.
+Rows are fetched with ``fetchall`` and turned into
 Arrow a column at a time (no Python loop per row).
 
 Install with ``pip install 'jupyter-gov[sqlalchemy]'`` plus the engine's SQLAlchemy
@@ -42,6 +50,32 @@ DIALECT_PACKAGES = {
     "databricks": "databricks-sqlalchemy",
     "redshift": "sqlalchemy-redshift",
 }
+
+
+def guard_statements(engine: str, timeout_s: float, read: bool) -> list[str]:
+    """The statements that make the server enforce the timeout (and read-only for a read).
+
+    Only numbers derived from ``timeout_s`` go into them (formatted from a float, never
+    text from a policy or a user). An engine without such settings gets none.
+    """
+    milliseconds = max(1, int(timeout_s * 1000))
+    seconds = max(1, int(-(-timeout_s // 1)))  # whole seconds, rounded up
+    if engine in ("postgres", "redshift"):
+        return [
+            *(["SET TRANSACTION READ ONLY"] if read else []),
+            f"SET LOCAL statement_timeout = {milliseconds}",
+        ]
+    if engine == "mysql":
+        return [
+            f"SET SESSION max_statement_time = {milliseconds / 1000:.3f}",  # MariaDB
+            f"SET SESSION max_execution_time = {milliseconds}",  # MySQL (SELECT only)
+            *(["START TRANSACTION READ ONLY"] if read else []),
+        ]
+    if engine == "snowflake":
+        return [f"ALTER SESSION SET STATEMENT_TIMEOUT_IN_SECONDS = {seconds}"]
+    if engine == "trino":
+        return [f"SET SESSION query_max_execution_time = '{seconds}s'"]
+    return []
 
 
 def open_sqlalchemy(connection: Connection, profile: Profile) -> Connector:
@@ -111,6 +145,7 @@ class SQLAlchemyConnector(DBAPIConnector):
         read = prepared.read or self.read_only
         try:
             values = bind(prepared, params)
+            self._guard(cursor, read)
             if self.profile.paramstyle in ("named", "pyformat"):
                 cursor.execute(prepared.sql, dict(zip(prepared.names, values)))
             else:
@@ -133,6 +168,20 @@ class SQLAlchemyConnector(DBAPIConnector):
         with bulk():
             return to_arrow(rows, [d[0] for d in description], [None] * len(description))
 
+    def _guard(self, cursor: Any, read: bool) -> None:
+        """Run the engine's guard statements; one the server does not know is skipped.
+
+        MariaDB knows ``max_statement_time`` and MySQL ``max_execution_time``: each refuses
+        the other's, which is fine. Any other failure stops the statement (fail closed).
+        """
+        for statement in guard_statements(self.profile.name, self.timeout_s, read):
+            try:
+                cursor.execute(statement)
+            except Exception as error:
+                if self.profile.name == "mysql" and "max_" in statement and _unknown(error):
+                    continue
+                raise
+
     def interrupt(self) -> None:
         """Cancel through whatever the driver offers (cursor, then connection)."""
         driver = getattr(self.con, "driver_connection", None) or self.con
@@ -145,6 +194,11 @@ class SQLAlchemyConnector(DBAPIConnector):
     def close(self) -> None:
         self.con.close()
         self.engine.dispose()
+
+
+def _unknown(error: BaseException) -> bool:
+    """MySQL/MariaDB said the variable does not exist (error 1193)."""
+    return "1193" in str(error) or "Unknown system variable" in str(error)
 
 
 def _single_pool() -> Any:

@@ -29,6 +29,8 @@ from mcp.client.streamable_http import streamable_http_client
 from jupyter_gov.audit import AuditStore
 from jupyter_gov.mcp import MAX_OUTPUT_CHARS, GovTools, RateLimited
 
+from .conftest import AGENT_TOKEN, SERVICE_TOKEN
+
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = {
     "list_tables",
@@ -206,12 +208,21 @@ def http_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     process.wait(timeout=30)
 
 
+def _client(token: str | None) -> Any:
+    """The SDK's own HTTP client, with ``Authorization: Bearer <token>`` when given."""
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else None
+    return create_mcp_http_client(headers=headers)
+
+
 def test_every_tool_over_streamable_http(http_server):
     url, store = http_server
 
     async def run() -> dict[str, Any]:
         async with (
-            streamable_http_client(url) as (read, write),
+            _client(SERVICE_TOKEN) as client,
+            streamable_http_client(url, http_client=client) as (read, write),
             ClientSession(read, write) as session,
         ):
             return await exercise(session)
@@ -219,6 +230,89 @@ def test_every_tool_over_streamable_http(http_server):
     check_every_tool(anyio.run(run))
     results = [e for e in AuditStore(str(store)).events(limit=200) if e["kind"] == "result"]
     assert results and {e["subject"] for e in results} == {"jupyternaut"}
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer not-the-token", f"Bearer {SERVICE_TOKEN}x", SERVICE_TOKEN, "Basic Zm9vOmJhcg=="],
+    ids=["none", "wrong", "longer", "no-scheme", "basic"],
+)
+def test_http_refuses_a_call_without_a_valid_bearer_token(http_server, authorization):
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    url, store = http_server
+    before = AuditStore(str(store)).count()
+    headers = {"Authorization": authorization} if authorization else None
+
+    async def initialize() -> int:
+        async with create_mcp_http_client(headers=headers) as client:
+            response = await client.post(
+                url,
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "initialize",
+                    "params": {
+                        "protocolVersion": "2025-06-18",
+                        "capabilities": {},
+                        "clientInfo": {"name": "probe", "version": "0"},
+                    },
+                },
+                headers={"Accept": "application/json, text/event-stream"},
+            )
+            return response.status_code
+
+    assert anyio.run(initialize) == 401
+    assert AuditStore(str(store)).count() == before  # nothing ran, nothing was recorded
+
+
+def test_sdk_client_without_a_token_cannot_open_a_session(http_server):
+    url, _ = http_server
+
+    async def run() -> None:
+        async with (
+            _client(None) as client,
+            streamable_http_client(url, http_client=client) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+
+    from mcp.shared.exceptions import MCPError
+
+    with pytest.raises(Exception) as error:  # an ExceptionGroup from anyio, holding the 401
+        anyio.run(run)
+    assert error.group_contains(MCPError, match="error response", depth=2)
+
+
+def test_agents_own_token_is_accepted_and_named_as_the_agent(agents_policy):
+    from jupyter_gov.mcp import BearerTokens
+
+    verifier = BearerTokens(agents_policy, "keyed-bot")
+    agent = anyio.run(verifier.verify_token, AGENT_TOKEN)
+    service = anyio.run(verifier.verify_token, SERVICE_TOKEN)
+    assert agent.client_id == "agent:keyed-bot"
+    assert service.client_id == "service:nightly-churn"
+    assert AGENT_TOKEN not in repr(agent) and SERVICE_TOKEN not in repr(service)
+    assert anyio.run(verifier.verify_token, "guess") is None
+
+
+def test_http_is_refused_when_the_policy_lists_no_token(agents_policy, local_user):
+    from jupyter_gov.engine import GovernedSession
+    from jupyter_gov.errors import PolicyError
+    from jupyter_gov.identity.service import agent_identity
+    from jupyter_gov.mcp import build_server
+    from jupyter_gov.policy import Policy
+
+    from .conftest import agents_policy_data
+
+    data = agents_policy_data()
+    data.pop("services")
+    policy = Policy(data, "<no tokens>")
+    identity = agent_identity(policy.agents, "jupyternaut", local_user("carol"))
+    tools = GovTools(GovernedSession(policy, identity))
+    with pytest.raises(PolicyError, match="bearer token"):
+        build_server(tools, http=True)
+    build_server(tools)  # stdio needs none
 
 
 # -- the limits, on the tools' logic (deterministic clock) ---------------------------------

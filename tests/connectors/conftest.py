@@ -2,16 +2,20 @@
 
 DuckDB builds it in memory (``duckdb:demo``); PostgreSQL gets it in the schema
 ``jupyter_gov_demo`` of database ``test`` (ADBC bulk ingest), MariaDB in the database
-``jupyter_gov_demo``, SQLite in a temporary file. Each engine also gets a copy of the first
-customers in a second schema, ``jupyter_gov_analytics`` (not SQLite: one schema per file),
-to prove that schemas other than the default are governed.
+``jupyter_gov_demo``, SQLite in a temporary file, Spark in the ``default`` schema of the
+session's one Spark Connect server (``tests/spark_server.py``). Each engine also gets a
+copy of the first customers in a second schema, ``jupyter_gov_analytics`` (not SQLite: one
+schema per file), to prove that schemas other than the default are governed.
 
-A test asks for ``engine``, parametrised over :data:`ENGINES`; an engine whose server is
-down is skipped through ``tests.conftest.require_server`` (a failure when ``CI=true``).
+A test asks for ``engine``, parametrised over :data:`ENGINES`; an engine is loaded the
+first time a test asks for it (so a run without Spark tests starts no JVM), and one whose
+server is down is skipped through ``tests.conftest.require_server`` (a failure when
+``CI=true``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,7 +35,7 @@ from jupyter_gov.engine import GovernedSession
 from jupyter_gov.policy import Policy
 from tests.conftest import require_server
 
-ENGINES = ("duckdb", "postgres", "mysql", "sqlite")
+ENGINES = ("duckdb", "postgres", "mysql", "sqlite", "spark")
 DEMO = "jupyter_gov_demo"
 OTHER = "jupyter_gov_analytics"
 OTHER_ROWS = 100
@@ -161,49 +165,98 @@ def _sqlite(directory: Path) -> Engine:
     return Engine("sqlite", url, registry.profiles()["sqlite"].open(_connection(url)), None)
 
 
+def _spark(url: str) -> Engine:
+    """The demo tables in Spark's ``default`` schema and customers in the second schema."""
+    from pyspark.sql.connect.session import SparkSession
+
+    spark: Any = SparkSession(connection=url)
+    try:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+        tables = demo_tables()
+        loads = [("default", name, table) for name, table in tables.items()]
+        loads.append((OTHER, "customers", tables["customers"].slice(0, OTHER_ROWS)))
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {OTHER}")
+        for schema, name, table in loads:
+            spark.createDataFrame(table).write.mode("overwrite").saveAsTable(f"{schema}.{name}")
+    finally:
+        spark.stop()
+    return Engine("spark", url, registry.profiles()["spark"].open(_connection(url)), OTHER)
+
+
 def _connection(url: str, read_only: bool = False) -> Any:
     from jupyter_gov.policy.model import Connection
 
     return Connection(name="demo", url=url, read_only=read_only)
 
 
-_LOADERS: dict[str, Callable[[Path], Engine]] = {
+_LOADERS: dict[str, Callable[[str], Engine]] = {
     "duckdb": lambda _: _duckdb(),
     "postgres": lambda _: _postgres(),
     "mysql": lambda _: _mysql(),
-    "sqlite": _sqlite,
+    "sqlite": lambda folder: _sqlite(Path(folder)),
+    "spark": _spark,  # given the server's sc:// URL
 }
 
+#: Engines loaded in this test session (or why one could not be), by name.
+_LOADED: dict[str, Engine | str] = {}
 
-@pytest.fixture(scope="session")
-def live_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Every engine loaded once; a server that is down maps to the reason it is down."""
-    loaded: dict[str, Any] = {}
-    directory = tmp_path_factory.mktemp("engines")
-    for name, load in _LOADERS.items():
+
+def load_engine(name: str, where: str = "") -> Engine:
+    """``name`` holding the demo data, loaded once per test session (skips if it is down).
+
+    ``where`` is the folder for SQLite's file or the Spark Connect server's URL.
+    """
+    if name not in _LOADED:
         try:
-            loaded[name] = load(directory)
+            _LOADED[name] = _LOADERS[name](where)
         except Exception as error:  # a server that is not running: its tests skip
-            loaded[name] = f"{name} server on 127.0.0.1 is not available ({type(error).__name__})"
-    yield loaded
-    for engine in loaded.values():
-        if isinstance(engine, Engine):
-            engine.connector.close()
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest, live_engines: dict[str, Any]) -> Engine:
-    """Each live engine in turn, holding the demo data."""
-    found = live_engines[request.param]
+            _LOADED[name] = f"{name} server on 127.0.0.1 is not available ({type(error).__name__})"
+    found = _LOADED[name]
     if isinstance(found, str):
         require_server(found)
+    assert isinstance(found, Engine)
     return found
 
 
+class LiveEngines(dict):  # type: ignore[type-arg]
+    """``live_engines[name]``: the engine (loaded on first use) or why it is not available."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = folder
+
+    def __missing__(self, name: str) -> Engine | str:
+        if name not in _LOADED:
+            with contextlib.suppress(pytest.skip.Exception):  # the reason stays in _LOADED
+                load_engine(name, str(self.folder) if name == "sqlite" else "")
+        return _LOADED[name]
+
+
 @pytest.fixture(scope="session")
-def reference(live_engines: dict[str, Any]) -> Engine:
+def live_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEngines]:
+    """Every engine, loaded when first asked for; closed once at the end of the session."""
+    yield LiveEngines(tmp_path_factory.mktemp("engines"))
+    for engine in _LOADED.values():
+        if isinstance(engine, Engine):
+            engine.connector.close()
+    _LOADED.clear()
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest, live_engines: LiveEngines) -> Engine:
+    """Each live engine in turn, holding the demo data."""
+    name = request.param
+    if name == "spark":
+        return load_engine(name, request.getfixturevalue("spark_server"))
+    if name == "sqlite":
+        return load_engine(name, str(live_engines.folder))
+    return load_engine(name)
+
+
+@pytest.fixture(scope="session")
+def reference(live_engines: LiveEngines) -> Engine:
     """DuckDB, whose masked values every other engine must return."""
-    return live_engines["duckdb"]
+    return load_engine("duckdb")
 
 
 @pytest.fixture

@@ -7,8 +7,10 @@ writes hidden in a read, SQLite's authorizer, statement timeouts and cancelling.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -206,3 +208,58 @@ def test_missing_driver_says_what_to_install(
     finally:
         monkeypatch.undo()
         mysql._connector_class.cache_clear()
+
+
+# -- MariaDB reads through connectorx: values spelt as literals that cannot break out -------
+
+
+@pytest.mark.parametrize(
+    "value,spelt",
+    [
+        ("x' OR '1'='1", "_utf8mb4 X'7827204f52202731273d2731'"),
+        ("\\'; DROP TABLE t; -- é", "_utf8mb4 X'5c273b2044524f50205441424c4520743b202d2d20c3a9'"),
+        (b"\x00'", "X'0027'"),
+        (None, "NULL"),
+        (True, "TRUE"),
+        (-42, "-42"),
+        (1.5, "1.5"),
+        (Decimal("12.30"), "12.30"),
+        (dt.date(2024, 2, 29), "DATE '2024-02-29'"),
+        (dt.datetime(2024, 2, 29, 13, 5, 1), "TIMESTAMP '2024-02-29 13:05:01'"),
+    ],
+)
+def test_mariadb_literal_spells_values_so_no_quote_of_theirs_reaches_the_sql(
+    value: Any, spelt: str
+) -> None:
+    from jupyter_gov.connectors.mysql import literal
+
+    assert literal(value) == spelt
+
+
+@pytest.mark.parametrize(
+    "value",
+    [float("nan"), float("inf"), Decimal("NaN"), dt.datetime.now(dt.timezone.utc), [1], object()],
+)
+def test_mariadb_literal_refuses_what_it_cannot_spell_exactly(value: Any) -> None:
+    from jupyter_gov.connectors.mysql import literal
+
+    with pytest.raises(TypeError):
+        literal(value)
+
+
+def test_spelling_keeps_doubled_percent_signs_as_one() -> None:
+    from jupyter_gov.connectors.mysql import spell
+
+    assert spell("SELECT '%%' LIKE %(p)s", {"p": "a"}) == "SELECT '%' LIKE _utf8mb4 X'61'"
+
+
+@pytest.mark.parametrize("engine", ["mysql"], indirect=True)
+def test_mariadb_read_runs_through_connectorx_with_bound_values_kept_as_values(
+    engine: Engine,
+) -> None:
+    pytest.importorskip("connectorx", reason="connectorx (the fast MariaDB read) is not installed")
+    prepared = dbapi.prepare(
+        engine.connector.profile, "SELECT count(*) AS n FROM customers WHERE city = :c"
+    )
+    table = engine.connector._fast_read(prepared, {"c": "x' OR '1'='1"})  # type: ignore[attr-defined]
+    assert table is not None and table.column("n").to_pylist() == [0]

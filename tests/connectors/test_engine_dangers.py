@@ -52,6 +52,33 @@ DANGERS = {
         "SELECT * FROM pragma_table_info('customers')",
         "SELECT readfile('/etc/passwd')",
     ],
+    "spark": [
+        "ADD JAR '/tmp/jupyter_gov.jar'",
+        "ADD FILE '/etc/passwd'",
+        "SELECT reflect('java.lang.Runtime', 'getRuntime')",
+        "SELECT java_method('java.lang.System', 'getenv', 'HOME')",
+        "SELECT try_reflect('java.lang.System', 'getenv', 'HOME')",
+        "SELECT * FROM parquet.`/tmp/jupyter_gov`",
+        "SELECT * FROM csv.`file:///etc/passwd`",
+        "SELECT * FROM `json`.`/etc/passwd`",
+        "SELECT * FROM read_files('/etc/passwd')",
+        "SELECT input_file_name() FROM customers",
+        "CACHE TABLE customers",
+        "CACHE TABLE leak AS SELECT * FROM customers",
+        "UNCACHE TABLE customers",
+        "CLEAR CACHE",
+        "REFRESH TABLE customers",
+        "REFRESH '/tmp/jupyter_gov'",
+        "INSERT OVERWRITE DIRECTORY '/tmp/jupyter_gov_out' SELECT * FROM customers",
+        "INSERT OVERWRITE LOCAL DIRECTORY '/tmp/jupyter_gov_out' SELECT * FROM customers",
+        "INSERT OVERWRITE DIRECTORY '/tmp/jupyter_gov_out' USING parquet SELECT * FROM customers",
+        "SET spark.sql.runSQLOnFiles = true",
+        "SET spark.sql.ansi.enabled = false",
+        "RESET",
+        "CREATE FUNCTION leak AS 'com.example.Leak' USING JAR '/tmp/jupyter_gov.jar'",
+        "CREATE TEMPORARY FUNCTION leak AS 'com.example.Leak'",
+        "CREATE TEMPORARY VIEW raw_customers AS SELECT * FROM customers",
+    ],
 }
 
 
@@ -72,12 +99,13 @@ def test_engine_specific_danger_is_denied_even_for_an_admin(engine: Engine, sql:
         engine.session("alice", policy).sql(sql)
 
 
-@pytest.mark.parametrize("name", ["postgres", "mysql", "sqlite"])
+@pytest.mark.parametrize("name", ["postgres", "mysql", "sqlite", "spark"])
 def test_profile_declares_the_engines_dangerous_functions(name: str) -> None:
     declared = registry.profiles()[name].dangerous_functions
     expected = {
         "postgres": {"pg_read_file", "pg_ls_dir", "lo_import", "lo_export", "dblink", "set_config"},
         "mysql": {"load_file", "sleep", "benchmark"},
         "sqlite": {"load_extension", "readfile"},
+        "spark": {"reflect", "java_method", "try_reflect", "input_file_name"},
     }[name]
     assert expected <= declared

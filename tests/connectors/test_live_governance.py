@@ -1,8 +1,9 @@
 """The governed behaviours of the DuckDB demo, proven on every live engine.
 
 Each test runs through :class:`GovernedSession` with the demo policy pointing at the engine
-(``engine`` is parametrised over DuckDB, PostgreSQL, MariaDB and SQLite), so the masks and
-row filters are rendered in the engine's dialect and run on its server.
+(``engine`` is parametrised over DuckDB, PostgreSQL, MariaDB, SQLite and Spark), so the
+masks and row filters are rendered in the engine's dialect, bound in its parameter style
+and run on its server.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ def test_identity_attribute_is_bound_not_pasted_into_the_sql(engine: Engine) -> 
         "UPDATE customers SET email = 'x'",
         "INSERT INTO orders (order_id) VALUES (-1)",
         "DROP TABLE customers",
+        "INSERT INTO orders SELECT * FROM orders",
     ],
 )
 def test_read_only_role_cannot_write(engine: Engine, sql: str) -> None:
@@ -131,7 +133,7 @@ def test_masking_key_is_bound_not_written_into_the_sql(engine: Engine) -> None:
 
 
 # SQLite has one schema per file (ATTACH is denied), so it is not in this list.
-@pytest.mark.parametrize("engine", ["duckdb", "postgres", "mysql"], indirect=True)
+@pytest.mark.parametrize("engine", ["duckdb", "postgres", "mysql", "spark"], indirect=True)
 def test_schema_other_than_the_default_is_governed(engine: Engine, reference: Engine) -> None:
     assert engine.other_schema is not None
     other = f"{engine.other_schema}.customers"
@@ -170,6 +172,14 @@ def test_a_user_error_is_one_sentence_not_a_traceback(engine: Engine) -> None:
     with pytest.raises(GovError) as error:
         engine.session("bob").sql("SELECT no_such_column FROM customers")
     assert "Traceback" not in str(error.value)
+    assert "stacktrace" not in str(error.value).lower()  # Spark's JVM stack trace
+
+
+def test_injection_through_a_parameter_stays_a_value(engine: Engine) -> None:
+    probe = engine.session("bob").sql(
+        "SELECT count(*) FROM customers WHERE city = :c", {"c": "x' OR '1'='1"}
+    )
+    assert rows(probe) == [(0,)]
 
 
 def test_policy_url_opens_the_engines_connector(engine: Engine) -> None:
@@ -179,7 +189,7 @@ def test_policy_url_opens_the_engines_connector(engine: Engine) -> None:
         assert session.connector("demo").dialect == registry.profiles()[engine.name].dialect
 
 
-@pytest.mark.parametrize("engine", ["postgres", "mysql", "sqlite"], indirect=True)
+@pytest.mark.parametrize("engine", ["postgres", "mysql", "sqlite", "spark"], indirect=True)
 def test_catalog_refresh_sees_a_new_table(engine: Engine) -> None:
     table = "jupyter_gov_refresh_probe"
     engine.connector.catalog()  # cached before the table exists
@@ -199,6 +209,14 @@ def run_raw(engine: Engine, sql: str) -> None:
 
         with adbc.connect(engine.url, autocommit=True) as con, con.cursor() as cursor:
             cursor.execute(sql)
+    elif engine.name == "spark":
+        from pyspark.sql.connect.session import SparkSession
+
+        spark: Any = SparkSession(connection=engine.url)
+        try:
+            spark.sql(sql.replace("INTEGER)", "INTEGER) USING parquet"))
+        finally:
+            spark.stop()
     elif engine.name == "mysql":
         import pymysql
 

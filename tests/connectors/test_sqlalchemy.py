@@ -15,7 +15,7 @@ import pytest
 
 from jupyter_gov.connectors.sqlalchemy import SQLAlchemyConnector, open_sqlalchemy
 from jupyter_gov.engine import GovernedSession
-from jupyter_gov.errors import ConnectionFailed
+from jupyter_gov.errors import ConnectionFailed, QueryFailed
 from jupyter_gov.policy.model import Connection
 from jupyter_gov.result import QueryDenied
 from tests.conftest import require_server
@@ -100,3 +100,56 @@ def test_missing_dialect_says_what_to_install() -> None:
     with pytest.raises(ConnectionFailed, match="snowflake-sqlalchemy") as raised:
         registry.open_connector(Connection("wh", "snowflake://u:s3cret-pw@acct/db"))
     assert "s3cret" not in str(raised.value)
+
+
+# -- server-side timeout and read-only, per dialect -----------------------------------------
+
+GUARDS = {
+    ("postgres", True): ["SET TRANSACTION READ ONLY", "SET LOCAL statement_timeout = 1500"],
+    ("postgres", False): ["SET LOCAL statement_timeout = 1500"],
+    ("redshift", True): ["SET TRANSACTION READ ONLY", "SET LOCAL statement_timeout = 1500"],
+    ("mysql", True): [
+        "SET SESSION max_statement_time = 1.500",
+        "SET SESSION max_execution_time = 1500",
+        "START TRANSACTION READ ONLY",
+    ],
+    ("snowflake", True): ["ALTER SESSION SET STATEMENT_TIMEOUT_IN_SECONDS = 2"],
+    ("trino", True): ["SET SESSION query_max_execution_time = '2s'"],
+    ("bigquery", True): [],
+    ("databricks", True): [],
+}
+
+
+@pytest.mark.parametrize("engine,read", sorted(GUARDS))
+def test_guard_statements_per_dialect_are_rendered_and_parse_back(engine: str, read: bool) -> None:
+    import sqlglot
+
+    from jupyter_gov.connectors import registry
+    from jupyter_gov.connectors.sqlalchemy import guard_statements
+
+    statements = guard_statements(engine, 1.5, read)
+    assert statements == GUARDS[(engine, read)]
+    dialect = registry.profiles()[engine].dialect
+    for statement in statements:
+        assert sqlglot.parse_one(statement, read=dialect) is not None
+
+
+def test_timeout_is_enforced_by_the_server_through_the_driver(pg8000_connector: Any) -> None:
+    pg8000_connector.set_timeout(0.05)
+    try:
+        with pytest.raises(QueryFailed, match=r"(?i)statement timeout"):
+            pg8000_connector.execute("SELECT pg_sleep(30)", {})
+        assert pg8000_connector.execute("SELECT 1 AS one", {}).column(0)[0].as_py() == 1
+    finally:
+        pg8000_connector.set_timeout(None)
+
+
+def test_a_read_that_writes_is_refused_by_the_servers_read_only_transaction(
+    pg8000_connector: Any, live_engines: dict[str, Any]
+) -> None:
+    from tests.connectors.test_connector_defences import _create_sequence
+
+    _create_sequence(live_engines["postgres"])
+    sql = f"SELECT nextval('{DEMO}.jupyter_gov_demo_probe')"
+    with pytest.raises(QueryFailed, match=r"(?i)read.only"):
+        pg8000_connector.execute(sql, {})
