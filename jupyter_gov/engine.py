@@ -28,6 +28,7 @@ from jupyter_gov.approvals import (
     required_approvers,
 )
 from jupyter_gov.audit import AuditStore, default_home
+from jupyter_gov.audit import sinks as audit_sinks
 from jupyter_gov.config import resolve
 from jupyter_gov.connectors import Connector, open_connector
 from jupyter_gov.dryrun import dry_run_rows, plan_digest, results_digest
@@ -113,6 +114,8 @@ class GovernedSession:
             audit if isinstance(audit, AuditStore) else AuditStore(self.settings.audit_store)
         )
         self.session_id = uuid.uuid4().hex[:16]
+        # Hook (notify): copy each committed event to the policy's audit sinks, off this thread.
+        self.sinks = audit_sinks.attach(self.audit, self.policy, self.session_id)
         self._connectors: dict[str, Connector] = {}
         self._results: dict[str, dict[str, str]] = {}  # connection -> {name: identity key}
         self._plans: OrderedDict[tuple[Any, ...], Plan] = OrderedDict()
@@ -437,6 +440,8 @@ class GovernedSession:
         for connector in self._connectors.values():
             connector.close()
         self._connectors.clear()
+        if self.sinks is not None:  # hook (notify): deliver what is queued, then stop
+            self.sinks.close()
         self.audit.close()
 
     def __enter__(self) -> GovernedSession:
