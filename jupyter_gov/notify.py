@@ -15,12 +15,14 @@ with a token).
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import smtplib
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass
@@ -337,6 +339,7 @@ class Notifier:
         self._lock = threading.Condition()
         self._pending = 0
         self._thread: threading.Thread | None = None
+        _open_notifiers.add(self)
 
     def notify(self, event: str, request: ApprovalRequest) -> None:
         """Queue a notice of ``event`` for ``request``; never blocks, never raises."""
@@ -415,6 +418,17 @@ class Notifier:
                     "channel": channel[1].kind if channel else None,
                 },
             )
+
+
+_open_notifiers: weakref.WeakSet[Notifier] = weakref.WeakSet()
+
+
+@atexit.register
+def _drain_at_exit() -> None:
+    """Let a short-lived process (``jupyter-gov approvals approve``) send what it queued."""
+    for notifier in list(_open_notifiers):
+        with suppress(Exception):
+            notifier.close(timeout=5.0)
 
 
 def for_policy(policy: Policy | None, audit: AuditStore | None) -> Notifier | None:

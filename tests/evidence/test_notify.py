@@ -209,3 +209,41 @@ def test_an_incomplete_channel_is_a_policy_error(demo_policy):
         policy_with(demo_policy, approvals={"notify": [{"kind": "smtp", "host": "h"}]})
     with pytest.raises(PolicyError):
         policy_with(demo_policy, approvals={"notify": [{"kind": "pager", "url": "http://x"}]})
+
+
+def test_a_decision_from_the_cli_is_sent_before_the_command_exits(
+    demo_policy, demo_connector, http_receiver, tmp_path
+):
+    """A short-lived process drains its notice and its audit export before it ends."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    receiver = http_receiver()
+    policy = policy_with(
+        demo_policy,
+        approvals={"notify": [{"kind": "webhook", "url": f"{receiver.url}/notify"}]},
+        audit={"sinks": [{"kind": "webhook", "url": f"{receiver.url}/siem"}]},
+    )
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy.data))
+    store = f"sqlite:///{tmp_path / 'audit.sqlite'}"
+    alice = GovernedSession(Policy.load(path), "alice", audit=store)
+    alice.use_connector("demo", demo_connector)
+    request = alice.request_approval(UPDATE, justification="refund")
+    flush(alice)
+    assert alice.sinks is not None and alice.sinks.flush(WAIT)
+    receiver.drain()
+    cli = [sys.executable, "-m", "jupyter_gov.cli", "approvals", "approve", request.id]
+    cli += ["--user", "dave", "--policy", str(path), "--store", store, "--comment", "ok"]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=60, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr
+    got = receiver.drain()  # the command has exited: whatever it sent has arrived
+    notices = [r.json() for r in got if r.path == "/notify"]
+    exported = [r.json() for r in got if r.path == "/siem"]
+    assert [(n["event"], n["approval_id"]) for n in notices] == [("approved", request.id)]
+    assert [e["kind"] for e in exported] == ["approval_approved"]
+    assert exported[0]["id"] == alice.audit.head()[0]
+    alice.sinks.close()

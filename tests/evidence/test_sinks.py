@@ -368,3 +368,32 @@ def test_sink_event_kinds_are_known_to_the_audit_filters():
 
     assert set(audit_sinks.SINK_KINDS) <= set(KINDS)
     assert os.path.basename(audit_sinks.__file__) == "sinks.py"
+
+
+def test_only_committed_events_are_exported_from_either_kind_of_store(
+    demo_policy, demo_connector, store_url, tmp_path
+):
+    """Appends and approval transactions, on SQLite and on the team PostgreSQL store."""
+    from jupyter_gov.errors import ApprovalForbidden
+
+    path = tmp_path / "siem.jsonl"
+    policy = policy_with(demo_policy, audit={"sinks": [{"kind": "jsonl", "path": str(path)}]})
+    alice = GovernedSession(policy, "alice", audit=store_url)
+    alice.use_connector("demo", demo_connector)
+    try:
+        alice.sql("SELECT 1 AS one")
+        request = alice.request_approval(
+            "UPDATE orders SET status = 'x' WHERE order_id = 7", justification="refund"
+        )
+        with pytest.raises(ApprovalForbidden):  # refused inside a transaction
+            alice.approve(request.id, "self")
+        with pytest.raises(RuntimeError), alice.audit.transaction() as tx:
+            tx.append("sign_in", subject="rolled-back")  # appended, then rolled back
+            raise RuntimeError("abort")
+        assert alice.sinks is not None and alice.sinks.flush(WAIT)
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        assert_chain_continues(lines, stored_ids(alice))
+        assert lines[-1]["kind"] == "approval_requested"
+        assert "rolled-back" not in path.read_text()
+    finally:
+        finish(alice)
