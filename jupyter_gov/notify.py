@@ -156,34 +156,44 @@ class Channel(Protocol):
     def send(self, notice: Notice) -> None: ...
 
 
-def _url(config: Mapping[str, Any]) -> str:
-    url = config.get("url")
-    env = config.get("url_env")
-    if not url and env:
-        url = os.environ.get(str(env))
-        if not url:
-            raise PolicyError(
-                f"The {config['kind']} notification channel reads its URL from ${env}, "
-                "which is not set."
-            )
-    if not url or not str(url).startswith(("http://", "https://")):
-        raise PolicyError(f"The {config['kind']} notification channel needs an http(s) url.")
-    return str(url)
+class ChannelNotConfigured(Exception):
+    """A channel's URL is read from an environment variable that is not set."""
+
+
+def _check_url(url: str, kind: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise PolicyError(f"The {kind} notification channel needs an http(s) url.")
+    return url
 
 
 class _HttpChannel:
     kind = "webhook"
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        self.url = _url(config)
+        self.url = _check_url(str(config["url"]), self.kind) if config.get("url") else None
+        self.url_env = None if self.url else str(config.get("url_env") or "")
+        if self.url is None and not self.url_env:
+            raise PolicyError(f"The {self.kind} notification channel needs a url or url_env.")
         self.timeout = float(config.get("timeout", DEFAULT_TIMEOUT))
         self.events = frozenset(config.get("events") or EVENTS)
+
+    def target(self) -> str:
+        """The URL, read from the environment at send time when the policy names a variable.
+
+        A variable that is unset is a failed delivery (audited), not a failed request.
+        """
+        if self.url is not None:
+            return self.url
+        url = os.environ.get(self.url_env or "")
+        if not url:
+            raise ChannelNotConfigured(self.url_env)
+        return _check_url(url, self.kind)
 
     def payload(self, notice: Notice) -> Any:
         return notice.to_dict()
 
     def send(self, notice: Notice) -> None:
-        post_json(self.url, self.payload(notice), timeout=self.timeout)
+        post_json(self.target(), self.payload(notice), timeout=self.timeout)
 
 
 class WebhookChannel(_HttpChannel):

@@ -130,10 +130,14 @@ def attach(
     """Export ``store``'s committed events to the policy's sinks; None when it names none."""
     if not policy.audit_sinks:
         return None
+    shared = getattr(store, "_sink_dispatcher", None)
+    if shared is not None and shared.share():  # sessions on one store object export once
+        return shared
     dispatcher = SinkDispatcher(
         build_sinks(policy), store, queue_size=policy.audit_sink_queue, session_id=session_id
     )
     store.subscribe(dispatcher.submit)
+    store._sink_dispatcher = dispatcher  # type: ignore[attr-defined]
     return dispatcher
 
 
@@ -189,6 +193,7 @@ class SinkDispatcher:
         self._idle = threading.Condition(self._lock)
         self._pending = 0
         self._closed = False
+        self._users = 1  # sessions sharing this dispatcher (one store object, one export)
         self._thread = threading.Thread(
             target=self._run, name="jupyter-gov-audit-sinks", daemon=True
         )
@@ -223,13 +228,27 @@ class SinkDispatcher:
                 self._idle.wait(left)
         return True
 
+    def share(self) -> bool:
+        """Count one more user of this dispatcher; False once it is closed."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._users += 1
+            return True
+
     def close(self, timeout: float = 5.0) -> None:
-        """Deliver what is queued (up to ``timeout``), stop the worker and close the sinks."""
-        if self.store is not None:
-            self.store.unsubscribe(self.submit)
+        """Deliver what is queued (up to ``timeout``), stop the worker and close the sinks.
+
+        With several users (sessions sharing one store object) only the last close stops it.
+        """
         with self._lock:
             if self._closed:
                 return
+            self._users -= 1
+            if self._users > 0:
+                return
+        if self.store is not None:
+            self.store.unsubscribe(self.submit)
         self.flush(timeout)
         with self._lock:
             self._closed = True
@@ -250,10 +269,9 @@ class SinkDispatcher:
                 return
             for index, sink in enumerate(self.sinks):
                 self._deliver(index, sink, item)
-            with self._lock:
-                self._pending -= 1
-            self._report_drops()
+            self._report_drops()  # before this item counts as done: flush() sees the report
             with self._idle:
+                self._pending -= 1
                 self._idle.notify_all()
 
     def _deliver(self, index: int, sink: AuditSink, event: dict[str, Any]) -> None:

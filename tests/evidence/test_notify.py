@@ -247,3 +247,19 @@ def test_a_decision_from_the_cli_is_sent_before_the_command_exits(
     assert [e["kind"] for e in exported] == ["approval_approved"]
     assert exported[0]["id"] == alice.audit.head()[0]
     alice.sinks.close()
+
+
+def test_an_unset_url_variable_is_an_audited_failed_delivery_not_a_failed_request(
+    team_with, monkeypatch
+):
+    monkeypatch.delenv("EVIDENCE_UNSET_URL", raising=False)
+    alice, _ = team_with(notify=[{"kind": "teams", "url_env": "EVIDENCE_UNSET_URL"}])
+    request = alice.request_approval(UPDATE, justification="refund")
+    flush(alice)
+    (failure,) = alice.audit.events(kinds=["notify_failure"])
+    assert failure["error"] == "ChannelNotConfigured"
+    assert failure["detail"] == {
+        "approval_id": request.id,
+        "event": "requested",
+        "channel": "teams",
+    }
