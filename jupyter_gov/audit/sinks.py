@@ -328,7 +328,7 @@ def _drain_at_exit() -> None:
     """Give queued events a moment to leave before the interpreter stops the worker."""
     for dispatcher in list(_open_dispatchers):
         with suppress(Exception):
-            dispatcher.close(timeout=2.0)
+            dispatcher.flush(timeout=2.0)
 
 
 # -- JSON lines --------------------------------------------------------------------------
