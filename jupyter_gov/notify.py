@@ -176,6 +176,7 @@ class _HttpChannel:
             raise PolicyError(f"The {self.kind} notification channel needs a url or url_env.")
         self.timeout = float(config.get("timeout", DEFAULT_TIMEOUT))
         self.events = frozenset(config.get("events") or EVENTS)
+        self.secret_env = str(config["secret_env"]) if config.get("secret_env") else None
 
     def target(self) -> str:
         """The URL, read from the environment at send time when the policy names a variable.
@@ -193,7 +194,9 @@ class _HttpChannel:
         return notice.to_dict()
 
     def send(self, notice: Notice) -> None:
-        post_json(self.target(), self.payload(notice), timeout=self.timeout)
+        post_json(
+            self.target(), self.payload(notice), timeout=self.timeout, secret_env=self.secret_env
+        )
 
 
 class WebhookChannel(_HttpChannel):

@@ -19,6 +19,8 @@ Sinks are looked up by ``kind``: the built-in ones below, then the entry points 
 from __future__ import annotations
 
 import atexit
+import hashlib
+import hmac
 import importlib
 import json
 import logging
@@ -566,25 +568,38 @@ class OtlpLogSink:
 # -- webhook ------------------------------------------------------------------------------
 
 
+SIGNATURE_HEADER = "x-jupyter-gov-signature"
+
+
+def signature(secret: str, body: bytes) -> str:
+    """``sha256=<hex HMAC of the body>``: lets a receiver check who sent it, and that intact."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
 def post_json(
-    url: str, payload: Any, *, headers: Mapping[str, str] | None = None, timeout: float
+    url: str,
+    payload: Any,
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout: float,
+    secret_env: str | None = None,
 ) -> None:
-    """POST ``payload`` as JSON; raise on a connection error or a non-2xx answer."""
+    """POST ``payload`` as JSON (signed when ``$secret_env`` is set); raise unless 2xx."""
     import requests
 
-    response = requests.post(
-        url,
-        data=json.dumps(payload, default=str).encode(),
-        headers={"content-type": "application/json", **(headers or {})},
-        timeout=timeout,
-        allow_redirects=False,
-    )
+    body = json.dumps(payload, default=str).encode()
+    sent = {"content-type": "application/json", **(headers or {})}
+    secret = os.environ.get(secret_env) if secret_env else None
+    if secret:
+        sent[SIGNATURE_HEADER] = signature(secret, body)
+    response = requests.post(url, data=body, headers=sent, timeout=timeout, allow_redirects=False)
     if not 200 <= response.status_code < 300:
         raise ConnectionError(f"the receiver answered HTTP {response.status_code}")
 
 
 class WebhookSink:
-    """Each event POSTed as one JSON object (``url``; optional ``token_env`` for a bearer)."""
+    """Each event POSTed as one JSON object (``url``; ``token_env`` for a bearer token,
+    ``secret_env`` for an HMAC-SHA256 signature of the body)."""
 
     kind = "webhook"
 
@@ -598,9 +613,12 @@ class WebhookSink:
         token_env = config.get("token_env")
         if token_env and os.environ.get(str(token_env)):
             self.headers["authorization"] = f"Bearer {os.environ[str(token_env)]}"
+        self.secret_env = str(config["secret_env"]) if config.get("secret_env") else None
 
     def emit(self, event: dict[str, Any]) -> None:
-        post_json(self.url, event, headers=self.headers, timeout=self.timeout)
+        post_json(
+            self.url, event, headers=self.headers, timeout=self.timeout, secret_env=self.secret_env
+        )
 
     def close(self) -> None:
         pass

@@ -55,7 +55,9 @@ class HttpReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                receiver.inbox.put(Received(self.path, dict(self.headers), body))
+                receiver.inbox.put(
+                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                )
                 receiver.arrived.set()
                 if receiver.hold is not None:
                     receiver.hold.wait(WAIT)

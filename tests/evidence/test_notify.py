@@ -263,3 +263,19 @@ def test_an_unset_url_variable_is_an_audited_failed_delivery_not_a_failed_reques
         "event": "requested",
         "channel": "teams",
     }
+
+
+def test_a_webhook_notice_is_signed_when_the_channel_has_a_secret(
+    team_with, http_receiver, monkeypatch
+):
+    from jupyter_gov.audit.sinks import signature
+
+    monkeypatch.setenv("EVIDENCE_NOTIFY_SECRET", "another-test-key")
+    receiver = http_receiver()
+    hook = {"kind": "webhook", "url": f"{receiver.url}/h", "secret_env": "EVIDENCE_NOTIFY_SECRET"}
+    alice, _ = team_with(notify=[hook])
+    alice.request_approval(UPDATE, justification="refund")
+    flush(alice)
+    (received,) = receiver.take(1)
+    sent = received.headers["x-jupyter-gov-signature"]
+    assert sent == signature("another-test-key", received.body)

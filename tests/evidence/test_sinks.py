@@ -417,3 +417,23 @@ def test_sessions_sharing_one_store_export_each_event_once(demo_policy, session_
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert_chain_continues(lines, stored_ids(bob))
     finish(bob)
+
+
+def test_a_webhook_sink_signs_each_body_when_given_a_secret(
+    demo_policy, session_for, http_receiver, monkeypatch
+):
+    import hashlib
+    import hmac
+
+    monkeypatch.setenv("EVIDENCE_SIEM_SECRET", "s3cret-key-for-tests")
+    receiver = http_receiver()
+    config = {"kind": "webhook", "url": f"{receiver.url}/a", "secret_env": "EVIDENCE_SIEM_SECRET"}
+    session = session_for("bob", policy_with(demo_policy, audit={"sinks": [config]}))
+    try:
+        session.sql("SELECT 1 AS one")
+        for received in receiver.take(3):
+            expected = hmac.new(b"s3cret-key-for-tests", received.body, hashlib.sha256)
+            sent = received.headers["x-jupyter-gov-signature"]
+            assert hmac.compare_digest(sent, "sha256=" + expected.hexdigest())
+    finally:
+        finish(session)
