@@ -209,11 +209,13 @@ def test_dead_sink_does_not_fail_the_query_and_its_failure_is_audited_once(
         finish(session)
 
 
-def test_a_sink_that_recovers_is_audited_as_recovered(demo_policy, session_for, http_receiver):
-    receiver = http_receiver(status=503)
-    policy = policy_with(
-        demo_policy, audit={"sinks": [{"kind": "webhook", "url": f"{receiver.url}/a"}]}
-    )
+@pytest.mark.parametrize("kind", ["webhook", "otlp"])
+def test_a_sink_that_recovers_is_audited_as_recovered(
+    demo_policy, session_for, http_receiver, kind
+):
+    receiver = http_receiver(status=400)  # refused (not retried by the OTLP exporter)
+    config = {"kind": kind, "url": f"{receiver.url}/a", "endpoint": f"{receiver.url}/v1/logs"}
+    policy = policy_with(demo_policy, audit={"sinks": [config]})
     session = session_for("bob", policy)
     try:
         session.sql("SELECT 1 AS one")
@@ -221,8 +223,11 @@ def test_a_sink_that_recovers_is_audited_as_recovered(demo_policy, session_for, 
         receiver.status = 200
         session.sql("SELECT 2 AS two")
         assert session.sinks.flush(WAIT)
-        kinds = [e["kind"] for e in session.audit.events(newest_first=False, limit=1000)]
+        events = session.audit.events(newest_first=False, limit=1000)
+        kinds = [e["kind"] for e in events]
         assert kinds.count("sink_failure") == 1 and kinds.count("sink_recovered") == 1
+        failure = events[kinds.index("sink_failure")]
+        assert failure["detail"]["sink"] == kind and failure["error"] == "ConnectionError"
         assert kinds.index("sink_failure") < kinds.index("sink_recovered")
     finally:
         finish(session)
