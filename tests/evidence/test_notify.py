@@ -279,3 +279,24 @@ def test_a_webhook_notice_is_signed_when_the_channel_has_a_secret(
     (received,) = receiver.take(1)
     sent = received.headers["x-jupyter-gov-signature"]
     assert sent == signature("another-test-key", received.body)
+
+
+def test_a_break_glass_run_tells_the_approvers_after_the_fact(demo_policy, http_receiver):
+    receiver = http_receiver()
+    policy = policy_with(
+        demo_policy,
+        approvals={
+            "break_glass": {"roles": ["admin"]},
+            "notify": [{"kind": "webhook", "url": f"{receiver.url}/h", "events": ["break_glass"]}],
+        },
+    )
+    alice = GovernedSession(policy, "alice")  # its own demo database: this one writes
+    try:
+        alice.sql(UPDATE, break_glass="INC-42: refund fraud stop")
+        flush(alice)
+        (notice,) = [r.json() for r in receiver.take(1)]
+        assert notice["event"] == "break_glass" and notice["state"] == "approved"
+        assert notice["justification"] == "INC-42: refund fraud stop"
+        assert LITERAL not in json.dumps(notice)
+    finally:
+        alice.close()
