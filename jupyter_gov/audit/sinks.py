@@ -77,6 +77,7 @@ _BUILTIN: dict[str, str] = {
     "webhook": "jupyter_gov.audit.sinks:WebhookSink",
     "openlineage": "jupyter_gov.audit.lineage:OpenLineageSink",
 }
+_EXTRAS = {"otlp": "siem", "openlineage": "lineage"}  # what a missing import asks to install
 _REGISTERED: dict[str, SinkFactory] = {}
 
 
@@ -98,9 +99,10 @@ def sink_class(kind: str) -> SinkFactory:
         try:
             return _load(_BUILTIN[kind])
         except (ImportError, AttributeError) as error:
+            extra = _EXTRAS.get(kind, "siem")
             raise PolicyError(
                 f"The audit sink kind {kind!r} is not available here ({error.__class__.__name__}"
-                f": {error}); install its extra, e.g. pip install 'jupyter-gov[siem]'."
+                f": {error}); install its extra: pip install 'jupyter-gov[{extra}]'."
             ) from error
     for point in entry_points(group=ENTRY_POINT_GROUP):
         if point.name == kind:
