@@ -23,6 +23,7 @@ from jupyter_gov import agents, keys, unattended
 from jupyter_gov.approvals import ApprovalRequest, ApprovalStore
 from jupyter_gov.approvals.flow import ApprovalWorkflow
 from jupyter_gov.audit import AuditStore, default_home
+from jupyter_gov.audit import sinks as audit_sinks
 from jupyter_gov.audit.events import AuditEvents
 from jupyter_gov.config import resolve
 from jupyter_gov.connectors import Connector, open_connector
@@ -114,6 +115,8 @@ class GovernedSession:
             self.session_id,
             lambda: getattr(self.provider, "name", None),
         )
+        # Hook (notify): copy each committed event to the policy's audit sinks, off this thread.
+        self.sinks = audit_sinks.attach(self.audit, self.policy, self.session_id)
         self._connectors: dict[str, Connector] = {}
         self._results: dict[str, dict[str, str]] = {}  # connection -> {name: identity key}
         self._plans: OrderedDict[tuple[Any, ...], Plan] = OrderedDict()
@@ -338,6 +341,8 @@ class GovernedSession:
         for connector in self._connectors.values():
             connector.close()
         self._connectors.clear()
+        if self.sinks is not None:  # hook (notify): deliver what is queued, then stop
+            self.sinks.close()
         self.audit.close()
 
     def __enter__(self) -> GovernedSession:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from jupyter_gov import notify
 from jupyter_gov.audit import (
     ApprovalTrail,
     AuditStore,
@@ -37,6 +38,7 @@ from jupyter_gov.errors import (  # defined with the rest of the table; importab
     ApprovalRefused,
 )
 from jupyter_gov.identity import Identity
+from jupyter_gov.notify import Notifier
 from jupyter_gov.policy import Policy
 
 STATES = ("pending", "approved", "denied", "expired", "revoked", "used")
@@ -252,10 +254,13 @@ class ApprovalStore:
         audit: AuditStore,
         policy: Policy | None = None,
         clock: Callable[[], float] = time.time,
+        notifier: Notifier | None = None,
     ) -> None:
         self.audit = audit
         self.policy = policy
         self.clock = clock
+        # Hook (notify): the channels of approvals.notify, told after each change commits.
+        self.notifier = notifier if notifier is not None else notify.for_policy(policy, audit)
         with self.audit.transaction() as tx:
             tx.execute(_SCHEMA)
             present = {d[0] for d in tx.execute("SELECT * FROM approvals WHERE 1 = 0").description}
@@ -406,6 +411,7 @@ class ApprovalStore:
                     event_id,
                 ),
             )
+        self._notify("break_glass" if break_glass else "requested", request)
         return request
 
     def approve(self, request_id: str, approver: Identity, comment: str = "") -> ApprovalRequest:
@@ -579,7 +585,8 @@ class ApprovalStore:
             self._change(
                 tx, request, f"approval_{state}", approver, "pending", extra={"roles": list(roles)}
             )
-            return request
+        self._notify(state, request)  # hook (notify): tell the requester, after the commit
+        return request
 
     def _expire_due(self, request_id: str | None = None) -> None:
         """Expire pending or approved requests past their time: each with its event, once."""
@@ -589,6 +596,7 @@ class ApprovalStore:
         if request_id is not None:
             query += " AND id = ?"
             args.append(request_id)
+        expired = []
         with self.audit.transaction() as tx:
             due = [row[0] for row in tx.execute(query, args).fetchall()]
             for expired_id in due:
@@ -596,6 +604,14 @@ class ApprovalStore:
                 before = request.state
                 request.state = "expired"
                 self._change(tx, request, "approval_expired", None, before)
+                expired.append(request)
+        for request in expired:  # hook (notify): after the commit
+            self._notify("expired", request)
+
+    def _notify(self, event: str, request: ApprovalRequest) -> None:
+        """Queue a notice for the policy's channels; it never blocks or fails the change."""
+        if self.notifier is not None:
+            self.notifier.notify(event, request)
 
     def _load(self, tx: AuditTransaction, request_id: str) -> ApprovalRequest:
         row = None

@@ -72,6 +72,11 @@ KINDS = (
     "break_glass",
     "sign_in",
     "sign_out",
+    # written about the export itself (jupyter_gov.audit.sinks, jupyter_gov.notify)
+    "sink_backlog",  # events dropped because the sinks' queue was full
+    "sink_failure",  # a sink started failing (once, until it recovers)
+    "sink_recovered",  # a failing sink delivered again
+    "notify_failure",  # an approval notification could not be delivered
 )
 
 APPROVAL_KINDS = tuple(k for k in KINDS if k.startswith("approval_") or k == "break_glass")

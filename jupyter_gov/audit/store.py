@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -204,11 +204,14 @@ class AuditStore:
     def append(self, kind: str, **event: Any) -> int:
         """Append one event and return its id; raise :class:`AuditError` if it cannot."""
         record = _record(kind, event)
+        committed: list[dict[str, Any]] = []
         try:
             with self._transaction() as db:
-                return self._insert(db, record)
+                event_id = self._insert_collected(db, record, committed)
         except (OSError, *self._errors) as error:
             raise self._write_error(error, "the statement was not run.") from error
+        self._publish(committed)
+        return event_id
 
     def append_many(self, events: Sequence[tuple[str, Mapping[str, Any]]]) -> list[int]:
         """Append several events, chained in order, in one transaction: all or none.
@@ -233,9 +236,44 @@ class AuditStore:
         """
         try:
             with self._transaction() as db:
-                yield AuditTransaction(db, self)
+                tx = AuditTransaction(db, self)
+                yield tx
         except (OSError, *self._errors) as error:
             raise self._write_error(error, "nothing was changed.") from error
+        self._publish(tx.committed)
+
+    # -- commit subscribers (audit sinks: jupyter_gov.audit.sinks) -------------------------
+
+    def subscribe(self, callback: Callable[[list[dict[str, Any]]], None]) -> None:
+        """Call ``callback(events)`` after each commit with the events it appended, as stored.
+
+        Each event has every chain field (JSON fields still encoded, exactly what was
+        hashed) plus ``id``, ``prev_hash`` and ``hash``. The callback runs on the writer's
+        thread after the commit: it must not block (the sinks' dispatcher only enqueues).
+        """
+        self._subscribers = (*getattr(self, "_subscribers", ()), callback)
+
+    def unsubscribe(self, callback: Callable[[list[dict[str, Any]]], None]) -> None:
+        self._subscribers = tuple(c for c in getattr(self, "_subscribers", ()) if c != callback)
+
+    def _insert_collected(
+        self, db: Database, record: Mapping[str, Any], committed: list[dict[str, Any]]
+    ) -> int:
+        """Insert one event; with subscribers, keep it (and its link) to publish on commit."""
+        event_id = self._insert(db, record)
+        if getattr(self, "_subscribers", ()):
+            link = db.execute("SELECT prev_hash, hash FROM events WHERE id = ?", (event_id,))
+            prev_hash, hash_ = tuple(link.fetchone())
+            committed.append({"id": event_id, **record, "prev_hash": prev_hash, "hash": hash_})
+        return event_id
+
+    def _publish(self, committed: list[dict[str, Any]]) -> None:
+        """Hand committed events to the subscribers; their failure is never the writer's."""
+        if not committed:
+            return
+        for callback in getattr(self, "_subscribers", ()):
+            with suppress(Exception):  # exporting is best effort; the chain is the record
+                callback(committed)
 
     @staticmethod
     def new_query_id() -> str:
@@ -446,11 +484,12 @@ class AuditTransaction:
     def __init__(self, db: Database, store: AuditStore | None = None) -> None:
         self.db = db
         self.store = store
+        self.committed: list[dict[str, Any]] = []  # published to subscribers on commit
 
     def append(self, kind: str, **event: Any) -> int:
         if self.store is None:  # pragma: no cover - every store passes itself
             raise AuditError("This transaction has no audit store to append to.")
-        return self.store._insert(self.db, _record(kind, event))
+        return self.store._insert_collected(self.db, _record(kind, event), self.committed)
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
         return self.db.execute(sql, args)

@@ -291,6 +291,11 @@ class Policy:
         self.break_glass_roles: tuple[str, ...] = tuple(
             (approvals.get("break_glass") or {}).get("roles", ())
         )
+        #: Channels told about approval requests and decisions (jupyter_gov.notify).
+        self.approval_notify: tuple[dict[str, Any], ...] = tuple(
+            dict(c) for c in approvals.get("notify") or ()
+        )
+        self.approval_link: str | None = approvals.get("link")
         self.approval_rules: tuple[ApprovalRule, ...] = tuple(
             ApprovalRule(
                 id=spec["id"],
@@ -315,7 +320,13 @@ class Policy:
         #: Planning cost grows with a cell's size and depth; both are capped before parsing.
         self.max_sql_bytes: int = int(guardrails.get("max_sql_bytes", 1024 * 1024))
         self.max_nesting: int = int(guardrails.get("max_nesting", 60))
-        self.audit_store: str | None = (data.get("audit") or {}).get("store")
+        audit = data.get("audit") or {}
+        self.audit_store: str | None = audit.get("store")
+        #: Where committed audit events are exported (jupyter_gov.audit.sinks).
+        self.audit_sinks: tuple[dict[str, Any], ...] = tuple(
+            dict(s) for s in audit.get("sinks") or ()
+        )
+        self.audit_sink_queue: int = int(audit.get("sink_queue", 1000))
         masking_conf = data.get("masking") or {}
         self.mask_key_env: str = masking_conf.get("key_env", "JUPYTER_GOV_MASK_KEY")
         #: Masks a column only carries to the output are computed after joins, filters and

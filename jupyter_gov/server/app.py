@@ -22,6 +22,7 @@ from traitlets import Unicode
 
 from jupyter_gov.approvals import ApprovalStore
 from jupyter_gov.audit import AuditStore
+from jupyter_gov.audit import sinks as audit_sinks
 from jupyter_gov.config import (
     ENV_AUDIT_STORE,
     Settings,
@@ -51,6 +52,7 @@ class GovCore:
         self.user = user or None
         self._lock = threading.Lock()
         self._audit: AuditStore | None = None
+        self._sinks: audit_sinks.SinkDispatcher | None = None
         self._approvals: ApprovalStore | None = None
         self._provider: Any = None
         self.settings: Settings | None = None
@@ -114,8 +116,13 @@ class GovCore:
                     f"The audit store is not known because the policy did not load: {self.error}"
                 )
             if self._audit is None or self._audit.url != self.store_url:
+                if self._sinks is not None:  # hook (notify): the old store's export ends
+                    self._sinks.close()
+                    self._sinks = None
                 self._audit = AuditStore(self.store_url)
                 self._approvals = None
+                if self.policy is not None:  # hook (notify): decisions made here are exported
+                    self._sinks = audit_sinks.attach(self._audit, self.policy)
             return self._audit
 
     def approvals(self) -> ApprovalStore:
