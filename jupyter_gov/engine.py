@@ -28,6 +28,7 @@ from jupyter_gov.approvals import (
     required_approvers,
 )
 from jupyter_gov.audit import AuditStore, default_home
+from jupyter_gov.audit import lineage as _lineage
 from jupyter_gov.config import resolve
 from jupyter_gov.connectors import Connector, open_connector
 from jupyter_gov.dryrun import dry_run_rows, plan_digest, results_digest
@@ -126,6 +127,10 @@ class GovernedSession:
         # scratch connection inherits those of the results it read): the approval rules
         # scoped to those connections apply when it is read back.
         self._result_sources: dict[str, frozenset[str]] = {}
+        # Lineage (audit/lineage.py): computed for reads only when the policy sends it
+        # somewhere; ``job_cell`` is the front end's cell number (the magic sets it).
+        self._lineage = _lineage.wanted(self.policy)
+        self.job_cell: Any = None
 
     # -- public API ----------------------------------------------------------------------
 
@@ -623,7 +628,13 @@ class GovernedSession:
                 f"roles on {plan.connection!r} at {cap:,} rows; filter or aggregate for the rest.",
             )
             plan = replace(plan, findings=[*plan.findings, notice])
-        result_id = self._audit_result(base, started, rows=table.num_rows, duration_ms=duration_ms)
+        result_id = self._audit_result(
+            base,
+            started,
+            rows=table.num_rows,
+            duration_ms=duration_ms,
+            lineage=self._lineage_of(plan, identity),  # lineage: inputs and column lineage
+        )
         if name is not None and table.num_columns:
             self._save_result(plan, name, table, identity)
         self._account_exposure(plan, identity, table.num_rows, name if table.num_columns else None)
@@ -722,12 +733,15 @@ class GovernedSession:
         rows: int | None = None,
         duration_ms: float | None = None,
         error: str | None = None,
+        lineage: dict[str, Any] | None = None,
     ) -> int:
         """Record how the statement ended. It has run (or failed) by now, so a failure to
         record says exactly that, never "not run"; a result that cannot be recorded is
         withheld, so nothing leaves the proxy unaudited."""
         if duration_ms is None:
             duration_ms = (time.perf_counter() - started) * 1000
+        if lineage is not None:  # lineage: the read's sources ride in the result's detail
+            base = {**base, "detail": _detail(base, {"lineage": lineage})}
         try:
             return self.audit.append(
                 "result",
@@ -748,6 +762,13 @@ class GovernedSession:
                 f"{what} could not be recorded in the audit store at {self.audit.path}"
                 f"{withheld}; check the disk and the file's permissions before running it again."
             ) from failure
+
+    def _lineage_of(self, plan: Plan, identity: Identity) -> dict[str, Any] | None:
+        """What an OpenLineage sink needs about a read (names only), if the policy has one."""
+        if not self._lineage:
+            return None
+        job = _lineage.job_of(identity, self.job_cell)
+        return _lineage.describe(plan, self.connector(plan.connection).catalog(), job)
 
     def _audit_identity_failure(self, query_id: str, connection: str, reason: str) -> None:
         self.audit.append(

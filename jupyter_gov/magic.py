@@ -289,6 +289,7 @@ class GovMagic(Magics, Configurable):
                     sql, params, connection=args.connection, unmask=args.unmask, limit=limit
                 )
                 return _Explained(plan, session.identity)
+            session.job_cell = self.shell.execution_count  # lineage: the job's cell
             result = session.sql(
                 sql,
                 params,
