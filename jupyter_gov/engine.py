@@ -638,7 +638,7 @@ class GovernedSession:
         if name is not None and table.num_columns:
             self._save_result(plan, name, table, identity)
         self._account_exposure(plan, identity, table.num_rows, name if table.num_columns else None)
-        return GovernedResult(
+        result = GovernedResult(
             table,
             plan,
             identity,
@@ -647,6 +647,8 @@ class GovernedSession:
             duration_ms=duration_ms,
             name=name,
         )
+        result.audit = self.audit  # provenance: result.save() reads the chain it came from
+        return result
 
     def _save_result(self, plan: Plan, name: str, table: Any, identity: Identity) -> None:
         """Keep a (masked) result as a relation for this identity's later cells.

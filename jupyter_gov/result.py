@@ -14,6 +14,8 @@ from jupyter_gov.errors import GovError
 from jupyter_gov.errors import QueryDenied as QueryDenied
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from jupyter_gov.identity import Identity
     from jupyter_gov.plan import Plan
 
@@ -96,6 +98,8 @@ class GovernedResult:
     """
 
     displaylimit = 10
+    #: The audit store the result was recorded in (the engine sets it; ``save`` reads it).
+    audit: Any = None
 
     def __init__(
         self,
@@ -156,6 +160,12 @@ class GovernedResult:
 
     def __len__(self) -> int:
         return self._table.num_rows
+
+    def save(self, path: str | Path) -> Path:
+        """Write the rows as Parquet with their provenance (see :mod:`jupyter_gov.provenance`)."""
+        from jupyter_gov.provenance import save
+
+        return save(self, path)
 
     # -- decision ------------------------------------------------------------------------
 
