@@ -231,7 +231,16 @@ class GovernedSession:
             masked_columns=plan.masked_columns,
             rewritten_sql=plan.audited_sql or None,
             rewritten_hash=plan.rewritten_hash,
-            detail=_detail(base, {"row_filters": plan.row_filters} if plan.row_filters else None),
+            detail=_detail(
+                base,
+                {
+                    **({"row_filters": plan.row_filters} if plan.row_filters else {}),
+                    # report: which classification tags the statement reads, masked or not
+                    **(
+                        {"tags": tags} if (tags := _lineage.tags_touched(plan, self.policy)) else {}
+                    ),
+                },
+            ),
         )
         if plan.decision == "deny":
             raise QueryDenied(plan, decision_id)

@@ -97,6 +97,27 @@ def describe(plan: Plan, catalog: Catalog, job: Mapping[str, Any]) -> dict[str, 
     }
 
 
+def tags_touched(plan: Plan, policy: Policy) -> dict[str, list[str]] | None:
+    """Classification tags a plan reads, masked and unmasked (for the compliance report).
+
+    Masked: the tags of every masked column (a bare column name is matched against the
+    catalog tables the statement reads). Unmasked: the tags the rewrite saw projected raw.
+    None when the plan touches no classified column.
+    """
+    masked: set[str] = set()
+    unmasked: set[str] = set()
+    for statement in plan.statements:
+        unmasked |= set(statement.unmasked_tags)
+        tables = [r for r in statement.info.tables if r.kind == "catalog"]
+        for key in statement.masked_columns:
+            table, _, column = key.rpartition(".")
+            for ref in tables if not table else [r for r in tables if r.name == table]:
+                masked |= set(policy.tags_for(ref.name, column, ref.schema))
+    if not masked and not unmasked:
+        return None
+    return {"masked": sorted(masked), "unmasked": sorted(unmasked)}
+
+
 def _column_lineage(tree: Any, catalog: Catalog, dialect: str) -> dict[str, list[list[str]]]:
     """Output column -> ``[schema, table, column]`` of every catalog column it derives from."""
     from sqlglot import exp
