@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import os
 import sys
 import uuid
@@ -53,14 +54,23 @@ def job_of(identity: Identity, cell: Any = None) -> dict[str, Any]:
     """The job a read belongs to: the notebook and cell, a pipeline, or the script.
 
     Jupyter sets ``JPY_SESSION_NAME`` to the notebook's path in its kernels; the magic
-    passes the cell's execution count. A service identity is a pipeline, named by
-    ``JUPYTER_GOV_PIPELINE`` or else by the service itself.
+    passes the cell's execution count, and a Python API call in a kernel takes the count of
+    the shell already running it (IPython is only looked up, never imported). A service
+    identity is a pipeline, named by ``JUPYTER_GOV_PIPELINE`` or else by the service.
     """
     if identity.kind == "service":
         return {"pipeline": os.environ.get("JUPYTER_GOV_PIPELINE") or identity.subject}
+    shell = None
+    ipython = sys.modules.get("IPython")
+    if ipython is not None:
+        shell = getattr(ipython, "get_ipython", lambda: None)()
+    if cell is None and shell is not None:
+        cell = getattr(shell, "execution_count", None)
     notebook = os.environ.get("JPY_SESSION_NAME")
     if notebook:
         return {"notebook": notebook, "cell": cell}
+    if shell is not None and "ipykernel" in sys.modules:
+        return {"notebook": "unnamed-notebook", "cell": cell}
     script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
     return {"script": script, "cell": cell}
 
@@ -233,9 +243,14 @@ class OpenLineageSink:
         self._client.close(timeout=5.0)
 
     def run_event(self, event: Mapping[str, Any]) -> Any:
-        """The OpenLineage ``RunEvent`` for one stored audit event, or None."""
+        """The OpenLineage ``RunEvent`` for one stored audit event, or None.
+
+        The dispatcher hands events exactly as hashed (JSON fields still encoded); a
+        reader's events come decoded: both are accepted.
+        """
         if event.get("kind") != "result":
             return None
+        event = _decoded(event)
         detail = event.get("detail") or {}
         described = detail.get("lineage")
         if not described:
@@ -354,6 +369,17 @@ def _facet_class() -> type:
     )
     facet._get_schema = staticmethod(lambda: _FACET_SCHEMA)
     return facet
+
+
+def _decoded(event: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(event)
+    for name in ("roles", "rules", "reasons", "masked_columns", "detail"):
+        if isinstance(out.get(name), str):
+            try:
+                out[name] = json.loads(out[name])
+            except ValueError:
+                out[name] = None
+    return out
 
 
 def _job_name(job: Mapping[str, Any]) -> str:

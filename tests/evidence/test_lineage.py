@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from jupyter_gov.audit import _JSON_FIELDS
 from jupyter_gov.audit.lineage import SINKS, OpenLineageSink, namespace_of
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.errors import PolicyError, QueryDenied
@@ -202,3 +203,16 @@ def test_the_namespace_keeps_host_and_port_but_never_credentials(demo_policy) ->
 def test_the_sink_is_registered_under_its_kind() -> None:
     assert SINKS["openlineage"] is OpenLineageSink
     assert OpenLineageSink.kind == "openlineage"
+
+
+def test_events_as_the_dispatcher_hands_them_with_json_fields_encoded(
+    lineage_session, receiver
+) -> None:
+    session, sink = lineage_session("bob")
+    session.sql("SELECT email FROM customers LIMIT 1")
+    for event in session.audit.events(limit=10, newest_first=False):
+        encoded = {k: json.dumps(v) if k in _JSON_FIELDS else v for k, v in event.items()}
+        sink.emit(encoded)
+    sink.close()
+    (event,) = [body for _, body in receiver.received]
+    assert event["run"]["facets"]["jupyterGov_governance"]["maskedColumns"] == {"email": "email"}
