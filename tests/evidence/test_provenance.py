@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
+from jupyter_gov.audit import AuditStore
 from jupyter_gov.cli import main
 from jupyter_gov.errors import ProvenanceMismatch
 from jupyter_gov.provenance import KEY, check, content_hash, verify
@@ -173,3 +174,33 @@ def test_the_contents_hash_survives_a_parquet_round_trip_of_nulls_and_types(
     ).slice(1)
     pq.write_table(table, tmp_path / "t.parquet")
     assert content_hash(pq.read_table(tmp_path / "t.parquet")) == content_hash(table)
+
+
+def test_a_consistently_rewritten_audit_is_caught_by_the_head_the_file_recorded(
+    approved_file,
+) -> None:
+    """Someone edits the result event and recomputes every later hash: the chain verifies
+    on its own, but the head hash recorded in the file no longer matches."""
+    import sqlite3
+
+    from jupyter_gov.audit import FIELDS, GENESIS, row_hash
+
+    bob, result, path, _ = approved_file
+    with sqlite3.connect(bob.audit.path) as db:
+        db.row_factory = sqlite3.Row
+        rows = db.execute("SELECT * FROM events ORDER BY id").fetchall()
+        prev = GENESIS
+        for row in rows:
+            record = {name: row[name] for name in FIELDS}
+            if row["id"] == result.audit_id:
+                record["subject"] = "mallory"
+            digest = row_hash(prev, record)
+            db.execute(
+                "UPDATE events SET subject = ?, prev_hash = ?, hash = ? WHERE id = ?",
+                (record["subject"], prev, digest, row["id"]),
+            )
+            prev = digest
+    assert AuditStore(bob.audit.url).verify().ok  # the rewrite is self-consistent
+    report = verify(path, bob.audit)
+    assert not report.chain_ok
+    assert any("rewritten" in p for p in report.problems)
