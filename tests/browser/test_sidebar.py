@@ -369,7 +369,7 @@ def test_report_tab_summarises_the_audit_and_opens_the_full_report(
     denials = sidebar.locator('[data-testid="report-denials"]')
     expect(denials).to_contain_text("read_only on demo")
     expect(denials).to_contain_text("table_function on demo")
-    sidebar.screenshot(path=tmp_path / "report-tab.png")
+    save_screenshot(page, "report-tab.png", tmp_path)
     with page.expect_popup() as opened:
         sidebar.locator('[data-testid="report-open"]').click()
     report = opened.value
@@ -378,7 +378,10 @@ def test_report_tab_summarises_the_audit_and_opens_the_full_report(
     expect(report.locator("#chain")).to_contain_text("Chain intact")
     expect(report.locator("#denials + svg")).to_be_visible()  # the inline chart
     assert report.locator("script").count() == 0
-    report.screenshot(path=tmp_path / "report.png", full_page=True)
+    shot = report.screenshot(full_page=True, animations="disabled")
+    (tmp_path / "report.png").write_bytes(shot)
+    if not (IMAGES / "report.png").exists():
+        (IMAGES / "report.png").write_bytes(shot)
     report.close()
     href = sidebar.locator('[data-testid="report-csv"]').get_attribute("href")
     assert href is not None and "format=csv" in href
