@@ -410,6 +410,7 @@ def _run_id(event: Mapping[str, Any]) -> str:
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"jupyter-gov:{event.get('query_id')}"))
 
 
-#: Until the audit sinks' registry (``jupyter_gov.audit.sinks``) is on main: the sink is
-#: registered under its kind here and as an entry point of ``jupyter_gov.audit_sinks``.
+#: The sink under its kind, for direct use and tests. The audit sinks' registry
+#: (``jupyter_gov.audit.sinks``) lists ``openlineage`` among its built-in kinds and its
+#: ``jupyter_gov.audit_sinks`` entry points, pointing at :class:`OpenLineageSink`.
 SINKS = {OpenLineageSink.kind: OpenLineageSink}
