@@ -623,7 +623,10 @@ class GovernedSession:
             self._audit_result(base, started, error="cancelled by the user")
             raise QueryFailed("The query was cancelled; nothing after it ran.") from None
         except GovError as error:
-            self._audit_result(base, started, error=str(error))
+            # lineage: a failed read is a FAIL run of the same inputs
+            self._audit_result(
+                base, started, error=str(error), lineage=self._lineage_of(plan, identity)
+            )
             raise
         duration_ms = (time.perf_counter() - started) * 1000
         assert table is not None
@@ -778,8 +781,11 @@ class GovernedSession:
         """What an OpenLineage sink needs about a read (names only), if the policy has one."""
         if not self._lineage:
             return None
-        job = _lineage.job_of(identity, self.job_cell)
-        return _lineage.describe(plan, self.connector(plan.connection).catalog(), job)
+        try:
+            catalog = self.connector(plan.connection).catalog()
+        except GovError:  # lineage is evidence about a read, never a reason for it to fail
+            return None
+        return _lineage.describe(plan, catalog, _lineage.job_of(identity, self.job_cell))
 
     def _audit_identity_failure(self, query_id: str, connection: str, reason: str) -> None:
         self.audit.append(

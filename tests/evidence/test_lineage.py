@@ -18,7 +18,7 @@ import pytest
 from jupyter_gov.audit import _JSON_FIELDS
 from jupyter_gov.audit.lineage import SINKS, OpenLineageSink, namespace_of
 from jupyter_gov.engine import GovernedSession
-from jupyter_gov.errors import PolicyError, QueryDenied
+from jupyter_gov.errors import GovError, PolicyError, QueryDenied
 from jupyter_gov.policy import Policy
 
 
@@ -161,6 +161,20 @@ def test_the_governance_facet_names_identity_policy_masks_filters_and_chain_posi
     }
     assert facet["rows"] == result["rows"]
     assert "EMEA" not in json.dumps(receiver.received)  # the filter's value stays bound
+
+
+def test_a_read_that_fails_in_the_database_is_a_fail_run_with_a_scrubbed_message(
+    lineage_session, receiver
+) -> None:
+    session, sink = lineage_session("bob")
+    with pytest.raises(GovError):
+        session.sql("SELECT CAST(city AS INTEGER) AS n FROM customers")
+    _send_all(session, sink)
+    (event,) = [body for _, body in receiver.received]
+    assert event["eventType"] == "FAIL"
+    assert [d["name"] for d in event["inputs"]] == ["main.customers"]
+    (stored,) = session.audit.events(limit=1, kinds=["result"])
+    assert event["run"]["facets"]["errorMessage"]["message"] == stored["error"]
 
 
 def test_denied_statements_and_non_result_events_send_nothing(lineage_session, receiver) -> None:
