@@ -204,3 +204,16 @@ def test_a_consistently_rewritten_audit_is_caught_by_the_head_the_file_recorded(
     report = verify(path, bob.audit)
     assert not report.chain_ok
     assert any("rewritten" in p for p in report.problems)
+
+
+def test_a_file_saved_from_a_team_store_verifies_against_it(
+    store_url: str, demo_connector, tmp_path: Path
+) -> None:
+    """The same record and checks on the PostgreSQL team store as on a SQLite file."""
+    from jupyter_gov.engine import GovernedSession
+
+    bob = GovernedSession(None, "bob", audit=store_url)
+    bob.use_connector("demo", demo_connector)
+    path = bob.sql("SELECT city, segment FROM customers LIMIT 5").save(tmp_path / "t.parquet")
+    report = check(path, AuditStore(store_url))
+    assert report.ok and report.subject == "bob" and report.chain_head == bob.audit.head()[0]
