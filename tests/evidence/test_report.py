@@ -203,3 +203,17 @@ def test_parse_since_accepts_minutes_hours_days_weeks() -> None:
     assert parse_since("2w", now=2e6) == 2e6 - 14 * 86400
     with pytest.raises(UsageError):
         parse_since("30 days")
+
+
+def test_the_report_reads_either_store_through_the_reader_interface(
+    store_url: str, demo_connector
+) -> None:
+    bob = GovernedSession(None, "bob", audit=store_url)
+    bob.use_connector("demo", demo_connector)
+    bob.sql("SELECT email FROM customers LIMIT 2")
+    with pytest.raises(QueryDenied):
+        bob.sql("DROP TABLE orders")
+    report = build_report(AuditStore(store_url), parse_since("1h"))
+    assert report.chain["ok"] is True
+    assert [(r["tag"], r["state"], r["rows"]) for r in report.pii_reads] == [("email", "masked", 2)]
+    assert [d["rule"] for d in report.denials] == ["deny-drop"]
