@@ -86,7 +86,7 @@ def describe(plan: Plan, catalog: Catalog, job: Mapping[str, Any]) -> dict[str, 
     if not reads:
         return None
     statement = reads[-1]
-    inputs: dict[str, dict[str, str]] = {}
+    inputs: dict[str, dict[str, Any]] = {}
     for ref in statement.info.tables:
         if ref.kind != "catalog":
             continue
@@ -98,9 +98,19 @@ def describe(plan: Plan, catalog: Catalog, job: Mapping[str, Any]) -> dict[str, 
             }
     if not inputs:
         return None
+    columns = _column_lineage(statement.info.expression, catalog, plan.dialect)
+    read: dict[str, dict[str, str]] = {}  # input -> the columns lineage traced, with types
+    for sources in columns.values():
+        for schema, table, column in sources:
+            entry = catalog.get(table, schema)
+            if entry is not None and column in entry.columns:
+                key = f"{schema}.{table}".lower()
+                read.setdefault(key, {})[column] = entry.columns[column].sql()
+    for key, described in inputs.items():
+        described["fields"] = dict(sorted(read.get(key, {}).items()))
     return {
         "inputs": list(inputs.values()),
-        "columns": _column_lineage(statement.info.expression, catalog, plan.dialect),
+        "columns": columns,
         "masked": dict(plan.masked_columns),
         "row_filters": list(plan.row_filters),
         "job": dict(job),
@@ -267,6 +277,7 @@ class OpenLineageSink:
             column_lineage_dataset,
             error_message_run,
             job_type_job,
+            schema_dataset,
             sql_job,
         )
 
@@ -274,7 +285,20 @@ class OpenLineageSink:
         masked: Mapping[str, str] = described.get("masked") or {}
         job_name = _job_name(described.get("job") or {})
         inputs = [
-            InputDataset(namespace=source, name=f"{i['schema']}.{i['table']}")
+            InputDataset(
+                namespace=source,
+                name=f"{i['schema']}.{i['table']}",
+                facets={
+                    "schema": schema_dataset.SchemaDatasetFacet(
+                        fields=[
+                            schema_dataset.SchemaDatasetFacetFields(name=name, type=type_)
+                            for name, type_ in (i.get("fields") or {}).items()
+                        ]
+                    )
+                }
+                if i.get("fields")
+                else {},
+            )
             for i in described.get("inputs") or ()
         ]
         fields = {

@@ -102,6 +102,12 @@ def test_a_read_sends_one_complete_run_event_to_the_marquez_endpoint(
     assert [(d["namespace"], d["name"]) for d in event["inputs"]] == [
         ("duckdb://demo", "main.customers")
     ]
+    fields = event["inputs"][0]["facets"]["schema"]["fields"]
+    assert [(f["name"], f["type"]) for f in fields] == [
+        ("city", "TEXT"),
+        ("email", "TEXT"),
+        ("full_name", "TEXT"),
+    ]
 
 
 def test_column_lineage_marks_masked_columns_with_their_mask(lineage_session, receiver) -> None:
