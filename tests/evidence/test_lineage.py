@@ -241,3 +241,38 @@ def test_events_as_the_dispatcher_hands_them_with_json_fields_encoded(lineage_se
     run = sink.run_event(encoded)
     assert run.run.facets["jupyterGov_governance"].maskedColumns == {"email": "email"}
     assert [d.name for d in run.inputs] == ["main.customers"]
+
+
+def test_an_agents_read_names_the_agent_and_the_person_it_acts_for(
+    demo_connector, receiver, monkeypatch
+) -> None:
+    from jupyter_gov.identity.local import LocalProvider
+    from jupyter_gov.identity.service import agent_identity
+    from tests.agents.conftest import agents_policy_data
+
+    host, port = receiver.server_address[:2]
+    config = {"kind": "openlineage", "url": f"http://{host}:{port}"}
+    data = agents_policy_data()
+    data["audit"] = {"sinks": [config]}
+    policy = Policy(data)
+    users = policy.identity_config
+    bob = LocalProvider(users["users"], users["default_groups"], user="bob").current()
+    session = GovernedSession(policy, agent_identity(policy.agents, "jupyternaut", bob))
+    session.use_connector("demo", demo_connector)
+    session.sql("SELECT status FROM orders LIMIT 2")
+    _send_all(session, OpenLineageSink(config, policy))
+    facet = receiver.received[0][1]["run"]["facets"]["jupyterGov_governance"]
+    assert (facet["subject"], facet["identityKind"]) == ("jupyternaut", "agent")
+    assert facet["onBehalfOf"]["subject"] == "bob"
+    assert facet["rowFilters"] == ["assistant-open-orders"]
+
+
+def test_a_service_identitys_job_is_its_pipeline(session_for, monkeypatch) -> None:
+    from dataclasses import replace
+
+    from jupyter_gov.audit.lineage import job_of
+
+    service = replace(session_for("bob").identity, kind="service", subject="nightly-churn")
+    assert job_of(service) == {"pipeline": "nightly-churn"}
+    monkeypatch.setenv("JUPYTER_GOV_PIPELINE", "churn-features-daily")
+    assert job_of(service) == {"pipeline": "churn-features-daily"}
