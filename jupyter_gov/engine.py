@@ -127,6 +127,9 @@ class GovernedSession:
         # scratch connection inherits those of the results it read): the approval rules
         # scoped to those connections apply when it is read back.
         self._result_sources: dict[str, frozenset[str]] = {}
+        # provenance: the statements behind each saved result, its own and those of the
+        # results it read (name -> query ids), so a file saved from a join of results names all
+        self._result_queries: dict[str, tuple[str, ...]] = {}
         # Lineage (audit/lineage.py): computed for reads only when the policy sends it
         # somewhere; ``job_cell`` is the front end's cell number (the magic sets it).
         self._lineage = _lineage.wanted(self.policy)
@@ -660,6 +663,14 @@ class GovernedSession:
             name=name,
         )
         result.audit = self.audit  # provenance: result.save() reads the chain it came from
+        read = {
+            t.name.lower() for st in plan.statements for t in st.info.tables if t.kind == "result"
+        }
+        result.upstream = tuple(  # provenance: the statements of the saved results it read
+            dict.fromkeys(q for r in sorted(read) for q in self._result_queries.get(r, ()))
+        )
+        if name is not None and table.num_columns:
+            self._result_queries[name.lower()] = (query_id, *result.upstream)
         return result
 
     def _save_result(self, plan: Plan, name: str, table: Any, identity: Identity) -> None:

@@ -68,6 +68,10 @@ def save(result: GovernedResult, path: str | Path, audit: AuditStore | None = No
             "session (session.sql or %%gsql)."
         )
     events = store.events(query_id=result.query_id, limit=1000, newest_first=False)
+    upstream = [
+        (query_id, store.events(query_id=query_id, limit=1000, newest_first=False))
+        for query_id in getattr(result, "upstream", ())
+    ]
     if not any(e["kind"] == "result" and e["id"] == result.audit_id for e in events):
         raise GovError(
             f"The audit store at {store.path} has no result event for this result; save it "
@@ -76,7 +80,6 @@ def save(result: GovernedResult, path: str | Path, audit: AuditStore | None = No
     head_id, head_hash = store.head()
     table = result.arrow()
     last = events[-1]
-    decision = next((e for e in reversed(events) if e["kind"] == "decision"), last)
     record = {
         "version": VERSION,
         "written_at": time.time(),
@@ -84,13 +87,8 @@ def save(result: GovernedResult, path: str | Path, audit: AuditStore | None = No
         "content_sha256": content_hash(table),
         "audit_store": str(store.path),
         "statements": [
-            {
-                "query_id": result.query_id,
-                "connection": result.plan.connection,
-                "fingerprint": decision.get("fingerprint"),
-                "statement": decision.get("statement"),
-                "events": [{"id": e["id"], "kind": e["kind"], "hash": e["hash"]} for e in events],
-            }
+            _statement(result.query_id, events),
+            *(_statement(query_id, found) for query_id, found in upstream if found),
         ],
         "identity": {
             "subject": last.get("subject"),
@@ -106,7 +104,7 @@ def save(result: GovernedResult, path: str | Path, audit: AuditStore | None = No
         },
         "masked_columns": dict(result.plan.masked_columns),
         "row_filters": list(result.plan.row_filters),
-        "approvals": _approval_ids(events),
+        "approvals": _approval_ids([*events, *(e for _, found in upstream for e in found)]),
         "chain_head": {"id": head_id, "hash": head_hash},
     }
     metadata = dict(table.schema.metadata or {})
@@ -117,6 +115,18 @@ def save(result: GovernedResult, path: str | Path, audit: AuditStore | None = No
     except OSError as error:
         raise GovError(f"The file {target} cannot be written ({error.strerror}).") from None
     return target
+
+
+def _statement(query_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """One statement of the record: where it ran and its events (ids, kinds, hashes)."""
+    decision = next((e for e in reversed(events) if e["kind"] == "decision"), events[-1])
+    return {
+        "query_id": query_id,
+        "connection": decision.get("connection"),
+        "fingerprint": decision.get("fingerprint"),
+        "statement": decision.get("statement"),
+        "events": [{"id": e["id"], "kind": e["kind"], "hash": e["hash"]} for e in events],
+    }
 
 
 def _approval_ids(events: list[Mapping[str, Any]]) -> list[str]:
@@ -273,6 +283,7 @@ def verify(path: str | Path, store: AuditStore) -> ProvenanceReport:
         stored = {
             e["id"]: e for e in store.events(query_id=str(statement.get("query_id")), limit=1000)
         }
+        mine: list[dict[str, Any]] = []
         for named in statement.get("events") or ():
             highest = max(highest, int(named["id"]))
             event = stored.get(named["id"])
@@ -285,10 +296,10 @@ def verify(path: str | Path, store: AuditStore) -> ProvenanceReport:
                     f"audit event {named['id']} differs from the one recorded in the file"
                 )
             else:
-                found_events.append(event)
+                mine.append(event)
+        found_events += mine
         decision = next(
-            (e for e in found_events if e["kind"] == "decision" and e.get("decision") == "allow"),
-            None,
+            (e for e in mine if e["kind"] == "decision" and e.get("decision") == "allow"), None
         )
         report.statements.append(
             {

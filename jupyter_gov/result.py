@@ -100,6 +100,8 @@ class GovernedResult:
     displaylimit = 10
     #: The audit store the result was recorded in (the engine sets it; ``save`` reads it).
     audit: Any = None
+    #: Query ids of the saved results this one was computed from (the engine sets it).
+    upstream: tuple[str, ...] = ()
 
     def __init__(
         self,

@@ -217,3 +217,25 @@ def test_a_file_saved_from_a_team_store_verifies_against_it(
     path = bob.sql("SELECT city, segment FROM customers LIMIT 5").save(tmp_path / "t.parquet")
     report = check(path, AuditStore(store_url))
     assert report.ok and report.subject == "bob" and report.chain_head == bob.audit.head()[0]
+
+
+def test_a_file_built_from_saved_results_names_every_statement_behind_it(
+    session_for, tmp_path: Path
+) -> None:
+    bob = session_for("bob")
+    bob.sql("SELECT customer_id, city FROM customers", name="people")
+    bob.sql("SELECT customer_id, amount FROM orders", name="spend")
+    joined = bob.sql(
+        "SELECT p.city, sum(s.amount) AS total FROM people p "
+        "JOIN spend s ON s.customer_id = p.customer_id GROUP BY p.city",
+        connection="scratch",
+    )
+    path = joined.save(tmp_path / "by_city.parquet")
+    report = check(path, bob.audit)
+    assert len(report.statements) == 3
+    assert [s["statement"].split(" FROM ")[1][:9] for s in report.statements] == [
+        "people AS",
+        "customers",
+        "orders",
+    ]
+    assert "these" in report.summary() and "came from 3 statements" in report.summary()
