@@ -102,6 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
     checkpoint = audit_commands.add_parser("checkpoint", help="print head hash and count")
     _config_options(checkpoint)
 
+    provenance = commands.add_parser(
+        "provenance", help="verify a saved Parquet file against the audit"
+    )
+    provenance.add_argument("path", help="a file written by result.save() or %%gsql --save")
+    _config_options(provenance)
+    provenance.add_argument("--format", choices=["text", "json"], default="text")
+
+    report = commands.add_parser("report", help="a compliance report of the audit")
+    _config_options(report)
+    report.add_argument("--since", default="30d", help="how far back: 30d, 12h, 90m (default 30d)")
+    report.add_argument("--format", choices=["html", "md", "csv"], default="md")
+    report.add_argument("--output", "-o", help="write to this file instead of standard output")
+    report.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        help="a JSON checkpoint file kept elsewhere, checked against the log (repeatable)",
+    )
+
     approvals = commands.add_parser("approvals", help="list, show, approve or deny requests")
     approvals.add_argument("action", choices=["list", "show", "approve", "deny", "revoke"])
     approvals.add_argument("id", nargs="?", help="the request id (show, approve, deny, revoke)")
@@ -196,6 +215,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "audit":
         return _audit(args)
+    if args.command == "provenance":
+        return _provenance(args)
+    if args.command == "report":
+        return _report(args)
     if args.command == "approvals":
         return _approvals(args)
     if args.command == "policy":
@@ -314,6 +337,39 @@ def _audit(args: argparse.Namespace) -> int:
         return EXIT_OK
     for event in reversed(events):
         print(_event_line(event))
+    return EXIT_OK
+
+
+def _provenance(args: argparse.Namespace) -> int:
+    from jupyter_gov.errors import ProvenanceMismatch
+    from jupyter_gov.provenance import verify
+
+    store = AuditStore(resolve_store(policy=args.policy, audit_store=args.store))
+    report = verify(args.path, store)
+    print(json.dumps(report.to_dict()) if args.format == "json" else report.summary())
+    if not report.ok:
+        raise ProvenanceMismatch(f"{args.path} does not match the audit: {report.problems[0]}.")
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from jupyter_gov.report import build_report, parse_since, render
+
+    store = AuditStore(resolve_store(policy=args.policy, audit_store=args.store))
+    checkpoints = []
+    for name in args.checkpoint:
+        try:
+            with open(name) as handle:
+                checkpoints.append(json.load(handle))
+        except (OSError, ValueError):
+            raise UsageError(f"The checkpoint {name} cannot be read as JSON.") from None
+    report = build_report(store, since=parse_since(args.since), checkpoints=checkpoints)
+    text = render(report, args.format)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+    else:
+        sys.stdout.write(text)
     return EXIT_OK
 
 

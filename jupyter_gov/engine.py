@@ -23,6 +23,7 @@ from jupyter_gov import agents, keys, unattended
 from jupyter_gov.approvals import ApprovalRequest, ApprovalStore
 from jupyter_gov.approvals.flow import ApprovalWorkflow
 from jupyter_gov.audit import AuditStore, default_home
+from jupyter_gov.audit import lineage as _lineage
 from jupyter_gov.audit import sinks as audit_sinks
 from jupyter_gov.audit.events import AuditEvents
 from jupyter_gov.config import resolve
@@ -136,6 +137,13 @@ class GovernedSession:
         # scratch connection inherits those of the results it read): the approval rules
         # scoped to those connections apply when it is read back.
         self._result_sources: dict[str, frozenset[str]] = {}
+        # provenance: the statements behind each saved result, its own and those of the
+        # results it read (name -> query ids), so a file saved from a join of results names all
+        self._result_queries: dict[str, tuple[str, ...]] = {}
+        # Lineage (audit/lineage.py): computed for reads only when the policy sends it
+        # somewhere; ``job_cell`` is the front end's cell number (the magic sets it).
+        self._lineage = _lineage.wanted(self.policy)
+        self.job_cell: Any = None
 
     # -- public API ----------------------------------------------------------------------
 
@@ -517,7 +525,11 @@ class GovernedSession:
             self.events.result(base, started, error="cancelled by the user")
             raise QueryFailed("The query was cancelled; nothing after it ran.") from None
         except GovError as error:
-            self.events.result(base, started, error=str(error))
+            # lineage: a failed read is a FAIL run of the same inputs
+            lineage = self._lineage_of(plan, identity)
+            self.events.result(
+                base, started, error=str(error), extra={"lineage": lineage} if lineage else None
+            )
             raise
         is_read = bool(plan.statements) and plan.statements[-1].info.is_read
         holder: dict[str, GovernedResult] = {}
@@ -535,9 +547,17 @@ class GovernedSession:
         def on_end(rows: int, error: str | None, complete: bool) -> None:
             self._streaming.discard(holder["result"])
             result = holder["result"]
-            extra = None if complete or error else {"stream": "closed before the end"}
+            extra: dict[str, Any] = {}
+            if not (complete or error):
+                extra["stream"] = "closed before the end"
+            if lineage := self._lineage_of(plan, identity):  # lineage: inputs, column lineage
+                extra["lineage"] = lineage
             result.audit_id = self.events.result(
-                base, started, rows=rows if rows or not error else None, error=error, extra=extra
+                base,
+                started,
+                rows=rows if rows or not error else None,
+                error=error,
+                extra=extra or None,
             )
             saved = name if result._stream.schema.names else None
             self._account_exposure(result.plan, identity, rows, None if error else saved)
@@ -562,6 +582,13 @@ class GovernedSession:
         )
         holder["result"] = result
         self._streaming.add(result)
+        result.audit = self.audit  # provenance: result.save() reads the chain it came from
+        read = {
+            t.name.lower() for st in plan.statements for t in st.info.tables if t.kind == "result"
+        }
+        result.upstream = tuple(  # provenance: the statements of the saved results it read
+            dict.fromkeys(q for r in sorted(read) for q in self._result_queries.get(r, ()))
+        )
         # A small result is read whole here, so its count is in the audit when sql() returns;
         # a larger one streams, and its count is recorded when it has been read. Only an
         # engine in this process is left mid-result (DuckDB): a database server would keep
@@ -573,6 +600,7 @@ class GovernedSession:
         result.duration_ms = (time.perf_counter() - started) * 1000
         if name is not None and result.columns:
             self._save_result(result.plan, name, result.to_arrow_table(), identity)
+            self._result_queries[name.lower()] = (query_id, *result.upstream)
         return result
 
     def _finish_streams(self) -> None:
@@ -614,6 +642,16 @@ class GovernedSession:
 
     def _masking_keys(self) -> dict[str, str]:
         return self.keys.params()
+
+    def _lineage_of(self, plan: Plan, identity: Identity) -> dict[str, Any] | None:
+        """What an OpenLineage sink needs about a read (names only), if the policy has one."""
+        if not self._lineage:
+            return None
+        try:
+            catalog = self.connector(plan.connection).catalog()
+        except GovError:  # lineage is evidence about a read, never a reason for it to fail
+            return None
+        return _lineage.describe(plan, catalog, _lineage.job_of(identity, self.job_cell))
 
 
 def _holds_results(connector: Connector) -> bool:

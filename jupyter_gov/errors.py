@@ -222,6 +222,19 @@ class AuditError(GovError):
     http_status = 503
 
 
+class ProvenanceMismatch(GovError):
+    """A saved dataset does not match the audit: its rows, its record or the chain changed.
+
+    Carries the :class:`~jupyter_gov.provenance.ProvenanceReport` as ``report``.
+    """
+
+    http_status = 409
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 # -- databases: PEP 249's classes, as ADBC names them ------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """``%gsql`` / ``%%gsql``: SQL cells that go through the governed proxy, never around it.
 
     %load_ext jupyter_gov
-    %%gsql [CONNECTION] [-o NAME | NAME <<] [--purpose TEXT] [--limit N] [--user NAME]
+    %%gsql [CONNECTION] [-o NAME | NAME <<] [--save PATH] [--purpose TEXT] [--limit N]
     SELECT full_name, email FROM customers WHERE segment = {{ segment }} LIMIT 5
 
 ``%gsql?`` lists every option (:data:`OPTIONS`, parsed with IPython's ``magic_arguments``).
@@ -47,6 +47,11 @@ OPTIONS = (
         "--connection",
         metavar="NAME",
         help="Run on this connection of the policy (or give its name first, as CONNECTION).",
+    ),
+    argument(
+        "--save",
+        metavar="PATH",
+        help="Also write the result as Parquet with its provenance (jupyter-gov provenance).",
     ),
     argument("--purpose", metavar="TEXT", help="Why you run this; recorded in the audit."),
     argument("--limit", metavar="N", help="Server-side row limit for this statement."),
@@ -118,6 +123,7 @@ class CellArgs:
     explain: bool = False
     tables: bool = False
     quiet: bool = False
+    save: str | None = None  # write the result as Parquet with its provenance
 
 
 def parse_line(line: str, cell: str | None, connections: set[str]) -> CellArgs:
@@ -197,6 +203,7 @@ def _cell_args(parsed: Any) -> CellArgs:
         explain=parsed.explain,
         tables=parsed.tables,
         quiet=parsed.quiet,
+        save=parsed.save,
     )
 
 
@@ -290,6 +297,7 @@ class GovMagic(Magics, Configurable):
                     sql, params, connection=args.connection, unmask=args.unmask, limit=limit
                 )
                 return _Explained(plan, session.identity)
+            session.job_cell = self.shell.execution_count  # lineage: the job's cell
             result = session.sql(
                 sql,
                 params,
@@ -299,6 +307,8 @@ class GovMagic(Magics, Configurable):
                 limit=limit,
                 unmask=args.unmask,
             )
+            if args.save:
+                result.save(args.save)
         except QueryDenied as denied:
             display(Banner(denied.plan, identity_or_none(session)))
             return None

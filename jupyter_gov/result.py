@@ -15,6 +15,8 @@ from jupyter_gov.errors import GovError
 from jupyter_gov.errors import QueryDenied as QueryDenied
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from jupyter_gov.identity import Identity
     from jupyter_gov.plan import Plan
 
@@ -121,6 +123,10 @@ class GovernedResult:
     """
 
     displaylimit = 10
+    #: The audit store the result was recorded in (the engine sets it; ``save`` reads it).
+    audit: Any = None
+    #: Query ids of the saved results this one was computed from (the engine sets it).
+    upstream: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -271,6 +277,12 @@ class GovernedResult:
 
     def __len__(self) -> int:
         return self.row_count
+
+    def save(self, path: str | Path) -> Path:
+        """Write the rows as Parquet with their provenance (see :mod:`jupyter_gov.provenance`)."""
+        from jupyter_gov.provenance import save
+
+        return save(self, path)
 
     # -- decision ------------------------------------------------------------------------
 

@@ -105,3 +105,26 @@ def test_databases_notebook_governs_duckdb_postgres_mariadb_and_spark_side_by_si
     assert "pg_read_file" in text and "✖ denied" in text
     assert "[unknown-table]" in text  # carol cannot read bob's saved result
     assert "audit chain ok" in text
+
+
+def test_evidence_notebook_notifies_streams_saves_with_provenance_and_reports(monkeypatch):
+    """notebooks/evidence.ipynb: webhook notice, OTLP stream, lineage, provenance, report.
+
+    Needs the audit sinks and approval notifications (``jupyter_gov.audit.sinks``,
+    ``jupyter_gov.notify``) next to lineage, provenance and the report.
+    """
+    import pytest
+
+    pytest.importorskip("jupyter_gov.notify", reason="approval notifications are not here yet")
+    monkeypatch.setenv("JPY_SESSION_NAME", "notebooks/evidence.ipynb")  # as Jupyter sets it
+    text = "\n".join(plain_outputs(execute("evidence.ipynb")))
+    assert "webhook /approvals received:" in text
+    assert "statement: SELECT customer_id, email" in text and "'consumer'" not in text
+    assert "approved by Dave" in text and "chain intact" in text
+    assert "contents ALTERED" in text
+    assert "exit code 0" in text and "exit code 1" in text
+    assert "contiguous: True" in text
+    assert "hash links unbroken: True; last hash matches the store's head: True" in text
+    assert "OpenLineage COMPLETE job notebooks/evidence.ipynb#cell-" in text
+    assert "inputs: ['duckdb://demo/main.customers']" in text
+    assert "Chain intact" in text and "| bob | demo | email | unmasked | 1 | 40 |" in text

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from jupyter_gov.audit import lineage
 from jupyter_gov.errors import AuditError
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class AuditEvents:
 
     def decision(self, base: Mapping[str, Any], plan: Plan) -> int:
         """Record the plan's decision with its rules, masks and the SQL that will run."""
-        return self.store.append("decision", **self._decision_fields(base, plan))
+        return self.store.append("decision", **self.decision_fields(base, plan))
 
     def attempt_and_decision(self, base: Mapping[str, Any], plan: Plan) -> int:
         """Record the attempt and its decision in one commit (no approval step between them).
@@ -86,12 +87,18 @@ class AuditEvents:
         the decision's id.
         """
         _, decision_id = self.store.append_many(
-            [("attempt", dict(base)), ("decision", self._decision_fields(base, plan))]
+            [("attempt", dict(base)), ("decision", self.decision_fields(base, plan))]
         )
         return decision_id
 
-    @staticmethod
-    def _decision_fields(base: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
+    def decision_fields(self, base: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
+        """A decision event: the plan's verdict, masks, row filters and the tags it reads."""
+        own: dict[str, Any] = {}
+        if plan.row_filters:
+            own["row_filters"] = plan.row_filters
+        # report: which classification tags the statement reads, masked or not
+        if tags := lineage.tags_touched(plan, self.policy):
+            own["tags"] = tags
         return dict(
             without_detail(base),
             decision=plan.decision,
@@ -100,7 +107,7 @@ class AuditEvents:
             masked_columns=plan.masked_columns,
             rewritten_sql=plan.audited_sql or None,
             rewritten_hash=plan.rewritten_hash,
-            detail=detail(base, {"row_filters": plan.row_filters} if plan.row_filters else None),
+            detail=detail(base, own or None),
         )
 
     def refusal(

@@ -220,11 +220,14 @@ class AuditStore:
         runs), paying one commit instead of two.
         """
         records = [_record(kind, dict(event)) for kind, event in events]
+        committed: list[dict[str, Any]] = []
         try:
             with self._transaction() as db:
-                return [self._insert(db, record) for record in records]
+                ids = [self._insert_collected(db, record, committed) for record in records]
         except (OSError, *self._errors) as error:
             raise self._write_error(error, "the statement was not run.") from error
+        self._publish(committed)
+        return ids
 
     @contextmanager
     def transaction(self) -> Iterator[AuditTransaction]:

@@ -7,6 +7,8 @@
 ``GET approvals``     approval requests (``state=pending|all``, paged), each with
                       ``can_decide``; the exact statement and its values only where it is true
 ``POST approvals/{id}/approve|deny``  decide, as the identity the configured provider gives
+``GET report``        the compliance report (``since=30d``, ``format=html|md|csv|json``):
+                      HTML to open in a tab, a file download for the others
 
 Bad parameters (absurd, negative, non-numeric, not UTF-8) are answered with a JSON 400 whose
 ``message`` is one sentence naming the parameter. A :class:`~jupyter_gov.errors.GovError`
@@ -357,6 +359,45 @@ class StatsHandler(GovAPIHandler):
         )
 
 
+_REPORT_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "md": "text/markdown; charset=utf-8",
+    "csv": "text/csv; charset=utf-8",
+    "json": "application/json",
+}
+
+
+class ReportHandler(GovAPIHandler):
+    """``GET report?since=30d&format=html``: :mod:`jupyter_gov.report`, built off the loop."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        from jupyter_gov.report import build_report, parse_since, render
+
+        self.check_params(frozenset({"since", "format"}))
+        fmt = self.one("format") or "html"
+        if fmt not in _REPORT_TYPES:
+            raise tornado.web.HTTPError(
+                400, f"Parameter 'format' must be one of {', '.join(_REPORT_TYPES)}."
+            )
+        since = parse_since(self.one("since") or "30d")  # a bad value is a UsageError: 400
+        store = self.store()
+        report = await self.in_thread(build_report, store, since)
+        body = render(report, fmt)
+        self.set_header("Cache-Control", "no-store")
+        # The page has no script and loads nothing: forbid both, whoever opens it.
+        self.set_header(
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
+        )
+        if fmt != "html":
+            self.set_header(
+                "Content-Disposition", f'attachment; filename="jupyter-gov-report.{fmt}"'
+            )
+        self.finish(body, set_content_type=_REPORT_TYPES[fmt])
+
+
 class PolicyHandler(GovAPIHandler):
     """``GET policy``: a summary of the configured policy, ``{}`` when none is configured."""
 
@@ -507,6 +548,7 @@ def routes() -> list[tuple[str, type[GovAPIHandler]]]:
         (url_path_join(base, "audit"), AuditHandler),
         (url_path_join(base, "audit", "verify"), VerifyHandler),
         (url_path_join(base, "audit", "stats"), StatsHandler),
+        (url_path_join(base, "report"), ReportHandler),
         (url_path_join(base, "policy"), PolicyHandler),
         (url_path_join(base, "approvals"), ApprovalsHandler),
         (

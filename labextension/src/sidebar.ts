@@ -1,5 +1,5 @@
 /**
- * The sidebar: a title, then tabs Audit / Approvals / Policy over a stacked body.
+ * The sidebar: a title, then tabs Audit / Approvals / Policy / Report over a stacked body.
  */
 import { Poll } from '@lumino/polling';
 import { Panel, StackedPanel, Widget } from '@lumino/widgets';
@@ -11,10 +11,11 @@ import { AuditPanel, type IAuditOptions } from './audit';
 import { h } from './dom';
 import { shieldIcon } from './icons';
 import { PolicyPanel } from './policy';
+import { ReportPanel } from './report';
 
 export const SIDEBAR_ID = 'jupyter-gov:sidebar';
 
-export type TabName = 'audit' | 'approvals' | 'policy';
+export type TabName = 'audit' | 'approvals' | 'policy' | 'report';
 
 export class GovSidebar extends Panel {
   constructor(options: Partial<IAuditOptions> = {}) {
@@ -27,6 +28,7 @@ export class GovSidebar extends Panel {
     this.audit = new AuditPanel(options);
     this.approvals = new ApprovalsPanel(options.refreshInterval ?? 5);
     this.policy = new PolicyPanel();
+    this.report = new ReportPanel();
 
     const header = new Widget({
       node: h(
@@ -43,7 +45,8 @@ export class GovSidebar extends Panel {
     const entries: [TabName, string, Widget][] = [
       ['audit', 'Audit', this.audit],
       ['approvals', 'Approvals', this.approvals],
-      ['policy', 'Policy', this.policy]
+      ['policy', 'Policy', this.policy],
+      ['report', 'Report', this.report]
     ];
     this._stack = new StackedPanel();
     this._stack.addClass('jp-gov-stack');
@@ -120,6 +123,7 @@ export class GovSidebar extends Panel {
   readonly audit: AuditPanel;
   readonly approvals: ApprovalsPanel;
   readonly policy: PolicyPanel;
+  readonly report: ReportPanel;
 
   get current(): TabName {
     return this._current;

@@ -15,6 +15,7 @@ import random
 import sqlite3
 import time
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 
@@ -348,6 +349,49 @@ def test_other_tabs(page, seeded_lab: Lab, tmp_path: Path):
     sidebar.screenshot(path=tmp_path / "policy.png")
     sidebar.locator('.jp-gov-tab[data-tab="audit"]').click()
     expect(sidebar.locator(".jp-gov-audit")).to_be_visible()
+
+
+def test_report_tab_summarises_the_audit_and_opens_the_full_report(
+    page, seeded_lab: Lab, tmp_path: Path
+):
+    """The Report tab's figures come from ``GET report``; its Report button opens the
+    self-contained HTML report in a new browser tab; its CSV link downloads the CSV."""
+    from playwright.sync_api import expect
+
+    open_sidebar(page)
+    sidebar = page.locator(SIDEBAR)
+    sidebar.locator('.jp-gov-tab[data-tab="report"]').click()
+    expect(sidebar.locator('[data-testid="report-chain"]')).to_contain_text("Chain intact")
+    store = AuditStore(f"sqlite:///{seeded_lab.audit_path}")
+    denied = store.count(kinds=("decision",), decision="deny")  # seeded, and live ones since
+    store.close()
+    expect(sidebar.locator('[data-figure="denied"]')).to_have_text(str(denied))
+    denials = sidebar.locator('[data-testid="report-denials"]')
+    expect(denials).to_contain_text("read_only on demo")
+    expect(denials).to_contain_text("table_function on demo")
+    save_screenshot(page, "report-tab.png", tmp_path)
+    with page.expect_popup() as opened:
+        sidebar.locator('[data-testid="report-open"]').click()
+    report = opened.value
+    report.wait_for_load_state()
+    expect(report).to_have_title("jupyter-gov compliance report")
+    expect(report.locator("#chain")).to_contain_text("Chain intact")
+    expect(report.locator("#denials + svg")).to_be_visible()  # the inline chart
+    assert report.locator("script").count() == 0
+    shot = report.screenshot(full_page=True, animations="disabled")
+    (tmp_path / "report.png").write_bytes(shot)
+    if not (IMAGES / "report.png").exists():
+        (IMAGES / "report.png").write_bytes(shot)
+    report.close()
+    href = sidebar.locator('[data-testid="report-csv"]').get_attribute("href")
+    assert href is not None and "format=csv" in href
+    response = page.request.get(
+        urljoin(seeded_lab.url, href),
+        headers={"Authorization": f"token {seeded_lab.token}"},
+    )
+    assert response.ok and response.headers["content-type"].startswith("text/csv")
+    assert response.text().startswith("section,")
+    sidebar.locator('.jp-gov-tab[data-tab="audit"]').click()
 
 
 def test_a_tampered_log_shows_a_broken_chain(page, seeded_lab: Lab):
