@@ -421,7 +421,7 @@ class GovernedSession:
         rows = []
         for entry in {id(e): e for e in catalog.tables.values()}.values():
             for column, dtype in entry.columns.items():
-                spec, tags = self.policy.column_mask(entry.name, column, roles, entry.schema)
+                spec, tags = ctx.policy.column_mask(entry.name, column, roles, entry.schema)
                 rows.append(
                     {
                         "table": entry.name,
@@ -449,8 +449,13 @@ class GovernedSession:
 
     def _context(self, identity: Identity, connection: str | None) -> Context:
         conn = self.policy.connection(connection or self.default_connection)
+        policy = self.policy
+        if policy.auto_classify:  # pii hook: unclassified: auto (jupyter_gov.pii.auto)
+            from jupyter_gov.pii.auto import classified_policy
+
+            policy = classified_policy(self, conn)
         return Context(
-            policy=self.policy,
+            policy=policy,
             identity=identity,
             roles=self.policy.roles_for(identity),
             connection=conn,
@@ -489,6 +494,10 @@ class GovernedSession:
             self._plans.move_to_end(key)
             return self._with_session_exposure(cached, ctx)
         plan = build_plan(text, ctx, catalog, results, unmask=unmask, limit=limit)
+        if ctx.policy.pii_findings:  # pii hook: banner notes for auto-classified columns
+            from jupyter_gov.pii.auto import findings_notes
+
+            plan = findings_notes(plan, ctx.policy)
         if ctx.connection.name == SCRATCH.name:
             plan = _scratch_reads_only(plan)
         plan = agents.restrict(plan, ctx, unmask)  # an agent's limits (no-op for others)
@@ -623,6 +632,10 @@ class GovernedSession:
                 f"roles on {plan.connection!r} at {cap:,} rows; filter or aggregate for the rest.",
             )
             plan = replace(plan, findings=[*plan.findings, notice])
+        if self.policy.scan_results and plan.statements[-1].info.is_read:  # pii hook
+            from jupyter_gov.pii.auto import scan_result
+
+            table, plan = scan_result(self, plan, table)
         result_id = self._audit_result(base, started, rows=table.num_rows, duration_ms=duration_ms)
         if name is not None and table.num_columns:
             self._save_result(plan, name, table, identity)

@@ -72,6 +72,8 @@ KINDS = (
     "break_glass",
     "sign_in",
     "sign_out",
+    "classification",  # a column found to hold PII (tag, confidence, counts; no value)
+    "detokenize",  # tokens reversed by an authorized role (how many; no value)
 )
 
 APPROVAL_KINDS = tuple(k for k in KINDS if k.startswith("approval_") or k == "break_glass")
