@@ -92,7 +92,9 @@ def classify_column(
         if best is not None and whole[best] / sample >= WHOLE_SHARE:
             tag = ENTITY_TAGS[best]
             confidence = whole[best] / sample
-            return _finding(schema, table, column, tag, confidence, sample, whole[best], hint, [best])
+            return _finding(
+                schema, table, column, tag, confidence, sample, whole[best], hint, [best]
+            )
         found = [e for e, n in rows.items() if n]
         # Numbers hold one value each: only a whole-value match (a card as BIGINT) counts.
         is_string = not (pa.types.is_integer(values.type) or pa.types.is_decimal(values.type))
@@ -102,7 +104,15 @@ def classify_column(
             )
             if any_hit / sample >= TEXT_SHARE:
                 return _finding(
-                    schema, table, column, "free_text", any_hit / sample, sample, any_hit, None, found
+                    schema,
+                    table,
+                    column,
+                    "free_text",
+                    any_hit / sample,
+                    sample,
+                    any_hit,
+                    None,
+                    found,
                 )
     if hint is not None:
         return ColumnFinding(schema, table, column, hint, NAME_CONFIDENCE, sample, 0, "name")
@@ -138,9 +148,7 @@ def _text(values: pa.Array | pa.ChunkedArray) -> pa.Array | None:
     return None
 
 
-def classify_table(
-    table: pa.Table, name: str, schema: str | None = None
-) -> list[ColumnFinding]:
+def classify_table(table: pa.Table, name: str, schema: str | None = None) -> list[ColumnFinding]:
     """Findings for every column of a sampled table."""
     out = []
     for column in table.column_names:
@@ -150,9 +158,7 @@ def classify_table(
     return out
 
 
-def sample_query(
-    schema: str | None, table: str, columns: Iterable[str], rows: int
-) -> exp.Select:
+def sample_query(schema: str | None, table: str, columns: Iterable[str], rows: int) -> exp.Select:
     """``SELECT <columns> FROM schema.table LIMIT rows`` as a sqlglot tree (names quoted)."""
     return (
         exp.select(*(exp.column(c, quoted=True) for c in columns))

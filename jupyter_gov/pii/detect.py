@@ -196,7 +196,9 @@ def _validate(values: pa.Array, kind: str | None) -> np.ndarray:
     }[kind](values)
 
 
-def _byte_matrix(values: pa.Array, width: int, right: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _byte_matrix(
+    values: pa.Array, width: int, right: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """ASCII bytes of each value in a (n, width) matrix (0-padded) and the lengths.
 
     Values longer than ``width`` are cut (callers reject them by length first).

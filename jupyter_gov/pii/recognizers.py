@@ -242,7 +242,10 @@ def phone_valid(text: str) -> bool:
 def _looks_like_date(text: str) -> bool:
     import re
 
-    return re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{2}[.-][0-9]{2}[.-][0-9]{4}", text) is not None
+    return (
+        re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{2}[.-][0-9]{2}[.-][0-9]{4}", text)
+        is not None
+    )
 
 
 SCALAR_VALIDATORS = {
