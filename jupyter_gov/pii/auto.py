@@ -91,7 +91,7 @@ def findings_notes(plan: Any, policy: Any) -> Any:
 
     read = {t.name.lower() for s in plan.statements for t in s.info.tables}
     notes = []
-    for (table, column), finding in sorted(findings.items()):
+    for (table, _column), finding in sorted(findings.items()):
         if table not in read:
             continue
         spec, _ = policy.column_mask(finding.table, finding.column, plan.roles, finding.schema)

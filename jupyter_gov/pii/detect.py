@@ -115,9 +115,7 @@ def scrub_values(values: Iterable[str | None], **kwargs: Any) -> list[str | None
 def _as_string_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks else pa.array([], pa.string())
-    if pa.types.is_large_string(values.type) or pa.types.is_string_view(values.type):
-        values = values.cast(pa.string())
-    elif not pa.types.is_string(values.type):
+    if not pa.types.is_string(values.type):  # large_string, string_view, numbers
         values = values.cast(pa.string())
     return values
 

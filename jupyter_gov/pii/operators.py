@@ -205,7 +205,7 @@ def detokenize(text: str, ring: KeyRing) -> tuple[str, int]:
         cipher = base64.b64encode(_unletters(match.group(3))).decode()
         try:
             value = Decrypt().operate(cipher, {"key": key.aes_key})
-        except Exception as error:  # noqa: BLE001 - any failure is "does not decrypt"
+        except Exception as error:  # any failure means "does not decrypt"
             raise TokenError("A token does not decrypt with its key.") from error
         count += 1
         return value
