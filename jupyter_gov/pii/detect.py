@@ -31,6 +31,7 @@ from jupyter_gov.pii.operators import Operator, replace_operator
 from jupyter_gov.pii.recognizers import (
     DEFINITIONS,
     IBAN_LENGTHS,
+    NOT_A_PHONE,
     SECRET_MIN_ENTROPY,
     EntityDef,
     definitions_for,
@@ -275,18 +276,19 @@ def _entropy(values: pa.Array) -> np.ndarray:
     safe = np.maximum(np.minimum(lengths, 128), 1)[:, None]
     p = counts / safe
     bits = -(np.where(p > 0, p * np.log2(np.where(p > 0, p, 1)), 0)).sum(axis=1)
-    has_digit = pc.match_substring_regex(values, "[0-9]").to_numpy(zero_copy_only=False)
-    has_alpha = pc.match_substring_regex(values, "[A-Za-z]").to_numpy(zero_copy_only=False)
-    return (bits >= SECRET_MIN_ENTROPY) & has_digit & has_alpha
+    kinds = sum(
+        pc.match_substring_regex(values, k).to_numpy(zero_copy_only=False).astype(int)
+        for k in ("[0-9]", "[a-z]", "[A-Z]")
+    )
+    return (bits >= SECRET_MIN_ENTROPY) & (kinds >= 2)
 
 
 def _phone(values: pa.Array) -> np.ndarray:
-    number = pc.replace_substring_regex(values, "(x|ext).*$", "")
+    number = pc.utf8_trim_whitespace(pc.replace_substring_regex(values, "(x|ext).*$", ""))
     count = pc.utf8_length(_digits_only(number)).to_numpy(zero_copy_only=False)
-    date = pc.match_substring_regex(
-        values, "^(?:[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{2}[.-][0-9]{2}[.-][0-9]{4})$"
-    ).to_numpy(zero_copy_only=False)
-    return (count >= 7) & (count <= 15) & ~date
+    separated = pc.match_substring_regex(number, "[^0-9]").to_numpy(zero_copy_only=False)
+    other = pc.match_substring_regex(values, NOT_A_PHONE).to_numpy(zero_copy_only=False)
+    return (count >= 7) & (count <= 15) & separated & ~other
 
 
 __all__ = ["DEFINITIONS", "ScanResult", "analyzer", "scan_array", "scrub_values", "spans"]

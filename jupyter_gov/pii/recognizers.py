@@ -165,7 +165,7 @@ DEFINITIONS: tuple[EntityDef, ...] = (
     EntityDef(
         "PHONE_NUMBER",
         "phone",
-        r"(?:\+[0-9]{1,3}[ .-]?)?(?:\([0-9]{1,5}\)[ .-]?)?[0-9]{2,5}(?:[ .-][0-9]{2,5}){1,4}"
+        r"(?:\+[0-9]{1,3}[ .-]?)?(?:\([0-9]{1,5}\)[ .-]?)?[0-9]{2,10}(?:[ .-][0-9]{2,10}){0,4}"
         r"(?:[ ]?(?:x|ext\.?)[ ]?[0-9]{1,5})?\b",
         validator="phone",
         sql_pattern="[+]?[0-9][0-9() .-]{7,}[0-9]",
@@ -227,24 +227,26 @@ def entropy(text: str) -> float:
 
 
 def secret_valid(text: str) -> bool:
-    return (
-        entropy(text) >= SECRET_MIN_ENTROPY
-        and any(c.isdigit() for c in text)
-        and any(c.isalpha() for c in text)
-    )
+    kinds = sum(any(test(c) for c in text) for test in (str.isdigit, str.islower, str.isupper))
+    return entropy(text) >= SECRET_MIN_ENTROPY and kinds >= 2
+
+
+#: Shapes that hold 7-15 digits with separators but are not phone numbers: dates, SSNs.
+NOT_A_PHONE = (
+    r"^(?:[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{2}[.-][0-9]{2}[.-][0-9]{4}|[0-9]{3}-[0-9]{2}-[0-9]{4})$"
+)
 
 
 def phone_valid(text: str) -> bool:
-    n = len(digits(text.split("x")[0].split("ext")[0]))
-    return 7 <= n <= 15 and not _looks_like_date(text)
-
-
-def _looks_like_date(text: str) -> bool:
+    """7 to 15 digits (E.164), written with a ``+``, parentheses or separators (a bare run
+    of digits is an id, not a phone number), and not a date or an SSN."""
     import re
 
+    number = re.sub("(x|ext).*$", "", text).strip()
     return (
-        re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{2}[.-][0-9]{2}[.-][0-9]{4}", text)
-        is not None
+        7 <= len(digits(number)) <= 15
+        and re.search("[^0-9]", number) is not None
+        and re.search(NOT_A_PHONE, text) is None
     )
 
 
