@@ -160,7 +160,7 @@ class EncryptOperator:
         from presidio_anonymizer.operators import Encrypt
 
         cipher = Encrypt().operate(value, {"key": self.key.aes_key})
-        return f"<{entity}:enc:{self.key.key_id}:{_letters(base64.b64decode(cipher))}>"
+        return f"<{entity}:enc:{self.key.key_id}:{_letters(base64.urlsafe_b64decode(cipher))}>"
 
     def apply(self, entity: str, values: pa.Array) -> pa.Array:
         return pa.array([self.token(entity, v) for v in values.to_pylist()], pa.string())
@@ -202,7 +202,7 @@ def detokenize(text: str, ring: KeyRing) -> tuple[str, int]:
         key = ring.by_id(match.group(2))
         if key is None:
             raise TokenError("A token was made with a key that is no longer in the key ring.")
-        cipher = base64.b64encode(_unletters(match.group(3))).decode()
+        cipher = base64.urlsafe_b64encode(_unletters(match.group(3))).decode()
         try:
             value = Decrypt().operate(cipher, {"key": key.aes_key})
         except Exception as error:  # any failure means "does not decrypt"
