@@ -85,7 +85,7 @@ def _audit(session: Any, connection: str, kind: str, detail: dict[str, Any]) -> 
 def findings_notes(plan: Any, policy: Any) -> Any:
     """The plan with a banner note per auto-classified column it reads and masks."""
     findings: dict[tuple[str, str], ColumnFinding] = getattr(policy, "pii_findings", {})
-    if not findings or plan.decision == "deny":
+    if not findings or plan.decision != "allow":  # a refusal's sentence stays its own
         return plan
     from jupyter_gov.guardrails import Finding
 

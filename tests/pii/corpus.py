@@ -57,7 +57,9 @@ def generate(n: int, seed: int = 1234) -> Corpus:
     alnum = string.ascii_letters + string.digits
 
     def card() -> str:
-        number = us.credit_card_number(card_type=rnd.choice(["visa16", "mastercard", "amex", "discover"]))
+        number = us.credit_card_number(
+            card_type=rnd.choice(["visa16", "mastercard", "amex", "discover"])
+        )
         if rnd.random() < 0.4 and len(number) == 16:
             number = " ".join(number[i : i + 4] for i in range(0, 16, 4))
         return number
@@ -86,18 +88,23 @@ def generate(n: int, seed: int = 1234) -> Corpus:
         "IBAN_CODE": iban,
         "US_SSN": lambda f: us.ssn(),
         "IP_ADDRESS": lambda f: us.ipv4() if rnd.random() < 0.7 else us.ipv6(),
-        "URL_CREDENTIALS": lambda f: f"{rnd.choice(['postgres', 'https', 'mysql'])}://"
-        f"{f.user_name()}:{us.password(length=12, special_chars=False)}",
+        "URL_CREDENTIALS": lambda f: (
+            f"{rnd.choice(['postgres', 'https', 'mysql'])}://"
+            f"{f.user_name()}:{us.password(length=12, special_chars=False)}"
+        ),
         "SECRET": lambda f: rnd.choice(
             [
                 "sk_live_" + "".join(rnd.choice(alnum) for _ in range(24)),
-                "AKIA" + "".join(rnd.choice(string.ascii_uppercase + string.digits) for _ in range(16)),
+                "AKIA"
+                + "".join(rnd.choice(string.ascii_uppercase + string.digits) for _ in range(16)),
                 "ghp_" + "".join(rnd.choice(alnum) for _ in range(36)),
                 "api_key=" + "".join(rnd.choice(alnum) for _ in range(28)),
             ]
         ),
-        "DATE_OF_BIRTH": lambda f: rnd.choice(["DOB: ", "born on ", "date of birth "])
-        + f.date_of_birth().strftime(rnd.choice(["%Y-%m-%d", "%d/%m/%Y", "%d.%m.%Y"])),
+        "DATE_OF_BIRTH": lambda f: (
+            rnd.choice(["DOB: ", "born on ", "date of birth "])
+            + f.date_of_birth().strftime(rnd.choice(["%Y-%m-%d", "%d/%m/%Y", "%d.%m.%Y"]))
+        ),
     }
     near_misses = [
         ("order number", lambda f: bad_card()),

@@ -50,7 +50,9 @@ def test_a_16_digit_number_failing_luhn_is_not_a_card():
 
 
 def test_an_iban_with_a_broken_checksum_is_not_an_iban():
-    assert scrub_values(["to DE89370400440532013001 now", "to DE89 3704 0044 0532 0130 00 now"]) == [
+    assert scrub_values(
+        ["to DE89370400440532013001 now", "to DE89 3704 0044 0532 0130 00 now"]
+    ) == [
         "to DE89370400440532013001 now",
         "to <IBAN_CODE> now",
     ]
