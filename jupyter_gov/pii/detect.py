@@ -32,6 +32,7 @@ from jupyter_gov.pii.recognizers import (
     DEFINITIONS,
     IBAN_LENGTHS,
     NOT_A_PHONE,
+    PREFILTER,
     SECRET_MIN_ENTROPY,
     EntityDef,
     definitions_for,
@@ -98,13 +99,26 @@ def scan_array(
         return result
     if pc.any(pc.match_substring(array, _FENCE)).as_py():
         array = pc.replace_substring(array, _FENCE, "\ufffd")
+    # One cheap pass finds the rows any definition could match; the rest is skipped.
+    maybe = pc.fill_null(pc.match_substring_regex(array, PREFILTER), False)
+    rows = np.flatnonzero(maybe.to_numpy(zero_copy_only=False))
+    work = array if len(rows) == len(array) else array.take(pa.array(rows))
     for definition in definitions_for(tuple(entities) if entities else None):
-        array, counts, whole = _apply(array, definition, op)
+        work, counts, whole = _apply(work, definition, op)
         if counts is not None:
             entity = definition.entity
-            result.hits[entity] = result.hits.get(entity, 0) + counts
-            result.whole[entity] = result.whole.get(entity, False) | whole
-    result.array = array
+            full_counts = np.zeros(len(array), np.int64)
+            full_counts[rows] = counts
+            full_whole = np.zeros(len(array), bool)
+            full_whole[rows] = whole
+            result.hits[entity] = result.hits.get(entity, 0) + full_counts
+            result.whole[entity] = result.whole.get(entity, False) | full_whole
+    if len(rows) == len(array):
+        result.array = work
+    elif len(rows):
+        result.array = pc.replace_with_mask(array, maybe, work)
+    else:
+        result.array = array
     return result
 
 
@@ -125,8 +139,20 @@ def _apply(
     array: pa.Array, definition: EntityDef, op: Operator
 ) -> tuple[pa.Array, np.ndarray | None, np.ndarray]:
     n = len(array)
-    candidate = pc.fill_null(pc.match_substring_regex(array, definition.pattern), False)
-    rows = np.flatnonzero(candidate.to_numpy(zero_copy_only=False))
+    rows = np.arange(n)
+    if definition.hints or definition.hint_regex:
+        if definition.hint_regex:
+            hinted = pc.match_substring_regex(array, definition.hint_regex)
+        else:
+            hinted = pc.match_substring(array, definition.hints[0])
+            for hint in definition.hints[1:]:
+                hinted = pc.or_(hinted, pc.match_substring(array, hint))
+        rows = np.flatnonzero(pc.fill_null(hinted, False).to_numpy(zero_copy_only=False))
+        if not len(rows):
+            return array, None, np.zeros(n, bool)
+    narrowed = array if len(rows) == n else array.take(pa.array(rows))
+    candidate = pc.fill_null(pc.match_substring_regex(narrowed, definition.pattern), False)
+    rows = rows[candidate.to_numpy(zero_copy_only=False)]
     if not len(rows):
         return array, None, np.zeros(n, bool)
     subset = array.take(pa.array(rows))
