@@ -20,7 +20,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from jupyter_gov.pii.classify import ColumnFinding, profile_catalog
+from jupyter_gov.errors import PolicyError
+
+try:
+    from jupyter_gov.pii.classify import ColumnFinding, profile_catalog
+except ImportError as missing:  # numpy: the pii extra
+    _MISSING: ImportError | None = missing
+else:
+    _MISSING = None
 
 _CACHE = "_pii_auto_policies"
 _CACHE_SIZE = 16
@@ -33,6 +40,11 @@ def classified_policy(session: Any, connection: Any) -> Any:
     policy = session.policy
     if not policy.auto_classify or connection.name == SCRATCH.name:
         return policy
+    if _MISSING is not None:  # fail closed: no statement runs unprofiled
+        raise PolicyError(
+            "The policy sets unclassified: auto, which needs the pii extra: "
+            "pip install 'jupyter-gov[pii]'."
+        )
     connector = session.connector(connection.name)
     catalog = connector.catalog()
     cache: dict[tuple[str, str, str], Any] = session.__dict__.setdefault(_CACHE, {})
