@@ -9,6 +9,7 @@ import pytest
 
 from jupyter_gov.policy import Policy
 from tests.adversarial.conftest import pytest_collection_modifyitems  # noqa: F401 (stress)
+from tests.connectors.conftest import engine, live_engines, reference  # noqa: F401 (fixtures)
 from tests.pii.corpus import Corpus, generate
 
 #: Snippets in the labelled corpus (issue 11 asks for at least 10,000; it takes ~2 s).

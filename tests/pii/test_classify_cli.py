@@ -24,7 +24,9 @@ def auto_policy_file(tmp_path, demo_auto_policy):
 
 def test_classify_prints_and_writes_a_block_to_review_and_pin(auto_policy_file, tmp_path, capsys):
     out = tmp_path / "proposed.yaml"
-    code = main(["classify", "--policy", str(auto_policy_file), "--user", "bob", "--write", str(out)])
+    code = main(
+        ["classify", "--policy", str(auto_policy_file), "--user", "bob", "--write", str(out)]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     assert '- "main.customers.email"  # confidence 1.00, 500/500 sampled values' in printed

@@ -11,7 +11,6 @@ from jupyter_gov.connectors.registry import profile_for_dialect
 from jupyter_gov.masking import scrub_expression
 from jupyter_gov.pii.detect import scrub_values
 from jupyter_gov.scrub import FULL_SCRUB
-from tests.connectors.conftest import engine, live_engines, reference  # noqa: F401 (fixtures)
 from tests.connectors.test_live_governance import rows
 from tests.pii.conftest import auto_policy
 
