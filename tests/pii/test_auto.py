@@ -166,3 +166,28 @@ def test_the_pii_policy_keys_are_validated_by_the_schema(demo_auto_policy):
     assert Policy.from_text(text).auto_classify
     with pytest.raises(PolicyError, match="sample_rows"):
         Policy.from_text(yaml.safe_dump({**demo_auto_policy.data, "pii": {"sample_rows": 0}}))
+
+
+def test_a_table_that_cannot_be_sampled_is_reported_as_failed(demo_connector):
+    from jupyter_gov.pii.classify import profile_catalog
+
+    findings, failed = profile_catalog(
+        demo_connector, None, "duckdb", {("main", "no_such_table"): ["email"]}
+    )
+    assert findings == [] and failed == [("main", "no_such_table")]
+
+
+def test_columns_left_unprofiled_are_redacted_for_every_role(demo_auto_policy):
+    derived = demo_auto_policy.with_auto_findings([], [("main", "late", "notes")])
+    for role in demo_auto_policy.roles:
+        spec, tags = derived.column_mask("late", "notes", (role,), "main")
+        assert (spec.function, tags) == ("redact", ("unprofiled",))
+
+
+def test_auto_without_the_pii_extra_refuses_to_run_unprofiled(auto_session, monkeypatch):
+    from jupyter_gov.errors import PolicyError
+    from jupyter_gov.pii import auto
+
+    monkeypatch.setattr(auto, "_MISSING", ImportError("numpy"))
+    with pytest.raises(PolicyError, match="needs the pii extra"):
+        auto_session("bob").sql("SELECT email FROM customers LIMIT 1")
