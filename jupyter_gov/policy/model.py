@@ -389,6 +389,8 @@ class Policy:
             check(rule.roles, f"approvals rule {rule.id}")
             check(rule.approvers, f"approvals rule {rule.id} approvers")
         check(self.break_glass_roles, "approvals.break_glass")
+        check(self.pii_raw_roles, "pii.raw_roles")
+        check(self.detokenize_roles, "pii.detokenize_roles")
         for service in self.services.values():
             check(service.roles, f"services.{service.name}")
         for agent in self.agents.values():
