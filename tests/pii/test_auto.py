@@ -196,5 +196,5 @@ def test_auto_without_the_pii_extra_refuses_to_run_unprofiled(auto_session, monk
 def test_pii_role_lists_must_name_known_roles(demo_policy):
     from jupyter_gov.errors import PolicyError
 
-    with pytest.raises(PolicyError, match="pii.detokenize_roles names unknown role"):
+    with pytest.raises(PolicyError, match=r"pii\.detokenize_roles names unknown role"):
         Policy({**demo_policy.data, "pii": {"detokenize_roles": ["root"]}})
