@@ -127,13 +127,14 @@ def scan_result(session: Any, plan: Any, table: pa.Table) -> tuple[pa.Table, Any
         return table, plan
     masked = {c.split(".")[-1].lower() for c in plan.masked_columns}
     ring = None
-    if policy.pii_operator in ("hash", "encrypt"):
+    name = policy.pii_operator_for(plan.roles)
+    if name in ("hash", "encrypt"):
         import os
 
         from jupyter_gov.audit import default_home
 
         ring = load_keyring(os.environ, default_home(), policy.mask_key_env)
-    op = operator_for(policy.pii_operator, ring)
+    op = operator_for(name, ring)
     notes = []
     columns = list(table.columns)
     for index, name in enumerate(table.column_names):

@@ -277,7 +277,11 @@ class Policy:
         self.pii_max_tables: int = int(pii.get("max_tables", 500))
         self.pii_raw_roles: tuple[str, ...] = tuple(pii.get("raw_roles", ()))
         self.detokenize_roles: tuple[str, ...] = tuple(pii.get("detokenize_roles", ()))
-        self.pii_operator: str = pii.get("operator", "replace")
+        raw_operator = pii.get("operator", "replace")
+        #: role (or ``default``) -> operator ``scan_results`` replaces findings with.
+        self.pii_operators: dict[str, str] = (
+            dict(raw_operator) if isinstance(raw_operator, Mapping) else {"default": raw_operator}
+        )
         #: (table, column) -> finding, on a policy derived by ``unclassified: auto``.
         self.pii_findings: dict[tuple[str, str], Any] = {}
         self.unclassified: MaskSpec = (
@@ -391,6 +395,7 @@ class Policy:
         check(self.break_glass_roles, "approvals.break_glass")
         check(self.pii_raw_roles, "pii.raw_roles")
         check(self.detokenize_roles, "pii.detokenize_roles")
+        check(self.pii_operators, "pii.operator", extra=["default"])
         for service in self.services.values():
             check(service.roles, f"services.{service.name}")
         for agent in self.agents.values():
@@ -513,6 +518,13 @@ class Policy:
         if not tags:
             return self.unclassified, ()
         return max((self.mask_for_tag(tag, roles) for tag in tags), key=lambda m: m.rank), tags
+
+    def pii_operator_for(self, roles: Iterable[str]) -> str:
+        """The most restrictive ``pii.operator`` of these roles (replace, mask, hash, encrypt)."""
+        order = ("replace", "mask", "hash", "encrypt")
+        default = self.pii_operators.get("default", "replace")
+        chosen = [self.pii_operators.get(role, default) for role in roles] or [default]
+        return min(chosen, key=order.index)
 
     def with_auto_findings(
         self, findings: Iterable[Any], unprofiled: Iterable[tuple[str | None, str, str]] = ()

@@ -198,3 +198,20 @@ def test_pii_role_lists_must_name_known_roles(demo_policy):
 
     with pytest.raises(PolicyError, match=r"pii\.detokenize_roles names unknown role"):
         Policy({**demo_policy.data, "pii": {"detokenize_roles": ["root"]}})
+
+
+def test_scan_results_uses_each_roles_operator_and_the_strictest_of_several(
+    demo_connector, demo_policy, monkeypatch
+):
+    import secrets
+
+    from jupyter_gov.pii.operators import KEYS_ENV
+
+    monkeypatch.setenv(KEYS_ENV, f"hex:{secrets.token_hex(32)}")
+    pii = {"operator": {"default": "replace", "analyst": "encrypt", "approver": "mask"}}
+    policy = Policy({**demo_policy.data, "scan_results": True, "pii": pii})
+    assert policy.pii_operator_for(("analyst", "approver")) == "mask"
+    session = GovernedSession(policy, "bob")
+    session.use_connector("demo", demo_connector)
+    [note] = session.sql("SELECT 'mail jane@example.com' AS note").arrow().column(0).to_pylist()
+    assert note.startswith("mail <EMAIL_ADDRESS:enc:") and "jane" not in note
