@@ -215,3 +215,19 @@ def test_scan_results_uses_each_roles_operator_and_the_strictest_of_several(
     session.use_connector("demo", demo_connector)
     [note] = session.sql("SELECT 'mail jane@example.com' AS note").arrow().column(0).to_pylist()
     assert note.startswith("mail <EMAIL_ADDRESS:enc:") and "jane" not in note
+
+
+def test_a_column_classified_under_a_none_mask_is_not_profiled_and_stays_raw(
+    demo_connector, demo_auto_policy, raw
+):
+    data = dict(demo_auto_policy.data)
+    data["classifications"] = {**data["classifications"], "public": ["customers.phone"]}
+    data["masks"] = {**data["masks"], "public": {"default": "none"}}
+    session = GovernedSession(Policy(data), "bob")
+    session.use_connector("demo", demo_connector)
+    got = session.sql("SELECT phone FROM customers WHERE customer_id = 1").arrow()
+    assert got.column(0).to_pylist() == [
+        raw("SELECT phone FROM customers WHERE customer_id = 1")[0][0]
+    ]
+    columns = {e["detail"].get("column") for e in session.audit.events(kinds=["classification"])}
+    assert "phone" not in columns and "email" in columns
