@@ -139,9 +139,12 @@ def scan_result(session: Any, plan: Any, table: pa.Table) -> tuple[pa.Table, Any
     columns = list(table.columns)
     for index, name in enumerate(table.column_names):
         kind = table.schema.field(index).type
-        if name.lower() in masked or not (
-            pa.types.is_string(kind) or pa.types.is_large_string(kind)
-        ):
+        textual = (
+            pa.types.is_string(kind)
+            or pa.types.is_large_string(kind)
+            or pa.types.is_string_view(kind)
+        )
+        if name.lower() in masked or not textual:
             continue
         scanned = scan_array(table.column(index), operator=op)
         counts = Counter({e: int(c.sum()) for e, c in scanned.hits.items() if int(c.sum())})
