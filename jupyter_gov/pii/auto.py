@@ -117,7 +117,7 @@ def findings_notes(plan: Any, policy: Any) -> Any:
 
 
 def scan_result(session: Any, plan: Any, table: pa.Table) -> tuple[pa.Table, Any]:
-    """Scrub PII from the string columns of a result that no mask touched; report it."""
+    """Scrub PII from the string columns of a result; report what was found per column."""
     from jupyter_gov.guardrails import Finding
     from jupyter_gov.pii.detect import scan_array
     from jupyter_gov.pii.operators import load_keyring, operator_for
@@ -125,7 +125,6 @@ def scan_result(session: Any, plan: Any, table: pa.Table) -> tuple[pa.Table, Any
     policy = session.policy
     if set(plan.roles) & set(policy.pii_raw_roles) or not table.num_columns:
         return table, plan
-    masked = {c.split(".")[-1].lower() for c in plan.masked_columns}
     ring = None
     name = policy.pii_operator_for(plan.roles)
     if name in ("hash", "encrypt"):
@@ -144,7 +143,9 @@ def scan_result(session: Any, plan: Any, table: pa.Table) -> tuple[pa.Table, Any
             or pa.types.is_large_string(kind)
             or pa.types.is_string_view(kind)
         )
-        if name.lower() in masked or not textual:
+        # Every text column, masked ones too: an output name says nothing about its source
+        # (``SELECT notes AS email``), and masked values hold nothing a detector matches.
+        if not textual:
             continue
         scanned = scan_array(table.column(index), operator=op)
         counts = Counter({e: int(c.sum()) for e, c in scanned.hits.items() if int(c.sum())})

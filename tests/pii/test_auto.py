@@ -231,3 +231,15 @@ def test_a_column_classified_under_a_none_mask_is_not_profiled_and_stays_raw(
     ]
     columns = {e["detail"].get("column") for e in session.audit.events(kinds=["classification"])}
     assert "phone" not in columns and "email" in columns
+
+
+def test_scan_results_cannot_be_dodged_by_naming_a_column_like_a_masked_one(
+    demo_connector, demo_policy
+):
+    policy = Policy({**demo_policy.data, "scan_results": True})
+    session = GovernedSession(policy, "bob")
+    session.use_connector("demo", demo_connector)
+    result = session.sql(
+        "SELECT email, 'card 4111 1111 1111 1111' AS email FROM customers LIMIT 1"
+    ).arrow()
+    assert "4111 1111 1111 1111" not in str(result.to_pylist())
