@@ -8,7 +8,7 @@ confidence, counts - no value), and a policy with the findings pinned as classif
 replaces the file's for every plan on that catalog version. So a column added last night
 is masked before the first statement that reads it returns.
 
-:func:`scan_result` scrubs the string columns of a result that no mask touched, with the
+:func:`scan_result` scrubs every string column of a result (masked ones too), with the
 vectorized, checksum-validated detector, and reports per column what it replaced.
 """
 
