@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from jupyter_gov import progress
@@ -144,6 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run a notebook headlessly and print its outputs")
     demo.add_argument("notebook", nargs="?", default="notebooks/quickstart.ipynb")
     demo.add_argument("--timeout", type=int, default=300)
+    classify = commands.add_parser(
+        "classify", help="profile unclassified columns; print a proposed classifications: block"
+    )
+    _config_options(classify)
+    classify.add_argument("--user", help="act as this user (local identity provider only)")
+    classify.add_argument("--connection", help="connection name from the policy")
+    classify.add_argument("--write", metavar="FILE", help="also write the block to FILE")
+    detok = commands.add_parser(
+        "detokenize", help="reverse PII encrypt tokens in text (authorized roles; audited)"
+    )
+    _config_options(detok)
+    detok.add_argument("--user", help="act as this user (local identity provider only)")
+    detok.add_argument("text", nargs="?", help="text holding tokens (default: standard input)")
     mcp = commands.add_parser("mcp", help="serve governed tools to an AI agent over MCP")
     mcp.add_argument("--agent", required=True, help="the agent's name in the policy's agents:")
     _config_options(mcp)
@@ -183,6 +197,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         serve(tools, "stdio" if args.transport == "stdio" else "http", args.host, args.port)
         return EXIT_OK
+    if args.command in ("classify", "detokenize"):
+        return _pii(args)
     if args.command in ("query", "explain"):
         return _run_query(args)
     if args.command == "tables":
@@ -228,6 +244,23 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_notebook(args.notebook, timeout=args.timeout)
     raise AssertionError(args.command)  # argparse guarantees a command
+
+
+def _pii(args: argparse.Namespace) -> int:
+    from jupyter_gov.pii import service
+
+    session = GovernedSession(args.policy, args.user, audit=args.store)
+    if args.command == "detokenize":
+        text = args.text if args.text is not None else _read_stdin()
+        print(service.detokenize(session, text), end="" if args.text is None else "\n")
+        return EXIT_OK
+    from jupyter_gov.pii.classify import classifications_block
+
+    block = classifications_block(service.propose(session, args.connection))
+    print(block)
+    if args.write:
+        Path(args.write).write_text(block + "\n", encoding="utf-8")
+    return EXIT_OK
 
 
 def _parse_params(pairs: list[str]) -> dict[str, Any]:

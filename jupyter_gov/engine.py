@@ -19,6 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from jupyter_gov import agents, keys, unattended
 from jupyter_gov.approvals import ApprovalRequest, ApprovalStore
 from jupyter_gov.approvals.flow import ApprovalWorkflow
@@ -331,7 +333,7 @@ class GovernedSession:
         rows = []
         for entry in {id(e): e for e in catalog.tables.values()}.values():
             for column, dtype in entry.columns.items():
-                spec, tags = self.policy.column_mask(entry.name, column, roles, entry.schema)
+                spec, tags = ctx.policy.column_mask(entry.name, column, roles, entry.schema)
                 rows.append(
                     {
                         "table": entry.name,
@@ -363,8 +365,13 @@ class GovernedSession:
 
     def _context(self, identity: Identity, connection: str | None) -> Context:
         conn = self.policy.connection(connection or self.default_connection)
+        policy = self.policy
+        if policy.auto_classify:  # pii hook: unclassified: auto (jupyter_gov.pii.auto)
+            from jupyter_gov.pii.auto import classified_policy
+
+            policy = classified_policy(self, conn)
         return Context(
-            policy=self.policy,
+            policy=policy,
             identity=identity,
             roles=self.policy.roles_for(identity),
             connection=conn,
@@ -403,6 +410,10 @@ class GovernedSession:
             self._plans.move_to_end(key)
             return self._with_session_exposure(cached, ctx)
         plan = build_plan(text, ctx, catalog, results, unmask=unmask, limit=limit)
+        if ctx.policy.pii_findings:  # pii hook: banner notes for auto-classified columns
+            from jupyter_gov.pii.auto import findings_notes
+
+            plan = findings_notes(plan, ctx.policy)
         if ctx.connection.name == SCRATCH.name:
             plan = _scratch_reads_only(plan)
         plan = agents.restrict(plan, ctx, unmask)  # an agent's limits (no-op for others)
@@ -561,6 +572,16 @@ class GovernedSession:
             )
             saved = name if result._stream.schema.names else None
             self._account_exposure(result.plan, identity, rows, None if error else saved)
+
+        if self.policy.scan_results and is_read:  # pii hook: scanned whole, then streamed
+            from jupyter_gov.pii.auto import scan_result
+
+            try:
+                table, plan = scan_result(self, plan, reader.read_all())
+            except GovError as error:
+                self.events.result(base, started, error=str(error))
+                raise
+            reader = pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
 
         stream = GovernedStream(
             reader,

@@ -311,3 +311,17 @@ def error_classes() -> list[type[GovError]]:
 
 def _is_error_class(value: object) -> bool:
     return isinstance(value, type) and issubclass(value, GovError)
+
+
+class PiiForbidden(GovError):
+    """Classifying a connection, or reversing PII tokens, is not allowed for your roles."""
+
+    exit_code = EXIT_DENIED
+    http_status = 403
+
+
+class TokenInvalid(GovError):
+    """A PII token cannot be reversed: its key left the key ring, or it was altered."""
+
+    exit_code = EXIT_USAGE
+    http_status = 400

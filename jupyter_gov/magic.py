@@ -355,6 +355,22 @@ class GovMagic(Magics, Configurable):
 
     @line_magic
     @magic_arguments()
+    @argument("--connection", help="Connection to profile (default: the session's).")
+    def gsql_classify(self, line: str = "") -> str:
+        """Profile unclassified columns and print a proposed ``classifications:`` block."""
+        parsed = parse_options(self.gsql_classify, line)
+        try:
+            from jupyter_gov.pii.classify import classifications_block
+            from jupyter_gov.pii.service import propose
+
+            block = classifications_block(propose(self.session(), parsed.connection))
+        except GovError as error:
+            raise UsageError(str(error)) from None
+        print(block)
+        return None  # type: ignore[return-value]
+
+    @line_magic
+    @magic_arguments()
     @argument(
         "--flow",
         choices=("device", "browser"),

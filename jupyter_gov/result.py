@@ -49,6 +49,8 @@ def banner_text(
     if plan.decision != "allow":
         details.extend(f"[{f.rule}] {f.reason}" for f in plan.findings if f.verdict != "allow")
     details.extend(f"[{f.rule}] {f.reason}" for f in plan.findings if f.rule == "row-cap")
+    # pii hook: columns found by unclassified: auto / scan_results (jupyter_gov.pii.auto)
+    details.extend(f.reason for f in plan.findings if f.rule in ("pii-auto", "pii-scan"))
     if plan.masked_columns:
         details.append(
             "masked: " + ", ".join(f"{col} → {mask}" for col, mask in plan.masked_columns.items())

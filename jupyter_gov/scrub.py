@@ -25,8 +25,30 @@ SCRUB_PATTERNS: dict[str, str] = {
     "US_SSN": r"[0-9]{3}-[0-9]{2}-[0-9]{4}",
     "PHONE_NUMBER": r"[+]?[0-9][0-9() .-]{7,}[0-9]",
     "IP_ADDRESS": r"[0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}",
+    # Shapes only: IBAN checksums and secret entropy are checked where the text is in
+    # Python or Arrow (jupyter_gov.pii); in SQL a broader shape can only mask more.
+    "IBAN_CODE": r"[A-Z]{2}[0-9]{2}( ?[A-Z0-9]{4}){2,7}( ?[A-Z0-9]{1,4})?",
+    "URL_CREDENTIALS": r"//[^ :/@]+:[^ /@]+@",
+    "SECRET": (
+        r"(sk|pk|rk)_(live|test)_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{36}"
+        r"|github_pat_[A-Za-z0-9_]{40,}|AKIA[0-9A-Z]{16}|xox[abprs]-[A-Za-z0-9-]{10,}"
+        r"|glpat-[A-Za-z0-9_-]{20}|AIza[0-9A-Za-z_-]{35}"
+    ),
 }
 DEFAULT_SCRUB = ("EMAIL_ADDRESS", "CREDIT_CARD", "US_SSN", "PHONE_NUMBER")
+#: Every entity the ``scrub`` mask can push into SQL, in a safe order (credentials before
+#: e-mail addresses, IBANs and cards before phone numbers, IP addresses before phones).
+#: ``unclassified: auto`` scrubs the free text it finds with all of them.
+FULL_SCRUB = (
+    "URL_CREDENTIALS",
+    "SECRET",
+    "EMAIL_ADDRESS",
+    "IBAN_CODE",
+    "CREDIT_CARD",
+    "US_SSN",
+    "IP_ADDRESS",
+    "PHONE_NUMBER",
+)
 
 _COMPILED = {entity: re.compile(pattern) for entity, pattern in SCRUB_PATTERNS.items()}
 

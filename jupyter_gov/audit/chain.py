@@ -77,6 +77,8 @@ KINDS = (
     "sink_failure",  # a sink started failing (once, until it recovers)
     "sink_recovered",  # a failing sink delivered again
     "notify_failure",  # an approval notification could not be delivered
+    "classification",  # a column found to hold PII (tag, confidence, counts; no value)
+    "detokenize",  # tokens reversed by an authorized role (how many; no value)
 )
 
 APPROVAL_KINDS = tuple(k for k in KINDS if k.startswith("approval_") or k == "break_glass")

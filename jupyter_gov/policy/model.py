@@ -268,9 +268,25 @@ class Policy:
             for tag, per_role in (data.get("masks") or {}).items()
         }
         raw_unclassified = data.get("unclassified", "allow")
+        #: ``unclassified: auto``: columns nobody classified are profiled (jupyter_gov.pii)
+        #: and those found to hold PII get the mask of the tag they were found to be.
+        self.auto_classify: bool = raw_unclassified == "auto"
+        pii = data.get("pii") or {}
+        self.scan_results: bool = bool(data.get("scan_results", False))
+        self.pii_sample_rows: int = int(pii.get("sample_rows", 500))
+        self.pii_max_tables: int = int(pii.get("max_tables", 500))
+        self.pii_raw_roles: tuple[str, ...] = tuple(pii.get("raw_roles", ()))
+        self.detokenize_roles: tuple[str, ...] = tuple(pii.get("detokenize_roles", ()))
+        raw_operator = pii.get("operator", "replace")
+        #: role (or ``default``) -> operator ``scan_results`` replaces findings with.
+        self.pii_operators: dict[str, str] = (
+            dict(raw_operator) if isinstance(raw_operator, Mapping) else {"default": raw_operator}
+        )
+        #: (table, column) -> finding, on a policy derived by ``unclassified: auto``.
+        self.pii_findings: dict[tuple[str, str], Any] = {}
         self.unclassified: MaskSpec = (
             NO_MASK
-            if raw_unclassified == "allow"
+            if raw_unclassified in ("allow", "auto")
             else MaskSpec("deny")
             if raw_unclassified == "deny"
             else MaskSpec.parse(raw_unclassified)
@@ -392,6 +408,9 @@ class Policy:
             check(rule.roles, f"approvals rule {rule.id}")
             check(rule.approvers, f"approvals rule {rule.id} approvers")
         check(self.break_glass_roles, "approvals.break_glass")
+        check(self.pii_raw_roles, "pii.raw_roles")
+        check(self.detokenize_roles, "pii.detokenize_roles")
+        check(self.pii_operators, "pii.operator", extra=["default"])
         for service in self.services.values():
             check(service.roles, f"services.{service.name}")
         for agent in self.agents.values():
@@ -525,6 +544,53 @@ class Policy:
         if not tags:
             return self.unclassified, ()
         return max((self.mask_for_tag(tag, roles) for tag in tags), key=lambda m: m.rank), tags
+
+    def pii_operator_for(self, roles: Iterable[str]) -> str:
+        """The most restrictive ``pii.operator`` of these roles (replace, mask, hash, encrypt)."""
+        order = ("replace", "mask", "hash", "encrypt")
+        default = self.pii_operators.get("default", "replace")
+        chosen = [self.pii_operators.get(role, default) for role in roles] or [default]
+        return min(chosen, key=order.index)
+
+    def with_auto_findings(
+        self, findings: Iterable[Any], unprofiled: Iterable[tuple[str | None, str, str]] = ()
+    ) -> Policy:
+        """This policy with auto findings pinned as classifications (``unclassified: auto``).
+
+        Each finding becomes a ``schema.table.column`` pattern under its tag; a column that
+        could not be profiled gets the tag ``unprofiled``, which has no mask rule and so is
+        redacted (fail closed). Tags without a mask rule in the policy are redacted too,
+        except for ``pii.raw_roles``. The hash stays the policy file's: findings are a
+        function of the catalog version, which plans are cached by as well.
+        """
+        import glob
+
+        findings = list(findings)
+        data = dict(self.data)
+        classifications = {t: list(p) for t, p in (data.get("classifications") or {}).items()}
+        masks = {t: dict(r) for t, r in (data.get("masks") or {}).items()}
+
+        def pin(tag: str, schema: str | None, table: str, column: str) -> None:
+            name = ".".join(glob.escape(p) for p in (schema, table, column) if p)
+            classifications.setdefault(tag, []).append(name)
+            if tag not in masks:
+                masks[tag] = {"default": "redact", **dict.fromkeys(self.pii_raw_roles, "none")}
+
+        for finding in findings:
+            pin(finding.tag, finding.schema, finding.table, finding.column)
+        for schema, table, column in unprofiled:
+            pin("unprofiled", schema, table, column)
+        from jupyter_gov.scrub import FULL_SCRUB
+
+        for role, raw in list(masks.get("free_text", {}).items()):
+            if raw == "scrub" or (isinstance(raw, Mapping) and raw == {"function": "scrub"}):
+                masks["free_text"][role] = {"function": "scrub", "entities": list(FULL_SCRUB)}
+        data["classifications"] = classifications
+        data["masks"] = masks
+        derived = Policy(data, self.origin)
+        derived.hash = self.hash
+        derived.pii_findings = {(f.table.lower(), f.column.lower()): f for f in findings}
+        return derived
 
     def row_filters_for(
         self, table: str, roles: Iterable[str], identity: Identity

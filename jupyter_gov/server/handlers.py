@@ -408,7 +408,38 @@ class PolicyHandler(GovAPIHandler):
         core = self.core
         # A policy that did not load is loaded again only to say why.
         policy = core.policy if core.policy is not None else self.gov.policy
-        self.reply(await asyncio.to_thread(policy_summary, policy, core.user))
+        summary = await asyncio.to_thread(policy_summary, policy, core.user)
+        # pii hook: what unclassified: auto found, from the audit's classification events
+        if "error" not in summary:
+            summary["pii_findings"] = await asyncio.to_thread(pii_findings, self.store)
+        self.reply(summary)
+
+
+def pii_findings(open_store: Any, limit: int = 200) -> list[dict[str, Any]]:
+    """The newest finding per column from the audit (tags and counts, never values)."""
+    try:
+        events = open_store().events(kinds=["classification"], limit=limit)
+    except GovError:  # no store: the policy summary is still worth showing
+        return []
+    latest: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for event in events:
+        detail = event.get("detail") or {}
+        if not isinstance(detail, dict) or "table" not in detail or "tag" not in detail:
+            continue
+        key = (event.get("connection"), detail.get("schema"), detail["table"], detail["column"])
+        latest.setdefault(
+            key,
+            {
+                "connection": event.get("connection"),
+                "table": detail["table"],
+                "column": detail["column"],
+                "tag": detail["tag"],
+                "confidence": detail.get("confidence"),
+                "sample_size": detail.get("sample_size"),
+                "proposed": bool(detail.get("proposed")),
+            },
+        )
+    return sorted(latest.values(), key=lambda f: (str(f["connection"]), f["table"], f["column"]))
 
 
 def policy_summary(policy: Any, user: str | None = None) -> dict[str, Any]:

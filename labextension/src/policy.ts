@@ -10,6 +10,17 @@ import { type IPolicySummary, requestAPI } from './api';
 import { AuditPanel } from './audit';
 import { h, replaceChildren } from './dom';
 
+/** One column PII detection found (the server reads it from the audit). */
+interface IPiiFinding {
+  connection?: string | null;
+  table: string;
+  column: string;
+  tag: string;
+  confidence?: number | null;
+  sample_size?: number | null;
+  proposed?: boolean;
+}
+
 export class PolicyPanel extends Widget {
   constructor() {
     super();
@@ -229,6 +240,32 @@ export class PolicyPanel extends Widget {
                 'div',
                 { class: 'jp-gov-muted' },
                 `approvers: ${rule.approvers.join(', ')}`
+              )
+            )
+          )
+        )
+      );
+    }
+    // pii: columns nobody classified that unclassified: auto found (from the audit)
+    const found = (summary as IPolicySummary & { pii_findings?: IPiiFinding[] })
+      .pii_findings;
+    if (found && found.length) {
+      out.push(
+        h('h4', {}, 'Found by PII detection'),
+        h(
+          'ul',
+          { 'data-testid': 'policy-pii' },
+          ...found.map(f =>
+            h(
+              'li',
+              {},
+              h('code', {}, `${f.table}.${f.column}`),
+              ` looks like ${f.tag}${f.proposed ? ' (proposed)' : ': masked'}`,
+              h(
+                'div',
+                { class: 'jp-gov-muted' },
+                `confidence ${(f.confidence ?? 0).toFixed(2)} · ${f.sample_size ?? 0} sampled` +
+                  (f.connection ? ` · ${f.connection}` : '')
               )
             )
           )
