@@ -34,9 +34,34 @@ def _config_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _gateway_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--gateway",
+        help="run through this gateway (grpc+tls://host:port; default: $JUPYTER_GOV_GATEWAY); "
+        "the token comes from $JUPYTER_GOV_GATEWAY_TOKEN",
+    )
+
+
+def _session(args: argparse.Namespace) -> Any:
+    """The gateway's remote session when one is configured, else the in-process engine."""
+    from jupyter_gov.config import resolve_gateway
+
+    found = resolve_gateway(getattr(args, "gateway", None))
+    if found is None:
+        return GovernedSession(
+            args.policy, args.user, connection=getattr(args, "connection", None), audit=args.store
+        )
+    if args.user:
+        raise UsageError("There is no --user in gateway mode: the gateway knows you by your token.")
+    from jupyter_gov.connectors.gateway import GatewaySession
+
+    return GatewaySession(found, connection=getattr(args, "connection", None))
+
+
 def _query_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sql", help="the SQL to run (use - to read it from standard input)")
     _config_options(parser)
+    _gateway_option(parser)
     parser.add_argument("--user", help="act as this user (local identity provider only)")
     parser.add_argument("--connection", help="connection name from the policy")
     parser.add_argument("--format", choices=["table", "json"], default="table")
@@ -71,12 +96,29 @@ def build_parser() -> argparse.ArgumentParser:
     tables = commands.add_parser("tables", help="list tables and what you see of each column")
     _config_options(tables)
     tables.add_argument("--user")
+    _gateway_option(tables)
     tables.add_argument("--connection")
     tables.add_argument("--format", choices=["table", "json"], default="table")
 
     whoami = commands.add_parser("whoami", help="who the proxy thinks you are")
     _config_options(whoami)
     whoami.add_argument("--user")
+    _gateway_option(whoami)
+    gateway = commands.add_parser("gateway", help="run the governed engine as a service")
+    gateway_commands = gateway.add_subparsers(
+        dest="gateway_command", required=True, metavar="ACTION"
+    )
+    serve = gateway_commands.add_parser(
+        "serve", help="serve the policy over Arrow Flight; holds the credentials and keys"
+    )
+    serve.add_argument("--policy", required=True, help="the policy file the gateway enforces")
+    serve.add_argument("--store", help="audit store URL or path (default: as for every command)")
+    serve.add_argument(
+        "--listen", default="127.0.0.1:0", help="HOST:PORT (default: loopback, a free port)"
+    )
+    serve.add_argument("--tls-cert", help="PEM certificate chain for grpc+tls")
+    serve.add_argument("--tls-key", help="PEM private key for grpc+tls")
+
     login = commands.add_parser("login", help="sign in with the policy's identity provider")
     _config_options(login)
     login.add_argument("--flow", choices=["device", "browser"], default="device")
@@ -163,6 +205,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         serve(tools, "stdio" if args.transport == "stdio" else "http", args.host, args.port)
         return EXIT_OK
+    if args.command == "gateway":
+        from jupyter_gov.gateway.server import serve
+
+        serve(
+            args.policy,
+            args.listen,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            audit_store=args.store,
+            announce=lambda line: print(line, flush=True),
+        )
+        return EXIT_OK
     if args.command in ("query", "explain"):
         return _run_query(args)
     if args.command == "tables":
@@ -176,7 +230,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"{name:<16} {value}")
         return EXIT_OK
     if args.command == "whoami":
-        session = GovernedSession(args.policy, args.user, audit=args.store)
+        session = _session(args)
         identity = session.identity
         print(json.dumps({**identity.audit_fields(), "roles": session.policy.roles_for(identity)}))
         return EXIT_OK
@@ -232,7 +286,7 @@ def _read_stdin() -> str:
 
 def _run_query(args: argparse.Namespace) -> int:
     sql = _read_stdin() if args.sql == "-" else args.sql
-    session = GovernedSession(args.policy, args.user, connection=args.connection, audit=args.store)
+    session = _session(args)
     params = _parse_params(args.param) or None
     unmask = [t for t in args.unmask.split(",") if t]
     if args.command == "explain":
@@ -275,7 +329,7 @@ def _run_query(args: argparse.Namespace) -> int:
 
 
 def _tables(args: argparse.Namespace) -> int:
-    session = GovernedSession(args.policy, args.user, connection=args.connection, audit=args.store)
+    session = _session(args)
     rows = session.visible_columns(args.connection)
     if args.format == "json":
         print(json.dumps(rows))
