@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--tls-cert", help="PEM certificate chain for grpc+tls")
     serve.add_argument("--tls-key", help="PEM private key for grpc+tls")
+    serve.add_argument(
+        "--env-file",
+        help="NAME=VALUE credentials for the policy's ${VAR}s; must be readable by its owner only",
+    )
 
     login = commands.add_parser("login", help="sign in with the policy's identity provider")
     _config_options(login)
@@ -214,6 +218,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             audit_store=args.store,
+            env_file=args.env_file,
             announce=lambda line: print(line, flush=True),
         )
         return EXIT_OK

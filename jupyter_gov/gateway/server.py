@@ -286,6 +286,44 @@ def _with_metadata(
     yield from rest
 
 
+def load_env_file(path: str | Path, environ: Any = None) -> list[str]:
+    """Put the ``NAME=VALUE`` lines of a credentials file into the environment.
+
+    The policy's connection URLs name secrets as ``${VAR}``; this file is where the gateway's
+    OS user keeps them (as systemd's ``EnvironmentFile``). A file that its group or others
+    may read is refused: the point of the gateway is that nobody else can. Returns the
+    names set (never the values).
+    """
+    import os
+    import stat
+
+    environ = os.environ if environ is None else environ
+    location = Path(path)
+    try:
+        mode = location.stat().st_mode
+        text = location.read_text()
+    except OSError as error:
+        raise UsageError(
+            f"The credentials file {location} cannot be read ({error.strerror})."
+        ) from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise UsageError(
+            f"The credentials file {location} is readable by others; chmod 600 it first."
+        )
+    names = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.removeprefix("export ").partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise UsageError(f"Line {number} of {location} is not NAME=VALUE.")
+        environ[name] = value.strip().strip("'\"")
+        names.append(name)
+    return names
+
+
 def serve(
     policy: str | Path | None,
     listen: str = "127.0.0.1:0",
@@ -293,9 +331,12 @@ def serve(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     audit_store: str | None = None,
+    env_file: str | None = None,
     announce: Any = print,
 ) -> None:
     """Run a gateway until interrupted; announce its address once it listens."""
+    if env_file:
+        load_env_file(env_file)
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise UsageError(f"--listen takes HOST:PORT, not {listen!r}.")
