@@ -87,3 +87,20 @@ def test_databases_notebook_governs_duckdb_postgres_and_mariadb_side_by_side(mon
     assert "pg_read_file" in text and "✖ denied" in text
     assert "[unknown-table]" in text  # carol cannot read bob's saved result
     assert "audit chain ok" in text
+
+
+def test_gateway_notebook_starts_a_gateway_and_queries_through_it(monkeypatch):
+    # the kernel and the gateway it starts import the jupyter_gov under test
+    monkeypatch.setenv("PYTHONPATH", str(NOTEBOOKS.parent))
+    monkeypatch.delenv("JUPYTER_GOV_MASK_KEY")  # a user's kernel has none; the gateway does
+    text = "\n".join(plain_outputs(execute("gateway.ipynb")))
+    assert "jupyter-gov gateway listening on grpc://127.0.0.1:" in text
+    assert "masking key in this kernel: False" in text
+    assert "service notebook (analyst; service-token) · on demo" in text
+    assert "masked: email → email" in text and "full_name → token" in text
+    assert "[deny-drop]" in text and "✖ denied" in text
+    assert "segments as a DuckDB relation" in text
+    assert "GatewaySession allow" in text
+    assert "refused: Service 'notebook' could not sign in to the gateway" in text
+    assert "audit chain ok" in text
+    assert "gateway stopped" in text
