@@ -124,3 +124,37 @@ def test_an_approval_asked_approved_and_used_through_the_gateway(gateway: Gatewa
     assert result.decision == "allow" and f"approved:{request.id}" in result.plan.rules
     with pytest.raises(GovError, match="used"):
         bob.sql(sql, approval_id=request.id)
+
+
+def test_the_approval_widget_and_inbox_work_against_the_gateways_store(gateway: Gateway) -> None:
+    from jupyter_gov.widgets import ApprovalInbox, ApprovalRequestWidget
+
+    sql = "UPDATE orders SET amount = amount WHERE order_id = 3"
+    bob, dave = gateway.session("gw-bob"), gateway.session("gw-dave")
+    with pytest.raises(ApprovalRequired) as pending:
+        bob.sql(sql)
+    widget = ApprovalRequestWidget(bob, pending.value, sql, purpose="ticket 9")
+    widget.start_polling = lambda *a, **k: None  # the test refreshes itself
+    widget.request_button.click()
+    assert widget.refresh() == "pending"
+    inbox = ApprovalInbox(dave)
+    approve, _ = inbox.buttons[widget.request.id]
+    approve.click()
+    assert "approved request" in inbox.message.value
+    assert widget.refresh() == "used"
+    assert widget.result is not None and widget.result.decision == "allow"
+
+
+def test_explain_and_tables_through_the_gateway_match_the_kernel(
+    gateway: Gateway, kernel: Any, notebook: Any
+) -> None:
+    sql = "SELECT full_name, email FROM customers WHERE customer_id = :id"
+    remote, local = gateway.session("gw-alice"), kernel("gw-alice")
+    assert remote.explain(sql, {"id": 1}).to_dict() == local.explain(sql, {"id": 1}).to_dict()
+    assert remote.visible_columns() == local.visible_columns()
+    shell = notebook("gw-alice")
+    explained = repr(shell.run_cell_magic("gsql", "--explain", "SELECT email FROM customers"))
+    assert explained.startswith("✔ allowed · Alice (analyst; msal) · on demo")
+    assert "masked: email → email" in explained
+    listing = repr(shell.run_line_magic("gsql", "--tables"))
+    assert listing.startswith("What you see as analyst:") and "[email → email]" in listing
