@@ -79,3 +79,19 @@ def test_there_is_no_user_impersonation_in_gateway_mode(notebook: Any) -> None:
     shell = notebook("gw-alice")
     with pytest.raises(UsageError, match="no --user in gateway mode"):
         shell.run_cell_magic("gsql", "--user gw-bob", "SELECT 1")
+
+
+def test_the_cli_queries_through_the_gateway_with_the_token_from_the_environment(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jupyter_gov.cli import main
+
+    monkeypatch.setenv("JUPYTER_GOV_GATEWAY_CA", gateway.ca_file)
+    monkeypatch.setenv("JUPYTER_GOV_GATEWAY_TOKEN", gateway.token("gw-alice"))
+    sql = "SELECT email FROM customers ORDER BY customer_id LIMIT 2"
+    assert main(["query", "--gateway", gateway.address, "--format", "json", sql]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["masked_columns"] == {"email": "email"} and answer["roles"] == ["analyst"]
+    assert all(row[0].startswith("***@") for row in answer["rows"])
+    assert main(["query", "--gateway", gateway.address, "DROP TABLE customers"]) == 3
+    assert main(["query", "--gateway", gateway.address, "--user", "gw-bob", sql]) == 2
