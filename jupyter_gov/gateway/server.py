@@ -228,7 +228,8 @@ class GatewayServer(flight.FlightServerBase):
                 "roles": list(policy.roles_for(identity)),
                 "policy": {"name": policy.name, "short_hash": policy.short_hash},
                 "connections": {
-                    name: {"dialect": session.dialect(name)} for name in policy.connections
+                    name: {"dialect": _dialect_of(conn)}
+                    for name, conn in policy.connections.items()
                 },
                 "default_connection": session.default_connection,
             }
@@ -275,6 +276,19 @@ class GatewayServer(flight.FlightServerBase):
         super().shutdown()
         for entry in self._sessions.values():
             entry.session.close()
+
+
+def _dialect_of(connection: Any) -> str:
+    """A connection's dialect from the policy or its URL's profile, without connecting (a
+    database that is down must not stop a kernel from learning the connection names)."""
+    from jupyter_gov.connectors.registry import profile_for_url
+
+    if connection.dialect:
+        return str(connection.dialect)
+    try:
+        return profile_for_url(connection.url, connection.name).dialect
+    except GovError:
+        return "duckdb"
 
 
 def _with_metadata(
