@@ -128,8 +128,24 @@ class RemoteApprovals:
         return ApprovalRequest.from_dict(answer["request"])
 
     def actionable_by(self, identity: Identity | None = None, **_: Any) -> list[ApprovalRequest]:
+        """Pending requests the token's owner may decide (``identity`` is ignored: the
+        gateway decides who is asking)."""
         answer = self._session._action("approval.actionable", {})
         return [ApprovalRequest.from_dict(r) for r in answer["requests"]]
+
+    def list(self, state: str | None = None, **_: Any) -> list[ApprovalRequest]:
+        answer = self._session._action("approval.list", {"state": state})
+        return [ApprovalRequest.from_dict(r) for r in answer["requests"]]
+
+    def approve(
+        self, request_id: str, identity: Identity | None = None, comment: str = ""
+    ) -> ApprovalRequest:
+        return self._session.approve(request_id, comment)
+
+    def deny(
+        self, request_id: str, identity: Identity | None = None, comment: str = ""
+    ) -> ApprovalRequest:
+        return self._session.deny(request_id, comment)
 
 
 def _token_from_env(env: Mapping[str, str]) -> str | None:

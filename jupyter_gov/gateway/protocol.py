@@ -32,6 +32,7 @@ ACTIONS = (
     "approval.deny",
     "approval.get",
     "approval.actionable",
+    "approval.list",
 )
 
 

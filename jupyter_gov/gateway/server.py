@@ -265,10 +265,22 @@ class GatewayServer(flight.FlightServerBase):
             request = session.deny(request_id, str(body.get("comment") or ""))
         elif kind == "approval.get":
             request = session.approvals.get(request_id)
-        else:  # approval.actionable
+        elif kind == "approval.list":  # as the sidebar lists them: details for deciders only
+            actionable = {r.id for r in session.approvals.actionable_by(identity)}
+            state = body.get("state")
             return {
                 "status": "ok",
-                "requests": [r.to_dict() for r in session.approvals.actionable_by(identity)],
+                "requests": [
+                    r.to_dict(approver=r.id in actionable)
+                    for r in session.approvals.list(str(state) if state else None)
+                ],
+            }
+        else:  # approval.actionable: the caller decides these, so sees what would run
+            return {
+                "status": "ok",
+                "requests": [
+                    r.to_dict(approver=True) for r in session.approvals.actionable_by(identity)
+                ],
             }
         return {"status": "ok", "request": request.to_dict()}
 

@@ -158,3 +158,28 @@ def test_explain_and_tables_through_the_gateway_match_the_kernel(
     assert "masked: email → email" in explained
     listing = repr(shell.run_line_magic("gsql", "--tables"))
     assert listing.startswith("What you see as analyst:") and "[email → email]" in listing
+
+
+def test_the_sidebars_approvals_tab_lists_and_decides_in_the_gateways_store(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyter_gov.server.app import GovCore
+    from jupyter_gov.server.handlers import decide_approval, list_approvals
+
+    sql = "UPDATE orders SET amount = amount WHERE order_id = 4"
+    request = gateway.session("gw-bob").request_approval(sql, justification="ticket 12")
+    monkeypatch.setenv("JUPYTER_GOV_GATEWAY_CA", gateway.ca_file)
+
+    def tab(sub: str) -> GovCore:
+        monkeypatch.setenv("JUPYTER_GOV_GATEWAY_TOKEN", gateway.token(sub))
+        return GovCore(gateway=gateway.address)
+
+    alice_view = list_approvals(tab("gw-alice"), "pending")
+    mine = [a for a in alice_view["approvals"] if a["id"] == request.id]
+    assert mine and not mine[0]["can_decide"] and "statement_text" not in mine[0]
+    dave = tab("gw-dave")
+    listed = list_approvals(dave, "pending")
+    assert listed["identity"]["roles"] == ["approver"]
+    entry = next(a for a in listed["approvals"] if a["id"] == request.id)
+    assert entry["can_decide"] and entry["statement_text"] == sql
+    assert decide_approval(dave, request.id, "approve", "ok")["state"] == "approved"
