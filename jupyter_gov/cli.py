@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     approvals.add_argument("--policy")
     approvals.add_argument("--store")
     approvals.add_argument("--format", choices=["table", "json"], default="table")
+    _gateway_option(approvals)
 
     policy = commands.add_parser("policy", help="check or show a policy")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
@@ -381,9 +382,12 @@ def _event_line(event: dict[str, Any]) -> str:
 
 
 def _approvals(args: argparse.Namespace) -> int:
-    """The approver's side, acting as the caller's own identity."""
-    session = GovernedSession(args.policy, args.user, audit=args.store)
+    """The approver's side, acting as the caller's own identity (in gateway mode: the
+    token's owner, on the gateway's store)."""
+    session = _session(args)
     store = session.approvals
+    if args.action == "revoke" and not hasattr(store, "revoke"):
+        raise UsageError("Revoking is not offered through the gateway; deny the request instead.")
     if args.action == "list":
         requests = store.list(args.state, limit=args.limit, offset=args.offset)
         if args.format == "json":

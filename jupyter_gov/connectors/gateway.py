@@ -133,9 +133,14 @@ class RemoteApprovals:
         answer = self._session._action("approval.actionable", {})
         return [ApprovalRequest.from_dict(r) for r in answer["requests"]]
 
-    def list(self, state: str | None = None, **_: Any) -> list[ApprovalRequest]:
+    def list(
+        self, state: str | None = None, *, limit: int | None = None, offset: int = 0
+    ) -> list[ApprovalRequest]:
+        """Requests newest first, as :meth:`ApprovalStore.list`; statements and values only
+        for those the caller may decide."""
         answer = self._session._action("approval.list", {"state": state})
-        return [ApprovalRequest.from_dict(r) for r in answer["requests"]]
+        requests = [ApprovalRequest.from_dict(r) for r in answer["requests"]]
+        return requests[offset:] if limit is None else requests[offset : offset + limit]
 
     def approve(
         self, request_id: str, identity: Identity | None = None, comment: str = ""

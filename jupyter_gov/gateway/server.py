@@ -263,8 +263,10 @@ class GatewayServer(flight.FlightServerBase):
             request = session.approve(request_id, str(body.get("comment") or ""))
         elif kind == "approval.deny":
             request = session.deny(request_id, str(body.get("comment") or ""))
-        elif kind == "approval.get":
+        elif kind == "approval.get":  # what would run, with its values, only for deciders
             request = session.approvals.get(request_id)
+            may_decide = any(r.id == request.id for r in session.approvals.actionable_by(identity))
+            return {"status": "ok", "request": request.to_dict(approver=may_decide)}
         elif kind == "approval.list":  # as the sidebar lists them: details for deciders only
             actionable = {r.id for r in session.approvals.actionable_by(identity)}
             state = body.get("state")

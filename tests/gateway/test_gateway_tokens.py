@@ -95,3 +95,23 @@ def test_the_cli_queries_through_the_gateway_with_the_token_from_the_environment
     assert all(row[0].startswith("***@") for row in answer["rows"])
     assert main(["query", "--gateway", gateway.address, "DROP TABLE customers"]) == 3
     assert main(["query", "--gateway", gateway.address, "--user", "gw-bob", sql]) == 2
+
+
+def test_the_approvals_cli_decides_in_the_gateways_store(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jupyter_gov.cli import main
+
+    sql = "UPDATE orders SET amount = amount WHERE order_id = 5"
+    request = gateway.session("gw-bob").request_approval(sql, justification="ticket 13")
+    monkeypatch.setenv("JUPYTER_GOV_GATEWAY", gateway.address)
+    monkeypatch.setenv("JUPYTER_GOV_GATEWAY_CA", gateway.ca_file)
+    monkeypatch.setenv("JUPYTER_GOV_GATEWAY_TOKEN", gateway.token("gw-dave"))
+    assert main(["approvals", "list", "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert request.id in [r["id"] for r in listed]
+    assert main(["approvals", "show", request.id]) == 0
+    assert sql in capsys.readouterr().out  # dave may decide: he sees what would run
+    assert main(["approvals", "approve", request.id, "--comment", "ok"]) == 0
+    assert f"request {request.id}: approved by Dave" in capsys.readouterr().out
+    assert main(["approvals", "revoke", request.id]) == 2
