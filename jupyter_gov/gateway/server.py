@@ -124,11 +124,18 @@ class GatewayServer(flight.FlightServerBase):
     def do_get(
         self, context: flight.ServerCallContext, ticket: flight.Ticket
     ) -> flight.FlightDataStream:
-        entry, identity = self._entry(context)
-        request = protocol.loads(ticket.ticket)
-        with entry.lock:
-            entry.provider.set(identity)
-            reply, table = self._run(entry.session, identity, request)
+        try:
+            entry, identity = self._entry(context)
+            request = protocol.loads(ticket.ticket)
+            with entry.lock:
+                entry.provider.set(identity)
+                reply, table = self._run(entry.session, identity, request)
+        except GovError as error:
+            reply, table = {"status": "error", "error": protocol.error_to_json(error)}, None
+        except flight.FlightError:
+            raise
+        except Exception as error:  # a defect: one sentence out, never a traceback or value
+            reply, table = {"status": "error", "error": _internal(error)}, None
         if table is None:
             schema = pa.schema([])
             batches: list[pa.RecordBatch] = [pa.RecordBatch.from_arrays([], schema=schema)]
@@ -203,14 +210,18 @@ class GatewayServer(flight.FlightServerBase):
     def do_action(
         self, context: flight.ServerCallContext, action: flight.Action
     ) -> Iterator[bytes]:
-        entry, identity = self._entry(context)
-        body = protocol.loads(action.body) if action.body.size else {}
-        with entry.lock:
-            entry.provider.set(identity)
-            try:
+        try:
+            entry, identity = self._entry(context)
+            body = protocol.loads(action.body) if action.body.size else {}
+            with entry.lock:
+                entry.provider.set(identity)
                 answer = self._action(entry.session, identity, action.type, body)
-            except GovError as error:
-                answer = {"status": "error", "error": protocol.error_to_json(error)}
+        except GovError as error:
+            answer = {"status": "error", "error": protocol.error_to_json(error)}
+        except flight.FlightError:
+            raise
+        except Exception as error:  # a defect: one sentence out, never a traceback or value
+            answer = {"status": "error", "error": _internal(error)}
         yield protocol.dumps(answer)
 
     def _action(
@@ -290,6 +301,15 @@ class GatewayServer(flight.FlightServerBase):
         super().shutdown()
         for entry in self._sessions.values():
             entry.session.close()
+
+
+def _internal(error: Exception) -> dict[str, str]:
+    """An unexpected failure as the client sees it: its class name, nothing it carried."""
+    return {
+        "class": "GovError",
+        "message": f"The gateway failed unexpectedly ({type(error).__name__}); nothing more "
+        "ran, and its audit records what did.",
+    }
 
 
 def _dialect_of(connection: Any) -> str:
