@@ -13,6 +13,7 @@ of different identities in parallel.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from jupyter_gov.gateway.auth import Authenticator, BearerMiddlewareFactory
 from jupyter_gov.identity.base import Identity
 
 BATCH_ROWS = 65_536
+_log = logging.getLogger("jupyter_gov.gateway")
 
 
 class _CallIdentity:
@@ -304,7 +306,9 @@ class GatewayServer(flight.FlightServerBase):
 
 
 def _internal(error: Exception) -> dict[str, str]:
-    """An unexpected failure as the client sees it: its class name, nothing it carried."""
+    """An unexpected failure as the client (and the log) sees it: its class name, nothing it
+    carried (a driver's message may quote a value)."""
+    _log.error("jupyter-gov gateway: unexpected %s while serving a call", type(error).__name__)
     return {
         "class": "GovError",
         "message": f"The gateway failed unexpectedly ({type(error).__name__}); nothing more "
