@@ -115,3 +115,14 @@ def test_the_approvals_cli_decides_in_the_gateways_store(
     assert main(["approvals", "approve", request.id, "--comment", "ok"]) == 0
     assert f"request {request.id}: approved by Dave" in capsys.readouterr().out
     assert main(["approvals", "revoke", request.id]) == 2
+
+
+def test_whoami_in_the_notebook_is_the_gateways_answer(
+    notebook: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shell = notebook("gw-dave")
+    shell.run_line_magic("gsql_whoami", "")
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(
+        "Dave [gw-dave] via msal (verified); roles: approver; policy gateway-test@"
+    )
