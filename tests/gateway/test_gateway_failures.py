@@ -2,7 +2,8 @@
 notebook, no partial result shown, and the gateway's audit already holds what ran.
 
 These use a second, plain-gRPC gateway of their own (this module kills it), signed in with
-a service principal's token. The test that kills it runs last.
+a service principal's token (so an unattended run's approval flow is checked here too).
+The test that kills it runs last.
 """
 
 from __future__ import annotations
@@ -121,6 +122,34 @@ def test_a_connection_dropped_mid_stream_shows_nothing_and_the_run_is_audited(
         if e["kind"] == "result" and (e.get("statement") or "").startswith("SELECT * FROM orders")
     ]
     assert [e["rows"] for e in results] == [50_000]  # it ran, and the audit says so
+
+
+def test_an_unattended_run_through_the_gateway_names_the_request_and_reruns_once_approved(
+    doomed: Doomed,
+) -> None:
+    from jupyter_gov.connectors.gateway import GatewaySession
+    from jupyter_gov.errors import PipelineNeedsApproval
+
+    pipeline = GatewaySession(doomed.address, f"service:etl:{SECRET}")
+    sql = "UPDATE orders SET amount = amount WHERE order_id = 7"
+    with pytest.raises(PipelineNeedsApproval) as pending:
+        pipeline.sql(sql)
+    request_id = pending.value.request_id
+    assert request_id and f"needs approval request {request_id}" in str(pending.value)
+    assert pending.value.plan.rules == ["approval:admin-write-production"]
+    store = AuditStore(f"sqlite:///{doomed.audit}")
+    try:  # an approver decides in the gateway's store (here directly, as the CLI would)
+        from jupyter_gov.approvals import ApprovalStore
+        from jupyter_gov.identity.base import Identity
+        from jupyter_gov.policy import Policy
+
+        policy = Policy.load(doomed.home / "policy.yaml")
+        dave = Identity("dave", "Dave", "local", groups=("approvers",))
+        ApprovalStore(store, policy).approve(request_id, dave, "ok")
+    finally:
+        store.close()
+    result = pipeline.sql(sql)  # the same run again: the approval for exactly this run
+    assert result.decision == "allow" and f"approved:{request_id}" in result.plan.rules
 
 
 def test_a_gateway_killed_mid_query_is_one_sentence_and_the_attempt_is_audited(
