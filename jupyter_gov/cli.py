@@ -210,7 +210,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         serve(tools, "stdio" if args.transport == "stdio" else "http", args.host, args.port)
         return EXIT_OK
-    if args.command == "gateway":
+    if args.command == "gateway" and args.gateway_command == "serve":
         from jupyter_gov.gateway.server import serve
 
         serve(
