@@ -339,64 +339,66 @@ def gateway(oidc_server: OidcServer) -> Iterator[Gateway]:  # noqa: F811
     private.mkdir(mode=0o700)
     home = private / "home"
     home.mkdir(mode=0o700)
-    pg = None
-    if user is not None:
-        ensure_user(GATEWAY_USER)
-        ensure_user(NOTEBOOK_USER)
-        shutil.chown(private, user)
-        shutil.chown(home, user)
-        pg = _start_postgres(private, user)
-    ca_file = base / "oidc-ca.pem"
-    shutil.copy(oidc_server.ca_file, ca_file)
-    ca_file.chmod(0o644)
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    gateway_ca = base / "gateway-ca.pem"
-    gateway_ca.write_bytes(ca.cert_pem.bytes())
-    gateway_ca.chmod(0o644)
-    cert_file, key_file = private / "tls.crt", private / "tls.key"
-    cert_file.write_bytes(b"".join(c.bytes() for c in cert.cert_chain_pems))
-    key_file.write_bytes(cert.private_key_pem.bytes())
-    mask_key = secrets.token_hex(32)
-    env_file = private / "gateway.env"
-    lines = [f"JUPYTER_GOV_MASK_KEY={mask_key}"]
-    if pg is not None:
-        lines.append(f"GW_PG_PASSWORD={pg.reader_password}")
-    env_file.write_text("\n".join(lines) + "\n")
-    for path in (cert_file, key_file, env_file):
-        path.chmod(0o600)
+    process: subprocess.Popen[str] | None = None
+    try:  # whatever step fails, the cluster and the gateway started so far are stopped
+        pg = None
         if user is not None:
-            shutil.chown(path, user)
-    policy = base / "policy.yaml"
-    write_policy(policy, oidc_server, str(ca_file), pg)
-    policy.chmod(0o644)
-    process, address = start_gateway(
-        policy, user=user, home=home, env_file=env_file, tls=(cert_file, key_file)
-    )
-    handle = Gateway(
-        address=address,
-        ca_file=str(gateway_ca),
-        policy_path=str(policy),
-        audit_path=home / "audit.sqlite",
-        env_file=env_file,
-        mask_key=mask_key,
-        base=base,
-        process=process,
-        os_user=user,
-        pg=pg,
-        oidc=oidc_server,
-        tokens={},
-    )
-    try:
+            ensure_user(GATEWAY_USER)
+            ensure_user(NOTEBOOK_USER)
+            shutil.chown(private, user)
+            shutil.chown(home, user)
+            pg = _start_postgres(private, user)
+        ca_file = base / "oidc-ca.pem"
+        shutil.copy(oidc_server.ca_file, ca_file)
+        ca_file.chmod(0o644)
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        gateway_ca = base / "gateway-ca.pem"
+        gateway_ca.write_bytes(ca.cert_pem.bytes())
+        gateway_ca.chmod(0o644)
+        cert_file, key_file = private / "tls.crt", private / "tls.key"
+        cert_file.write_bytes(b"".join(c.bytes() for c in cert.cert_chain_pems))
+        key_file.write_bytes(cert.private_key_pem.bytes())
+        mask_key = secrets.token_hex(32)
+        env_file = private / "gateway.env"
+        lines = [f"JUPYTER_GOV_MASK_KEY={mask_key}"]
+        if pg is not None:
+            lines.append(f"GW_PG_PASSWORD={pg.reader_password}")
+        env_file.write_text("\n".join(lines) + "\n")
+        for path in (cert_file, key_file, env_file):
+            path.chmod(0o600)
+            if user is not None:
+                shutil.chown(path, user)
+        policy = base / "policy.yaml"
+        write_policy(policy, oidc_server, str(ca_file), pg)
+        policy.chmod(0o644)
+        process, address = start_gateway(
+            policy, user=user, home=home, env_file=env_file, tls=(cert_file, key_file)
+        )
+        handle = Gateway(
+            address=address,
+            ca_file=str(gateway_ca),
+            policy_path=str(policy),
+            audit_path=home / "audit.sqlite",
+            env_file=env_file,
+            mask_key=mask_key,
+            base=base,
+            process=process,
+            os_user=user,
+            pg=pg,
+            oidc=oidc_server,
+            tokens={},
+        )
         yield handle
     finally:
-        stop(process)
-        if pg is not None and PG_BIN is not None:
+        if process is not None:
+            stop(process)
+        data = private / "pgdata"
+        if (data / "postmaster.pid").exists() and PG_BIN is not None:
             subprocess.run(
-                _run_as(
-                    user, [str(PG_BIN / "pg_ctl"), "-D", str(pg.data), "-m", "immediate", "stop"]
-                ),
+                _run_as(user, [str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
                 capture_output=True,
+                cwd="/",
             )
         shutil.rmtree(base, ignore_errors=True)
 
