@@ -36,9 +36,34 @@ def _config_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _gateway_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--gateway",
+        help="run through this gateway (grpc+tls://host:port; default: $JUPYTER_GOV_GATEWAY); "
+        "the token comes from $JUPYTER_GOV_GATEWAY_TOKEN",
+    )
+
+
+def _session(args: argparse.Namespace) -> Any:
+    """The gateway's remote session when one is configured, else the in-process engine."""
+    from jupyter_gov.config import resolve_gateway
+
+    found = resolve_gateway(getattr(args, "gateway", None))
+    if found is None:
+        return GovernedSession(
+            args.policy, args.user, connection=getattr(args, "connection", None), audit=args.store
+        )
+    if args.user:
+        raise UsageError("There is no --user in gateway mode: the gateway knows you by your token.")
+    from jupyter_gov.connectors.gateway import GatewaySession
+
+    return GatewaySession(found, connection=getattr(args, "connection", None))
+
+
 def _query_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sql", help="the SQL to run (use - to read it from standard input)")
     _config_options(parser)
+    _gateway_option(parser)
     parser.add_argument("--user", help="act as this user (local identity provider only)")
     parser.add_argument("--connection", help="connection name from the policy")
     parser.add_argument("--format", choices=["table", "json"], default="table")
@@ -73,12 +98,33 @@ def build_parser() -> argparse.ArgumentParser:
     tables = commands.add_parser("tables", help="list tables and what you see of each column")
     _config_options(tables)
     tables.add_argument("--user")
+    _gateway_option(tables)
     tables.add_argument("--connection")
     tables.add_argument("--format", choices=["table", "json"], default="table")
 
     whoami = commands.add_parser("whoami", help="who the proxy thinks you are")
     _config_options(whoami)
     whoami.add_argument("--user")
+    _gateway_option(whoami)
+    gateway = commands.add_parser("gateway", help="run the governed engine as a service")
+    gateway_commands = gateway.add_subparsers(
+        dest="gateway_command", required=True, metavar="ACTION"
+    )
+    serve = gateway_commands.add_parser(
+        "serve", help="serve the policy over Arrow Flight; holds the credentials and keys"
+    )
+    serve.add_argument("--policy", required=True, help="the policy file the gateway enforces")
+    serve.add_argument("--store", help="audit store URL or path (default: as for every command)")
+    serve.add_argument(
+        "--listen", default="127.0.0.1:0", help="HOST:PORT (default: loopback, a free port)"
+    )
+    serve.add_argument("--tls-cert", help="PEM certificate chain for grpc+tls")
+    serve.add_argument("--tls-key", help="PEM private key for grpc+tls")
+    serve.add_argument(
+        "--env-file",
+        help="NAME=VALUE credentials for the policy's ${VAR}s; must be readable by its owner only",
+    )
+
     login = commands.add_parser("login", help="sign in with the policy's identity provider")
     _config_options(login)
     login.add_argument("--flow", choices=["device", "browser"], default="device")
@@ -133,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     approvals.add_argument("--policy")
     approvals.add_argument("--store")
     approvals.add_argument("--format", choices=["table", "json"], default="table")
+    _gateway_option(approvals)
 
     policy = commands.add_parser("policy", help="check or show a policy")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
@@ -199,6 +246,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command in ("classify", "detokenize"):
         return _pii(args)
+    if args.command == "gateway" and args.gateway_command == "serve":
+        from jupyter_gov.gateway.server import serve
+
+        serve(
+            args.policy,
+            args.listen,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            audit_store=args.store,
+            env_file=args.env_file,
+            announce=lambda line: print(line, flush=True),
+        )
+        return EXIT_OK
     if args.command in ("query", "explain"):
         return _run_query(args)
     if args.command == "tables":
@@ -212,7 +272,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"{name:<16} {value}")
         return EXIT_OK
     if args.command == "whoami":
-        session = GovernedSession(args.policy, args.user, audit=args.store)
+        session = _session(args)
         identity = session.identity
         print(json.dumps({**identity.audit_fields(), "roles": session.policy.roles_for(identity)}))
         return EXIT_OK
@@ -289,7 +349,7 @@ def _read_stdin() -> str:
 
 def _run_query(args: argparse.Namespace) -> int:
     sql = _read_stdin() if args.sql == "-" else args.sql
-    session = GovernedSession(args.policy, args.user, connection=args.connection, audit=args.store)
+    session = _session(args)
     session.progress = progress.terminal
     try:
         return _run_in(session, sql, args)
@@ -297,7 +357,7 @@ def _run_query(args: argparse.Namespace) -> int:
         session.close()  # a result shown in part is recorded with the rows it delivered
 
 
-def _run_in(session: GovernedSession, sql: str, args: argparse.Namespace) -> int:
+def _run_in(session: Any, sql: str, args: argparse.Namespace) -> int:
     params = _parse_params(args.param) or None
     unmask = [t for t in args.unmask.split(",") if t]
     if args.command == "explain":
@@ -340,7 +400,7 @@ def _run_in(session: GovernedSession, sql: str, args: argparse.Namespace) -> int
 
 
 def _tables(args: argparse.Namespace) -> int:
-    session = GovernedSession(args.policy, args.user, connection=args.connection, audit=args.store)
+    session = _session(args)
     rows = session.visible_columns(args.connection)
     if args.format == "json":
         print(json.dumps(rows))
@@ -420,9 +480,12 @@ def _event_line(event: dict[str, Any]) -> str:
 
 
 def _approvals(args: argparse.Namespace) -> int:
-    """The approver's side, acting as the caller's own identity."""
-    session = GovernedSession(args.policy, args.user, audit=args.store)
+    """The approver's side, acting as the caller's own identity (in gateway mode: the
+    token's owner, on the gateway's store)."""
+    session = _session(args)
     store = session.approvals
+    if args.action == "revoke" and not hasattr(store, "revoke"):
+        raise UsageError("Revoking is not offered through the gateway; deny the request instead.")
     if args.action == "list":
         requests = store.list(args.state, limit=args.limit, offset=args.offset)
         if args.format == "json":

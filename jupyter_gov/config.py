@@ -31,6 +31,9 @@ from jupyter_gov.policy import Policy
 ENV_POLICY = "JUPYTER_GOV_POLICY"
 ENV_HOME = "JUPYTER_GOV_HOME"
 ENV_AUDIT_STORE = "JUPYTER_GOV_AUDIT_STORE"
+ENV_GATEWAY = "JUPYTER_GOV_GATEWAY"
+ENV_GATEWAY_TOKEN = "JUPYTER_GOV_GATEWAY_TOKEN"
+ENV_GATEWAY_CA = "JUPYTER_GOV_GATEWAY_CA"
 DEMO = "demo"
 
 #: Where a resolved setting came from, strongest first.
@@ -106,6 +109,39 @@ def resolve(
         mask_key=MaskKeySource(loaded.mask_key_env, home_path / "mask.key"),
         origins=origins,
     )
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Where a kernel's gateway is, and how it proves who is asking (see docs/gateway.md)."""
+
+    address: str  # grpc://host:port or grpc+tls://host:port
+    origin: Origin
+    ca_file: str | None = None  # PEM roots for a grpc+tls gateway; None: the system's
+
+
+def resolve_gateway(
+    gateway: str | None = None,
+    *,
+    ca_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> GatewaySettings | None:
+    """The gateway a front end must use instead of the in-process engine, if any.
+
+    Explicit argument (``GovMagic.gateway``, ``--gateway``, ``gateway=``) first, then
+    ``$JUPYTER_GOV_GATEWAY``; None means in-kernel mode. Only ``grpc://`` and
+    ``grpc+tls://`` addresses are accepted.
+    """
+    env = os.environ if environ is None else environ
+    address, origin = (gateway, "argument") if gateway else (env.get(ENV_GATEWAY), "environment")
+    if not address:
+        return None
+    if not address.startswith(("grpc://", "grpc+tls://")):
+        raise PolicyError(
+            f"The gateway address {address!r} is not grpc://HOST:PORT or grpc+tls://HOST:PORT."
+        )
+    ca = ca_file or env.get(ENV_GATEWAY_CA) or None
+    return GatewaySettings(address, origin, ca)  # type: ignore[arg-type]
 
 
 def resolve_store(

@@ -57,6 +57,7 @@ def connect(
     *,
     connection: str | None = None,
     audit: AuditStore | str | None = None,
+    gateway: str | None = None,
 ) -> GovernedSession:
     """Open a governed session.
 
@@ -64,7 +65,24 @@ def connect(
     built-in demo; ``audit`` a store or its URL, else resolved as every front end does
     (:func:`jupyter_gov.config.resolve`). ``identity`` is an :class:`Identity`, a provider,
     a user name to act as (local provider only), or None for the policy's provider.
+
+    With ``gateway=`` (or ``$JUPYTER_GOV_GATEWAY``) the session is a remote one on that
+    gateway (:mod:`jupyter_gov.connectors.gateway`): the gateway holds the policy, the
+    credentials and the key, and the token says who you are, so ``policy``, ``identity``
+    and ``audit`` are refused.
     """
+    from jupyter_gov.config import resolve_gateway
+
+    found = resolve_gateway(gateway)
+    if found is not None:
+        if policy is not None or identity is not None or audit is not None:
+            raise GovError(
+                "In gateway mode the gateway holds the policy and the audit and your token "
+                "says who you are; drop policy=, identity= and audit=."
+            )
+        from jupyter_gov.connectors.gateway import GatewaySession
+
+        return GatewaySession(found, connection=connection)  # type: ignore[return-value]
     return GovernedSession(policy, identity, connection=connection, audit=audit)
 
 

@@ -296,6 +296,14 @@ class UnknownBackend(ConnectionFailed):
     exit_code = EXIT_USAGE
 
 
+class GatewayUnavailable(OperationalError):
+    """The gateway could not be reached, or the connection to it dropped mid-query.
+
+    The kernel cannot tell whether a dropped statement ran; the gateway audited the attempt
+    before running it, so its audit says. No row that did not arrive is shown.
+    """
+
+
 class QueryFailed(DatabaseError):
     """The database raised an error while running an allowed statement."""
 

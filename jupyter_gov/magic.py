@@ -232,6 +232,13 @@ class GovMagic(Magics, Configurable):
         help="Audit store URL or path; defaults to $JUPYTER_GOV_AUDIT_STORE, the policy's "
         "audit.store, else $JUPYTER_GOV_HOME/audit.sqlite (see jupyter_gov.config).",
     )
+    gateway = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="A gateway (grpc+tls://host:port) that runs every query instead of this kernel; "
+        "defaults to $JUPYTER_GOV_GATEWAY (see docs/gateway.md).",
+    )
     autolimit = Int(0, config=True, help="Server-side row limit for every query (0 = none).")
     show_banner = Bool(True, config=True, help="Show the decision banner above results.")
 
@@ -241,6 +248,23 @@ class GovMagic(Magics, Configurable):
         self._sessions: dict[str | None, GovernedSession] = {}
         self._settings: Settings | None = None
         self._settings_key: tuple[str | None, ...] | None = None
+        self._remote: Any = None
+        self._remote_key: tuple[str | None, ...] | None = None
+
+    def remote(self) -> Any:
+        """The gateway session when the configuration names a gateway, else None."""
+        from jupyter_gov.config import resolve_gateway
+
+        found = resolve_gateway(self.gateway or None)
+        if found is None:
+            return None
+        key = (found.address, found.ca_file, self.connection or None)
+        if self._remote is None or key != self._remote_key:
+            from jupyter_gov.connectors.gateway import GatewaySession
+
+            self._remote = GatewaySession(found, connection=self.connection or None)
+            self._remote_key = key
+        return self._remote
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -254,9 +278,19 @@ class GovMagic(Magics, Configurable):
         return self._settings
 
     def loaded_policy(self) -> Policy:
+        remote = self.remote()
+        if remote is not None:
+            return remote.policy  # type: ignore[no-any-return]
         return self.settings().policy
 
     def session(self, user: str | None = None) -> GovernedSession:
+        remote = self.remote()
+        if remote is not None:
+            if user or self.user:
+                raise GovError(
+                    "There is no --user in gateway mode: the gateway knows you by your token."
+                )
+            return remote  # type: ignore[no-any-return]
         settings = self.settings()
         user = user or self.user or None
         if user not in self._sessions:

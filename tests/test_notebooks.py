@@ -113,9 +113,6 @@ def test_evidence_notebook_notifies_streams_saves_with_provenance_and_reports(mo
     Needs the audit sinks and approval notifications (``jupyter_gov.audit.sinks``,
     ``jupyter_gov.notify``) next to lineage, provenance and the report.
     """
-    import pytest
-
-    pytest.importorskip("jupyter_gov.notify", reason="approval notifications are not here yet")
     monkeypatch.setenv("JPY_SESSION_NAME", "notebooks/evidence.ipynb")  # as Jupyter sets it
     text = "\n".join(plain_outputs(execute("evidence.ipynb")))
     assert "webhook /approvals received:" in text
@@ -128,3 +125,20 @@ def test_evidence_notebook_notifies_streams_saves_with_provenance_and_reports(mo
     assert "OpenLineage COMPLETE job notebooks/evidence.ipynb#cell-" in text
     assert "inputs: ['duckdb://demo/main.customers']" in text
     assert "Chain intact" in text and "| bob | demo | email | unmasked | 1 | 40 |" in text
+
+
+def test_gateway_notebook_starts_a_gateway_and_queries_through_it(monkeypatch):
+    # the kernel and the gateway it starts import the jupyter_gov under test
+    monkeypatch.setenv("PYTHONPATH", str(NOTEBOOKS.parent))
+    monkeypatch.delenv("JUPYTER_GOV_MASK_KEY")  # a user's kernel has none; the gateway does
+    text = "\n".join(plain_outputs(execute("gateway.ipynb")))
+    assert "jupyter-gov gateway listening on grpc://127.0.0.1:" in text
+    assert "masking key in this kernel: False" in text
+    assert "service notebook (analyst; service-token) · on demo" in text
+    assert "masked: email → email" in text and "full_name → token" in text
+    assert "[deny-drop]" in text and "✖ denied" in text
+    assert "segments as a DuckDB relation" in text
+    assert "GatewaySession allow" in text
+    assert "refused: Service 'notebook' could not sign in to the gateway" in text
+    assert "audit chain ok" in text
+    assert "gateway stopped" in text

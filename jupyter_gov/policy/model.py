@@ -227,6 +227,8 @@ class Policy:
         self.hash = loader.content_hash(data)
         self.identity_config: dict[str, Any] = dict(data.get("identity") or {"provider": "local"})
         self.tenants: frozenset[str] = frozenset(self.identity_config.get("tenants") or ())
+        # How `jupyter-gov gateway serve` checks callers' tokens (see jupyter_gov.gateway.auth).
+        self.gateway_config: dict[str, Any] = dict(data.get("gateway") or {})
         self.roles: dict[str, Role] = {
             name: Role(
                 name=name,

@@ -47,9 +47,12 @@ class GovCore:
         policy: str | None = None,
         audit_store: str | None = None,
         user: str | None = None,
+        gateway: str | None = None,
     ) -> None:
         self.requested = {"policy": policy or None, "audit_store": audit_store or None}
         self.user = user or None
+        self.gateway = gateway or None
+        self._remote: Any = None
         self._lock = threading.Lock()
         self._audit: AuditStore | None = None
         self._sinks: audit_sinks.SinkDispatcher | None = None
@@ -141,6 +144,22 @@ class GovCore:
             self._provider = provider_from_config(policy.identity_config, self.user)
         return self._provider.current()
 
+    def remote(self) -> Any:
+        """The gateway session when a gateway is configured (``c.GovServer.gateway`` or
+        ``$JUPYTER_GOV_GATEWAY``): the Approvals tab then lists and decides the requests in
+        the gateway's store, as the token's owner (the Hub server's own token by default)."""
+        from jupyter_gov.config import resolve_gateway
+
+        found = resolve_gateway(self.gateway)
+        if found is None:
+            return None
+        with self._lock:
+            if self._remote is None or self._remote.address != found.address:
+                from jupyter_gov.connectors.gateway import GatewaySession
+
+                self._remote = GatewaySession(found)
+            return self._remote
+
     def describe(self) -> dict[str, str]:
         if self.settings is not None:
             return self.settings.describe()
@@ -179,10 +198,19 @@ class GovServer(ExtensionApp):
         "only; recorded as unverified). Other providers say who the server's user is.",
     ).tag(config=True)
 
+    gateway = Unicode(
+        None,
+        allow_none=True,
+        help="A jupyter-gov gateway (grpc+tls://host:port) whose approval store the Approvals "
+        "tab lists and decides in; defaults to $JUPYTER_GOV_GATEWAY (see docs/gateway.md).",
+    ).tag(config=True)
+
     core: GovCore | None = None
 
     def initialize_settings(self) -> None:
-        self.core = GovCore(policy=self.policy, audit_store=self.audit_store, user=self.user)
+        self.core = GovCore(
+            policy=self.policy, audit_store=self.audit_store, user=self.user, gateway=self.gateway
+        )
         self.settings[CORE_SETTING] = self.core
         for name, value in self.core.describe().items():
             self.log.info("jupyter-gov: %s = %s", name, value)

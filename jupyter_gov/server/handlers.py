@@ -526,7 +526,12 @@ class ApprovalDecisionHandler(GovAPIHandler):
 
 
 def _approver(core: GovCore) -> tuple[Any, tuple[str, ...], ApprovalStore]:
-    """The identity the configured provider gives this server, its roles, and the store."""
+    """The identity the configured provider gives this server, its roles, and the store
+    (in gateway mode: the identity the gateway's token proves, its roles there, its store)."""
+    remote = core.remote()
+    if remote is not None:
+        identity = remote.identity
+        return identity, remote.policy.roles_for(identity), remote.approvals
     identity = core.identity()
     return identity, core.require_policy().roles_for(identity), core.approvals()
 

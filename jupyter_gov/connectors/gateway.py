@@ -1,0 +1,440 @@
+"""The kernel's side of gateway mode: a remote governed session over Arrow Flight.
+
+:class:`GatewaySession` has the interface the magic, the widgets, the CLI and
+``jupyter_gov.connect`` use on a :class:`~jupyter_gov.engine.GovernedSession` (``sql``,
+``explain``, ``visible_columns``, approvals, ``identity``, ``policy``), but it holds no
+policy file, no connection credentials and no masking key: every call goes to the gateway
+with a bearer token, and the gateway decides, runs and audits. Results arrive as Arrow
+record batches and become a :class:`~jupyter_gov.result.GovernedResult` (a DuckDB relation
+on the kernel's scratch connection), with the same banner.
+
+The token is, in order: ``token=`` (a string or a callable returning one),
+``$JUPYTER_GOV_GATEWAY_TOKEN``, a service's ``service:<name>:<secret>`` from
+``$JUPYTER_GOV_SERVICE`` and ``$JUPYTER_GOV_SERVICE_TOKEN``, else the JupyterHub server's
+``$JUPYTERHUB_API_TOKEN`` (the gateway asks the Hub whose it is).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from jupyter_gov.approvals import ApprovalRequest
+from jupyter_gov.config import ENV_GATEWAY_TOKEN, GatewaySettings
+from jupyter_gov.errors import (
+    ApprovalRequired,
+    GatewayUnavailable,
+    GovError,
+    IdentityError,
+    PipelineNeedsApproval,
+    QueryDenied,
+    UsageError,
+)
+from jupyter_gov.gateway import protocol
+from jupyter_gov.guardrails import Finding
+from jupyter_gov.identity.base import Identity
+from jupyter_gov.result import GovernedResult
+
+TokenSource = str | Callable[[], str] | None
+
+
+@dataclass
+class RemotePlan:
+    """The part of a gateway's plan a front end shows (banner, ``--explain``, ``to_dict``)."""
+
+    decision: str
+    findings: list[Finding]
+    connection: str
+    dialect: str
+    roles: tuple[str, ...]
+    masked_columns: dict[str, str] = field(default_factory=dict)
+    row_filters: list[str] = field(default_factory=list)
+    rewritten_sql: str = ""
+    fingerprint: str = ""
+    normalized: str = ""
+    statement_kind: str = ""
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RemotePlan:
+        return cls(
+            decision=str(data["decision"]),
+            findings=[Finding(v, r, m) for v, r, m in data.get("findings", [])],  # type: ignore[arg-type]
+            connection=str(data.get("connection", "")),
+            dialect=str(data.get("dialect", "")),
+            roles=tuple(data.get("roles", ())),
+            masked_columns=dict(data.get("masked_columns") or {}),
+            row_filters=list(data.get("row_filters") or []),
+            rewritten_sql=str(data.get("rewritten_sql") or ""),
+            fingerprint=str(data.get("fingerprint") or ""),
+            normalized=str(data.get("normalized") or ""),
+            statement_kind=str(data.get("statement_kind") or ""),
+        )
+
+    @property
+    def rules(self) -> list[str]:
+        return [f.rule for f in self.findings]
+
+    @property
+    def reasons(self) -> list[str]:
+        return [f.reason for f in self.findings]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "rules": self.rules,
+            "reasons": self.reasons,
+            "masked_columns": self.masked_columns,
+            "row_filters": self.row_filters,
+            "roles": list(self.roles),
+            "connection": self.connection,
+            "fingerprint": self.fingerprint,
+            "rewritten_sql": self.rewritten_sql,
+        }
+
+
+class RemotePolicy:
+    """What the kernel knows of the gateway's policy: its name, connections and your roles."""
+
+    def __init__(self, hello: Mapping[str, Any]) -> None:
+        self.name = str(hello["policy"]["name"])
+        self.short_hash = str(hello["policy"]["short_hash"])
+        self.connections: dict[str, dict[str, Any]] = dict(hello["connections"])
+        self.default_connection = str(hello["default_connection"])
+        self._roles = tuple(hello.get("roles", ()))
+
+    def roles_for(self, identity: Identity) -> tuple[str, ...]:
+        """The roles the gateway derived for the token's owner (never computed here)."""
+        return self._roles
+
+
+class RemoteApprovals:
+    """The approval store, which lives with the gateway; the widgets call these."""
+
+    def __init__(self, session: GatewaySession) -> None:
+        self._session = session
+
+    def get(self, request_id: str) -> ApprovalRequest:
+        answer = self._session._action("approval.get", {"id": request_id})
+        return ApprovalRequest.from_dict(answer["request"])
+
+    def actionable_by(self, identity: Identity | None = None, **_: Any) -> list[ApprovalRequest]:
+        """Pending requests the token's owner may decide (``identity`` is ignored: the
+        gateway decides who is asking)."""
+        answer = self._session._action("approval.actionable", {})
+        return [ApprovalRequest.from_dict(r) for r in answer["requests"]]
+
+    def list(
+        self, state: str | None = None, *, limit: int | None = None, offset: int = 0
+    ) -> list[ApprovalRequest]:
+        """Requests newest first, as :meth:`ApprovalStore.list`; statements and values only
+        for those the caller may decide."""
+        answer = self._session._action("approval.list", {"state": state})
+        requests = [ApprovalRequest.from_dict(r) for r in answer["requests"]]
+        return requests[offset:] if limit is None else requests[offset : offset + limit]
+
+    def approve(
+        self, request_id: str, identity: Identity | None = None, comment: str = ""
+    ) -> ApprovalRequest:
+        return self._session.approve(request_id, comment)
+
+    def deny(
+        self, request_id: str, identity: Identity | None = None, comment: str = ""
+    ) -> ApprovalRequest:
+        return self._session.deny(request_id, comment)
+
+
+def _token_from_env(env: Mapping[str, str]) -> str | None:
+    if env.get(ENV_GATEWAY_TOKEN):
+        return env[ENV_GATEWAY_TOKEN]
+    path = env.get(ENV_GATEWAY_TOKEN + "_FILE")
+    if path:
+        try:
+            return Path(path).expanduser().read_text().strip() or None
+        except OSError:
+            return None
+    if env.get("JUPYTER_GOV_SERVICE") and env.get("JUPYTER_GOV_SERVICE_TOKEN"):
+        return f"service:{env['JUPYTER_GOV_SERVICE']}:{env['JUPYTER_GOV_SERVICE_TOKEN']}"
+    return env.get("JUPYTERHUB_API_TOKEN") or None
+
+
+_FLIGHT_TAIL = re.compile(r"\.?\s*(?:\. )?(?:Detail: |gRPC client debug context: ).*$", re.S)
+
+
+def _flight_sentence(error: Exception) -> str:
+    """The gateway's own sentence out of a Flight error's text (no gRPC detail or context)."""
+    text = str(error)
+    if "with message: " in text:
+        text = text.split("with message: ", 1)[1]
+    sentence = _FLIGHT_TAIL.sub("", text).strip().rstrip(".")
+    return sentence + "."
+
+
+class GatewaySession:
+    """A governed session whose engine runs in a gateway; see the module docstring."""
+
+    def __init__(
+        self,
+        gateway: GatewaySettings | str,
+        token: TokenSource = None,
+        *,
+        connection: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if isinstance(gateway, str):
+            gateway = GatewaySettings(gateway, "argument")
+        self.gateway = gateway
+        self.address = gateway.address
+        self._env = os.environ if env is None else env
+        self._token = token
+        self._timeout = timeout
+        kwargs: dict[str, Any] = {}
+        if gateway.ca_file:
+            kwargs["tls_root_certs"] = Path(gateway.ca_file).read_bytes()
+        self._client = flight.FlightClient(self.address, **kwargs)
+        self._hello: dict[str, Any] | None = None
+        self._identity: Identity | None = None
+        self._requested_connection = connection
+        self._lock = threading.Lock()
+        self.scratch = duckdb.connect(":memory:", config={"enable_external_access": False})
+        self.approvals = RemoteApprovals(self)
+        self.session_id = ""
+
+    # -- what a front end reads --------------------------------------------------------
+
+    def _hello_answer(self) -> dict[str, Any]:
+        if self._hello is None:
+            hello = self._action("hello", {})
+            self._hello = hello
+            self._identity = _identity(hello["identity"])
+        return self._hello
+
+    @property
+    def policy(self) -> RemotePolicy:
+        return RemotePolicy(self._hello_answer())
+
+    @property
+    def identity(self) -> Identity:
+        self._hello_answer()
+        assert self._identity is not None
+        return self._identity
+
+    @property
+    def default_connection(self) -> str:
+        hello = self._hello_answer()
+        requested = self._requested_connection
+        if requested and requested not in hello["connections"]:
+            raise UsageError(
+                f"The gateway's policy has no connection {requested!r}; it has "
+                f"{', '.join(sorted(hello['connections']))}."
+            )
+        return requested or str(hello["default_connection"])
+
+    def dialect(self, connection: str | None = None) -> str:
+        hello = self._hello_answer()
+        name = connection or self.default_connection
+        info = hello["connections"].get(name)
+        return str(info["dialect"]) if info else "duckdb"
+
+    # -- calls -------------------------------------------------------------------------
+
+    def _options(self) -> flight.FlightCallOptions:
+        token = self._token() if callable(self._token) else self._token
+        token = token or _token_from_env(self._env)
+        if not token:
+            raise IdentityError(
+                "Gateway mode needs a token: set JUPYTER_GOV_GATEWAY_TOKEN (an access token "
+                "or service:<name>:<secret>), or run inside JupyterHub."
+            )
+        headers = [(b"authorization", f"Bearer {token}".encode())]
+        return flight.FlightCallOptions(headers=headers, timeout=self._timeout)
+
+    def _transport_error(self, error: Exception) -> GovError:
+        if isinstance(error, flight.FlightUnauthenticatedError):
+            return IdentityError(_flight_sentence(error))
+        if isinstance(error, flight.FlightUnauthorizedError):
+            return IdentityError(_flight_sentence(error))
+        return GatewayUnavailable(
+            f"The gateway at {self.address} could not be reached or dropped the connection "
+            "mid-query; no rows reached this notebook, and the gateway's audit records "
+            "whether the statement ran."
+        )
+
+    def _action(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        options = self._options()
+        try:
+            results = list(
+                self._client.do_action(flight.Action(kind, protocol.dumps(body)), options)
+            )
+        except (flight.FlightError, OSError, pa.ArrowException) as error:
+            raise self._transport_error(error) from None
+        answer = protocol.loads(results[0].body) if results else {}
+        if answer.get("status") == "error":
+            raise protocol.error_from_json(answer["error"])
+        return answer
+
+    def explain(
+        self,
+        text: str,
+        params: Mapping[str, Any] | Sequence[Any] | None = None,
+        *,
+        connection: str | None = None,
+        unmask: Iterable[str] = (),
+        limit: int | None = None,
+    ) -> RemotePlan:
+        answer = self._action(
+            "explain",
+            {
+                "statement": text,
+                "params": protocol.encode_params(params),
+                "connection": connection or self._requested_connection,
+                "unmask": list(unmask),
+                "limit": limit,
+            },
+        )
+        return RemotePlan.from_json(answer["plan"])
+
+    def visible_columns(self, connection: str | None = None) -> list[dict[str, Any]]:
+        answer = self._action("tables", {"connection": connection or self._requested_connection})
+        return list(answer["columns"])
+
+    def sql(
+        self,
+        text: str,
+        params: Mapping[str, Any] | Sequence[Any] | None = None,
+        *,
+        connection: str | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+        purpose: str | None = None,
+        unmask: Iterable[str] = (),
+        approval_id: str | None = None,
+        break_glass: str | None = None,
+    ) -> GovernedResult:
+        """Run through the gateway; the same result, banner and errors as in a kernel."""
+        request = {
+            "op": "sql",
+            "statement": text,
+            "params": protocol.encode_params(params),
+            "connection": connection or self._requested_connection,
+            "name": name,
+            "limit": limit,
+            "purpose": purpose,
+            "unmask": list(unmask),
+            "approval_id": approval_id,
+            "break_glass": break_glass,
+        }
+        options = self._options()
+        started = time.perf_counter()
+        try:
+            reader = self._client.do_get(flight.Ticket(protocol.dumps(request)), options)
+            first, metadata = reader.read_chunk()
+            reply = protocol.loads(metadata) if metadata is not None else {}
+            batches = [first]
+            if reply.get("status") == "ok":
+                while True:
+                    try:
+                        batch, _ = reader.read_chunk()
+                    except StopIteration:
+                        break
+                    batches.append(batch)
+        except StopIteration:
+            raise GatewayUnavailable(
+                f"The gateway at {self.address} ended the reply before its decision; no "
+                "rows reached this notebook."
+            ) from None
+        except (flight.FlightError, OSError, pa.ArrowException) as error:
+            raise self._transport_error(error) from None
+        identity = _identity(reply["identity"]) if "identity" in reply else self.identity
+        self._identity = identity
+        status = reply.get("status")
+        if status == "error":
+            raise protocol.error_from_json(reply["error"])
+        plan = RemotePlan.from_json(reply["plan"])
+        if status == "denied":
+            raise QueryDenied(plan, reply.get("audit_id"))  # type: ignore[arg-type]
+        if status == "approval_required":
+            if reply.get("request_id"):
+                error = PipelineNeedsApproval.__new__(PipelineNeedsApproval)
+                ApprovalRequired.__init__(error, plan, reply.get("audit_id"), reply["query_id"])  # type: ignore[arg-type]
+                error.request_id = reply["request_id"]
+                Exception.__init__(error, reply.get("message", ""))
+                raise error
+            raise ApprovalRequired(plan, reply.get("audit_id"), reply.get("query_id", ""))  # type: ignore[arg-type]
+        if status != "ok":
+            raise GatewayUnavailable("The gateway answered with a reply this kernel cannot read.")
+        table = pa.Table.from_batches(batches, schema=first.schema)
+        if reply.get("rows") is not None and table.num_rows != reply["rows"]:
+            raise GatewayUnavailable(
+                f"The gateway at {self.address} dropped the connection mid-result "
+                f"({table.num_rows:,} of {reply['rows']:,} rows arrived); nothing is shown."
+            )
+        if name is not None and table.num_columns:
+            self.scratch.register(name, table)
+        return GovernedResult(
+            table,
+            plan,  # type: ignore[arg-type]
+            identity,
+            query_id=str(reply.get("query_id", "")),
+            audit_id=reply.get("audit_id"),
+            duration_ms=float(reply.get("duration_ms") or (time.perf_counter() - started) * 1000),
+            name=name,
+        )
+
+    # -- approvals: the store lives with the gateway ----------------------------------
+
+    def request_approval(
+        self,
+        text: str,
+        params: Mapping[str, Any] | Sequence[Any] | None = None,
+        *,
+        justification: str,
+        connection: str | None = None,
+        unmask: Iterable[str] = (),
+        limit: int | None = None,
+    ) -> ApprovalRequest:
+        answer = self._action(
+            "approval.request",
+            {
+                "statement": text,
+                "params": protocol.encode_params(params),
+                "justification": justification,
+                "connection": connection or self._requested_connection,
+                "unmask": list(unmask),
+                "limit": limit,
+            },
+        )
+        return ApprovalRequest.from_dict(answer["request"])
+
+    def approve(self, request_id: str, comment: str = "") -> ApprovalRequest:
+        answer = self._action("approval.approve", {"id": request_id, "comment": comment})
+        return ApprovalRequest.from_dict(answer["request"])
+
+    def deny(self, request_id: str, comment: str) -> ApprovalRequest:
+        answer = self._action("approval.deny", {"id": request_id, "comment": comment})
+        return ApprovalRequest.from_dict(answer["request"])
+
+    def close(self) -> None:
+        self._client.close()
+        self.scratch.close()
+
+
+def _identity(data: Mapping[str, Any]) -> Identity:
+    return Identity(
+        subject=str(data["subject"]),
+        display_name=str(data["display_name"]),
+        auth_method=str(data["auth_method"]),
+        issuer=str(data.get("issuer", "")),
+        verified=bool(data.get("verified")),
+        kind=str(data.get("kind", "user")),
+    )
