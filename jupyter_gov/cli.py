@@ -133,7 +133,38 @@ def build_parser() -> argparse.ArgumentParser:
     mcp.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     mcp.add_argument("--host", default="127.0.0.1", help="HTTP: address to bind (loopback)")
     mcp.add_argument("--port", type=int, default=8765, help="HTTP: port (path /mcp)")
+    _pgwire_parser(commands)
     return parser
+
+
+# --- pgwire (helper pgwire): `jupyter-gov gateway pgwire`; at merge, fold --pg-listen into
+# --- `gateway serve` and keep this subcommand as its stand-alone form.
+def _pgwire_parser(commands: Any) -> None:
+    gateway = commands.add_parser("gateway", help="governed front doors outside the kernel")
+    actions = gateway.add_subparsers(dest="gateway_command", required=True, metavar="ACTION")
+    pgwire = actions.add_parser("pgwire", help="serve the PostgreSQL wire protocol (psql, BI)")
+    _config_options(pgwire)
+    pgwire.add_argument("--listen", default="127.0.0.1:5433", help="HOST:PORT (0: any free)")
+    pgwire.add_argument("--connection", help="default connection name from the policy")
+    pgwire.add_argument("--tls-cert", help="PEM certificate (required off loopback)")
+    pgwire.add_argument("--tls-key", help="PEM private key of --tls-cert")
+
+
+def _pgwire(args: argparse.Namespace) -> int:
+    from jupyter_gov.gateway.pgwire import serve
+
+    serve(
+        args.policy,
+        args.listen,
+        audit=args.store,
+        connection=args.connection,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    )
+    return EXIT_OK
+
+
+# --- end pgwire block
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,6 +194,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         serve(tools, "stdio" if args.transport == "stdio" else "http", args.host, args.port)
         return EXIT_OK
+    if args.command == "gateway":  # pgwire block
+        return _pgwire(args)
     if args.command in ("query", "explain"):
         return _run_query(args)
     if args.command == "tables":

@@ -1,0 +1,1 @@
+"""Gateway mode: governed front doors that run the engine outside the kernel."""
