@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_commands.add_parser("verify", help="walk the hash chain")
     _config_options(verify)
     verify.add_argument("--checkpoint", help="a JSON checkpoint file to detect a truncated tail")
+    verify.add_argument(
+        "--public-key", help="the signer's Ed25519 public key (PEM): the checkpoint must be signed"
+    )
     verify.add_argument("--format", choices=["table", "json"], default="table")
     tail = audit_commands.add_parser("tail", help="the newest events")
     _config_options(tail)
@@ -100,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--format", choices=["table", "json"], default="table")
     checkpoint = audit_commands.add_parser("checkpoint", help="print head hash and count")
     _config_options(checkpoint)
+    checkpoint.add_argument("--sign-key", help="sign it with this Ed25519 private key (PEM)")
+    keygen = audit_commands.add_parser("keygen", help="make an Ed25519 checkpoint-signing key")
+    keygen.add_argument("file", help="private key path; the public key goes to FILE.pub")
 
     approvals = commands.add_parser("approvals", help="list, show, approve or deny requests")
     approvals.add_argument("action", choices=["list", "show", "approve", "deny", "revoke"])
@@ -320,17 +326,35 @@ def _tables(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    from jupyter_gov.audit import checkpoints
+
+    if args.audit_command == "keygen":
+        private, public = checkpoints.generate_key(args.file)
+        print(f"signing key {private} (keep it from the database's holders); public key {public}")
+        return EXIT_OK
     store = AuditStore(resolve_store(policy=args.policy, audit_store=args.store))
     if args.audit_command == "verify":
-        checkpoint = None
-        if args.checkpoint:
-            with open(args.checkpoint) as handle:
-                checkpoint = json.load(handle)
-        report = store.verify(checkpoint)
+        checkpoint = _read_checkpoint(args.checkpoint) if args.checkpoint else None
+        if args.public_key:
+            if checkpoint is None:
+                raise UsageError("--public-key checks a signed checkpoint; give --checkpoint too.")
+            key = checkpoints.load_public_key(args.public_key)
+            report = checkpoints.verify_against(store, checkpoint, key)
+        elif checkpoint is not None and "signature" in checkpoint:
+            raise UsageError(
+                "The checkpoint is signed; give the signer's --public-key so its signature is "
+                "checked (an unchecked signature proves nothing)."
+            )
+        else:
+            report = store.verify(checkpoint)
         print(json.dumps(report.to_dict()) if args.format == "json" else str(report))
         return EXIT_OK if report.ok else EXIT_FAILED
     if args.audit_command == "checkpoint":
-        print(json.dumps(store.checkpoint()))
+        if args.sign_key:
+            key = checkpoints.load_private_key(args.sign_key)
+            print(json.dumps(checkpoints.sign_checkpoint(store, key)))
+        else:
+            print(json.dumps(store.checkpoint()))
         return EXIT_OK
     events = store.events(limit=args.n)
     if args.format == "json":
@@ -339,6 +363,20 @@ def _audit(args: argparse.Namespace) -> int:
     for event in reversed(events):
         print(_event_line(event))
     return EXIT_OK
+
+
+def _read_checkpoint(path: str) -> dict[str, Any]:
+    """A checkpoint file as a JSON object, or one sentence saying why not."""
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except OSError as error:
+        raise UsageError(f"The checkpoint file {path} cannot be read ({error.strerror}).") from None
+    except ValueError:
+        raise UsageError(f"The checkpoint file {path} is not JSON.") from None
+    if not isinstance(data, dict) or not {"count", "last_id", "head"} <= data.keys():
+        raise UsageError(f"{path} is not a checkpoint (count, last_id and head are needed).")
+    return data
 
 
 def _event_line(event: dict[str, Any]) -> str:

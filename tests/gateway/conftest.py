@@ -1,0 +1,119 @@
+"""Front doors of gateway mode, started as real processes: the pgwire server and its policy.
+
+The policy is the demo's plus three services whose tokens the clients send as passwords:
+``etl`` (an analyst: PII masked, read-only), ``ops`` (an approver) and ``writer`` (an
+admin, whose writes on production need approval).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import selectors
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jupyter_gov.policy.loader import demo_policy_text
+from tests.conftest import require_server
+
+TOKENS = {"etl": "etl-token-5d0c9a71", "ops": "ops-token-77b2e0c4", "writer": "writer-token-1fa3"}
+STARTUP_DEADLINE = 60  # seconds: a guard against a hung start, never a wait for something
+
+
+def gateway_policy(path: Path, store: str | None = None) -> Path:
+    """Write the gateway tests' policy at ``path``: the demo plus the three services."""
+    data = yaml.safe_load(demo_policy_text())
+    data["name"] = "gateway-clients"
+    roles = {"etl": ["analyst"], "ops": ["approver"], "writer": ["admin"]}
+    data["services"] = {
+        name: {"roles": roles[name], "token_sha256": hashlib.sha256(token.encode()).hexdigest()}
+        for name, token in TOKENS.items()
+    }
+    if store:
+        data["audit"] = {"store": store}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@dataclass
+class PgWire:
+    """A running ``jupyter-gov gateway pgwire`` process."""
+
+    process: subprocess.Popen[str]
+    host: str
+    port: int
+    store: str
+
+    def dsn(self, token: str, user: str = "analyst") -> str:
+        return (
+            f"host={self.host} port={self.port} user={user} dbname=governed "
+            f"password={token} sslmode=disable connect_timeout=10"
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_pgwire(policy: Path, store: str, home: Path) -> PgWire:
+    """Start the server on a free loopback port; return once it says where it listens."""
+    env = {**os.environ, "JUPYTER_GOV_HOME": str(home)}
+    env.pop("JUPYTER_GOV_POLICY", None)
+    env.pop("JUPYTER_GOV_AUDIT_STORE", None)
+    command = [sys.executable, "-m", "jupyter_gov.cli", "gateway", "pgwire"]
+    command += ["--policy", str(policy), "--store", store, "--listen", "127.0.0.1:0"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
+    ready = selector.select(timeout=STARTUP_DEADLINE)
+    line = process.stdout.readline() if ready else ""  # type: ignore[union-attr]
+    if "listening on" not in line:
+        process.kill()
+        raise RuntimeError(f"pgwire did not start: {line!r} {process.stderr.read()[-2000:]!r}")  # type: ignore[union-attr]
+    host, _, port = line.rsplit(" ", 1)[1].strip().rpartition(":")
+    return PgWire(process, host, int(port), store)
+
+
+@pytest.fixture(scope="session")
+def pgwire_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., PgWire]]:
+    """``start(store=None)``: a pgwire server on the gateway policy; all stopped at the end."""
+    started: list[PgWire] = []
+
+    def start(store: str | None = None) -> PgWire:
+        home = tmp_path_factory.mktemp("pgwire")
+        store = store or f"sqlite:///{home / 'audit.sqlite'}"
+        server = start_pgwire(gateway_policy(home / "policy.yaml", store), store, home)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pgwire(pgwire_factory: Callable[..., PgWire]) -> PgWire:
+    """One shared server with its own SQLite audit store."""
+    return pgwire_factory()
+
+
+@pytest.fixture(scope="session")
+def psql() -> str:
+    """The stock ``psql`` binary; skipped (failed when CI=true) where it is not installed."""
+    binary = shutil.which("psql")
+    if binary is None:
+        require_server("the psql client binary")
+    return str(binary)
