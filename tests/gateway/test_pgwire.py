@@ -81,9 +81,11 @@ def test_psycopg_reads_masked_rows_with_bound_parameters_and_typed_columns(pgwir
 
 
 def test_psycopg_drop_raises_insufficient_privilege(pgwire):
-    with psycopg.connect(pgwire.dsn(TOKENS["writer"]), autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege) as raised:
-            conn.execute("DROP TABLE customers")
+    with (
+        psycopg.connect(pgwire.dsn(TOKENS["writer"]), autocommit=True) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege) as raised,
+    ):
+        conn.execute("DROP TABLE customers")
     assert raised.value.diag.sqlstate == "42501"
     assert raised.value.diag.message_primary.startswith("DROP statements are not allowed")
 
@@ -158,9 +160,11 @@ def test_an_error_inside_a_transaction_block_needs_rollback_like_postgresql(pgwi
 
 
 def test_an_unknown_gateway_setting_is_refused(pgwire):
-    with psycopg.connect(pgwire.dsn(TOKENS["etl"]), autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.UndefinedObject, match="not a setting"):
-            conn.execute("SET jupyter_gov.user = 'alice'")
+    with (
+        psycopg.connect(pgwire.dsn(TOKENS["etl"]), autocommit=True) as conn,
+        pytest.raises(psycopg.errors.UndefinedObject, match="not a setting"),
+    ):
+        conn.execute("SET jupyter_gov.user = 'alice'")
 
 
 # -- pieces ---------------------------------------------------------------------------------
