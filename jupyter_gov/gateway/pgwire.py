@@ -938,15 +938,14 @@ class _Connection:
         table = result.arrow()
         if self.state.tx == "T" and not last.is_read:
             self.state.wrote_in_tx = True
-        if last.is_read or table.num_columns:
+        if last.is_read:
             return _Outcome(table, f"SELECT {table.num_rows}")
         count = _affected(table)
-        tag = {
-            "insert": f"INSERT 0 {count}",
-            "update": f"UPDATE {count}",
-            "delete": f"DELETE {count}",
-        }
-        return _Outcome(None, tag.get(last.kind, last.kind.upper()))
+        rows = None if count is not None else table if table.num_columns else None
+        if count is None:
+            count = table.num_rows if rows is not None else 0
+        tag = {"insert": f"INSERT 0 {count}", "update": f"UPDATE {count}"}
+        return _Outcome(rows, tag.get(last.kind, f"{last.kind.upper()} {count}"))
 
     def _answer_locally(self, sql: str) -> _Outcome | None:
         """Transaction bookkeeping and session settings: answered here, never run."""
@@ -1003,13 +1002,20 @@ class _Connection:
         return _Outcome(table, "SELECT 1")
 
 
-def _affected(table: pa.Table) -> int:
-    """Rows a write touched, from the count column engines return (else unknown: 0)."""
-    if table.num_rows == 1 and table.num_columns == 1:
+def _affected(table: pa.Table) -> int | None:
+    """Rows a write touched, from the one count column engines return; None when the table
+    is something else (a write's RETURNING rows)."""
+    if table.num_columns == 0:
+        return 0
+    if table.num_rows == 1 and table.num_columns == 1 and table.column_names[0].lower() in (
+        "count",
+        "rowcount",
+        "rows_affected",
+    ):
         value = table.column(0)[0].as_py()
         if isinstance(value, int):
             return value
-    return 0
+    return None
 
 
 # -- command line -------------------------------------------------------------------------

@@ -24,13 +24,35 @@ from jupyter_gov.policy.loader import demo_policy_text
 from tests.conftest import require_server
 
 TOKENS = {"etl": "etl-token-5d0c9a71", "ops": "ops-token-77b2e0c4", "writer": "writer-token-1fa3"}
+#: Replicas of one deployment share the masking key (from the environment, as in production),
+#: so the same value masks to the same token whichever replica answers.
+MASK_KEY = "hex:" + "5e1f0c9a7b3d2e4f60718293a4b5c6d7e8f90a1b2c3d4e5f6a7b8c9d0e1f2a3b"
 STARTUP_DEADLINE = 60  # seconds: a guard against a hung start, never a wait for something
 
 
-def gateway_policy(path: Path, store: str | None = None) -> Path:
-    """Write the gateway tests' policy at ``path``: the demo plus the three services."""
+#: The OIDC client id the gateway's tokens must be issued for (their ``aud``).
+AUDIENCE = "pgwire-tests"
+
+
+def gateway_policy(
+    path: Path, store: str | None = None, *, authority: str | None = None, ca: str | None = None
+) -> Path:
+    """Write the gateway tests' policy at ``path``: the demo plus the three services.
+
+    A gateway signs people in with a verified provider, never the local one; ``authority``
+    is the OIDC issuer whose tokens it accepts (one that cannot be reached by default).
+    """
     data = yaml.safe_load(demo_policy_text())
     data["name"] = "gateway-clients"
+    data["identity"] = {
+        "provider": "msal",
+        "client_id": AUDIENCE,
+        "audience": AUDIENCE,
+        "oidc_authority": authority or "https://issuer.invalid/tenant1",
+        "groups_claim": "groups",
+    }
+    if ca:
+        data["identity"]["ca_bundle"] = ca
     roles = {"etl": ["analyst"], "ops": ["approver"], "writer": ["admin"]}
     data["services"] = {
         name: {"roles": roles[name], "token_sha256": hashlib.sha256(token.encode()).hexdigest()}
@@ -68,7 +90,7 @@ class PgWire:
 
 def start_pgwire(policy: Path, store: str, home: Path) -> PgWire:
     """Start the server on a free loopback port; return once it says where it listens."""
-    env = {**os.environ, "JUPYTER_GOV_HOME": str(home)}
+    env = {**os.environ, "JUPYTER_GOV_HOME": str(home), "JUPYTER_GOV_MASK_KEY": MASK_KEY}
     env.pop("JUPYTER_GOV_POLICY", None)
     env.pop("JUPYTER_GOV_AUDIT_STORE", None)
     command = [sys.executable, "-m", "jupyter_gov.cli", "gateway", "pgwire"]
@@ -92,10 +114,11 @@ def pgwire_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
     """``start(store=None)``: a pgwire server on the gateway policy; all stopped at the end."""
     started: list[PgWire] = []
 
-    def start(store: str | None = None) -> PgWire:
+    def start(store: str | None = None, **identity: str) -> PgWire:
         home = tmp_path_factory.mktemp("pgwire")
         store = store or f"sqlite:///{home / 'audit.sqlite'}"
-        server = start_pgwire(gateway_policy(home / "policy.yaml", store), store, home)
+        policy = gateway_policy(home / "policy.yaml", store, **identity)
+        server = start_pgwire(policy, store, home)
         started.append(server)
         return server
 
