@@ -13,7 +13,7 @@ import selectors
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,49 +88,70 @@ class PgWire:
             self.process.wait()
 
 
-def start_pgwire(policy: Path, store: str, home: Path) -> PgWire:
-    """Start the server on a free loopback port; return once it says where it listens."""
+def launch_pgwire(policy: Path, store: str, home: Path) -> subprocess.Popen[str]:
+    """Start the server process on a free loopback port (see :func:`wait_ready`)."""
     env = {**os.environ, "JUPYTER_GOV_HOME": str(home), "JUPYTER_GOV_MASK_KEY": MASK_KEY}
     env.pop("JUPYTER_GOV_POLICY", None)
     env.pop("JUPYTER_GOV_AUDIT_STORE", None)
     command = [sys.executable, "-m", "jupyter_gov.cli", "gateway", "pgwire"]
     command += ["--policy", str(policy), "--store", store, "--listen", "127.0.0.1:0"]
-    process = subprocess.Popen(
+    return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
+
+
+def wait_ready(process: subprocess.Popen[str], store: str) -> PgWire:
+    """Return once the server says where it listens (its first line of output)."""
+    assert process.stdout is not None and process.stderr is not None
     selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
+    selector.register(process.stdout, selectors.EVENT_READ)
     ready = selector.select(timeout=STARTUP_DEADLINE)
-    line = process.stdout.readline() if ready else ""  # type: ignore[union-attr]
+    line = process.stdout.readline() if ready else ""
     if "listening on" not in line:
         process.kill()
-        raise RuntimeError(f"pgwire did not start: {line!r} {process.stderr.read()[-2000:]!r}")  # type: ignore[union-attr]
+        raise RuntimeError(f"pgwire did not start: {line!r} {process.stderr.read()[-2000:]!r}")
     host, _, port = line.rsplit(" ", 1)[1].strip().rpartition(":")
     return PgWire(process, host, int(port), store)
 
 
+class PgWireFactory:
+    """Starts pgwire servers on the gateway policy; stops them all at the end."""
+
+    def __init__(self, tmp: pytest.TempPathFactory) -> None:
+        self.tmp = tmp
+        self.started: list[PgWire] = []
+
+    def start(
+        self, store: str | None = None, *, replicas: int = 1, **identity: str
+    ) -> list[PgWire]:
+        """``replicas`` servers sharing ``store`` (default: a new SQLite file), started at
+        once so their start-ups overlap."""
+        launched = []
+        for _ in range(replicas):
+            home = self.tmp.mktemp("pgwire")
+            url = store or f"sqlite:///{home / 'audit.sqlite'}"
+            policy = gateway_policy(home / "policy.yaml", url, **identity)
+            launched.append((launch_pgwire(policy, url, home), url))
+        servers = [wait_ready(process, url) for process, url in launched]
+        self.started += servers
+        return servers
+
+    def stop(self) -> None:
+        for server in self.started:
+            server.stop()
+
+
 @pytest.fixture(scope="session")
-def pgwire_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., PgWire]]:
-    """``start(store=None)``: a pgwire server on the gateway policy; all stopped at the end."""
-    started: list[PgWire] = []
-
-    def start(store: str | None = None, **identity: str) -> PgWire:
-        home = tmp_path_factory.mktemp("pgwire")
-        store = store or f"sqlite:///{home / 'audit.sqlite'}"
-        policy = gateway_policy(home / "policy.yaml", store, **identity)
-        server = start_pgwire(policy, store, home)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+def pgwire_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgWireFactory]:
+    factory = PgWireFactory(tmp_path_factory)
+    yield factory
+    factory.stop()
 
 
 @pytest.fixture(scope="session")
-def pgwire(pgwire_factory: Callable[..., PgWire]) -> PgWire:
+def pgwire(pgwire_factory: PgWireFactory) -> PgWire:
     """One shared server with its own SQLite audit store."""
-    return pgwire_factory()
+    return pgwire_factory.start()[0]
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ UPDATE = "UPDATE orders SET status = 'cancelled' WHERE order_id = 5"
 def replicas(pgwire_factory, team_store_schemas):
     url = team_store_schemas()
     AuditStore(url).append("sign_in", subject="setup")  # the tables exist before both start
-    return pgwire_factory(url), pgwire_factory(url)
+    return pgwire_factory.start(url, replicas=2)
 
 
 def test_a_request_made_through_one_replica_is_approved_through_the_other(replicas):
