@@ -161,3 +161,7 @@ def psql() -> str:
     if binary is None:
         require_server("the psql client binary")
     return str(binary)
+
+
+# The TLS OIDC provider of the identity tests (tests/identity/conftest.py), for OIDC tokens.
+from tests.identity.conftest import oidc_server  # noqa: E402, F401

@@ -19,6 +19,8 @@ from tests.gateway.conftest import TOKENS
 
 UPDATE = "UPDATE orders SET status = 'cancelled' WHERE order_id = 5"
 
+pytestmark = pytest.mark.server
+
 
 @pytest.fixture(scope="module")
 def replicas(pgwire_factory, team_store_schemas):
