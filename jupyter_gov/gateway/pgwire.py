@@ -71,6 +71,8 @@ _GSSENC_REQUEST = 80877104
 _CANCEL_REQUEST = 80877102
 #: Largest message accepted (a Bind with its values); the policy caps SQL text separately.
 MAX_MESSAGE = 64 * 1024 * 1024
+#: Seconds a client has to finish start-up and authentication.
+STARTUP_TIMEOUT = 30.0
 
 # SQLSTATEs (PostgreSQL's appendix A) for the errors this server answers.
 INSUFFICIENT_PRIVILEGE = "42501"
@@ -578,8 +580,12 @@ class PgWireServer:
         peer = writer.get_extra_info("peername")
         try:
             await _Connection(self, reader, writer, peer).run()
-        except (_Closed, ConnectionError, asyncio.IncompleteReadError):
+        except (_Closed, ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             pass
+        except GovError as error:  # e.g. the audit store cannot record a refusal: fail closed
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                writer.write(error_response(str(error), sqlstate_for(error), severity="FATAL"))
+                await writer.drain()
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError, ssl.SSLError):
@@ -671,7 +677,8 @@ class _Connection:
     # -- start-up and authentication ------------------------------------------------------
 
     async def run(self) -> None:
-        await self._startup()
+        # A client that connects and never signs in does not hold a connection for long.
+        await asyncio.wait_for(self._startup(), STARTUP_TIMEOUT)
         await self._send(_message(b"Z", self.state.tx.encode()))
         while True:
             kind, body = await self._read_message()
@@ -1007,10 +1014,15 @@ def _affected(table: pa.Table) -> int | None:
     is something else (a write's RETURNING rows)."""
     if table.num_columns == 0:
         return 0
-    if table.num_rows == 1 and table.num_columns == 1 and table.column_names[0].lower() in (
-        "count",
-        "rowcount",
-        "rows_affected",
+    if (
+        table.num_rows == 1
+        and table.num_columns == 1
+        and table.column_names[0].lower()
+        in (
+            "count",
+            "rowcount",
+            "rows_affected",
+        )
     ):
         value = table.column(0)[0].as_py()
         if isinstance(value, int):
