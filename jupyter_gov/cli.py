@@ -154,6 +154,11 @@ def _pgwire_parser(commands: Any) -> None:
     pgwire.add_argument("--connection", help="default connection name from the policy")
     pgwire.add_argument("--tls-cert", help="PEM certificate (required off loopback)")
     pgwire.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    pgwire.add_argument("--checkpoint-key", help="sign audit checkpoints with this Ed25519 key")
+    pgwire.add_argument("--checkpoint-dir", help="where signed checkpoints are published")
+    pgwire.add_argument(
+        "--checkpoint-every", type=float, default=300.0, help="seconds between checkpoints"
+    )
 
 
 def _pgwire(args: argparse.Namespace) -> int:
@@ -166,6 +171,9 @@ def _pgwire(args: argparse.Namespace) -> int:
         connection=args.connection,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        checkpoint_key=args.checkpoint_key,
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every,
     )
     return EXIT_OK
 

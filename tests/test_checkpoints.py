@@ -166,3 +166,17 @@ def test_keygen_refuses_to_overwrite_a_key_and_keys_load_back(tmp_path):
     assert load_private_key(private).public_key() == load_public_key(public)
     with pytest.raises(UsageError, match="not a PEM public key"):
         load_public_key(private)
+
+
+def test_a_publisher_writes_signed_checkpoints_and_the_public_key(store, key, tmp_path):
+    from jupyter_gov.audit.checkpoints import CheckpointPublisher
+
+    publisher = CheckpointPublisher(store, key, tmp_path / "published", every=3600)
+    first = publisher.publish()
+    store.append("attempt", query_id="between")
+    second = publisher.publish()
+    latest = json.loads((tmp_path / "published" / "latest.json").read_text())
+    assert latest == json.loads(second.read_text()) and first != second
+    public = load_public_key(tmp_path / "published" / "public-key.pem")
+    for path in (first, second):
+        assert verify_against(store, json.loads(path.read_text()), public).ok

@@ -190,3 +190,67 @@ def _load(path: str | Path, loader: Any, what: str, **kwargs: Any) -> Any:
         return loader(data, **kwargs)
     except (ValueError, TypeError):
         raise UsageError(f"{path} is not a PEM {what} key.") from None
+
+
+# -- publishing -----------------------------------------------------------------------------
+
+
+class CheckpointPublisher:
+    """Signs the store's checkpoint into a folder, now and then every ``every`` seconds.
+
+    The folder gets ``checkpoint-<time>.json`` per checkpoint, ``latest.json`` and the
+    public key (``public-key.pem``); point it at storage the database's holders cannot
+    rewrite. A gateway runs one beside its front doors (``--checkpoint-key``); a failed
+    signing is reported to ``on_error`` and retried at the next tick, never silently
+    skipped.
+    """
+
+    def __init__(
+        self,
+        store: AuditReader,
+        private_key: Ed25519PrivateKey,
+        folder: str | Path,
+        *,
+        every: float = 300.0,
+        on_error: Any = None,
+    ) -> None:
+        import threading
+
+        self.store, self.key, self.every = store, private_key, every
+        self.folder = Path(folder).expanduser()
+        self.on_error = on_error
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def publish(self) -> Path:
+        """Sign one checkpoint now and write it; return its file."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "public-key.pem").write_bytes(public_pem(self.key.public_key()))
+        checkpoint = sign_checkpoint(self.store, self.key)
+        text = json.dumps(checkpoint, indent=1)
+        path = self.folder / f"checkpoint-{checkpoint['time']:.3f}.json"
+        path.write_text(text)
+        latest = self.folder / "latest.json.tmp"
+        latest.write_text(text)
+        latest.replace(self.folder / "latest.json")
+        return path
+
+    def start(self) -> None:
+        import threading
+
+        self.publish()  # the first one at start-up, so a key or folder problem shows at once
+        self._thread = threading.Thread(target=self._run, name="audit-checkpoints", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.publish()
+            except (OSError, AuditError) as error:
+                if self.on_error is not None:
+                    self.on_error(error)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

@@ -1065,8 +1065,15 @@ def serve(
     connection: str | None = None,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    checkpoint_key: str | None = None,
+    checkpoint_dir: str | None = None,
+    checkpoint_every: float = 300.0,
 ) -> None:
-    """Run until interrupted; prints ``listening on HOST:PORT`` once ready (for scripts)."""
+    """Run until interrupted; prints ``listening on HOST:PORT`` once ready (for scripts).
+
+    With ``checkpoint_key`` the server signs the audit store's checkpoint into
+    ``checkpoint_dir`` at start-up and every ``checkpoint_every`` seconds.
+    """
     host, port = parse_listen(listen)
     server = PgWireServer(
         policy,
@@ -1077,6 +1084,21 @@ def serve(
         tls=tls_context(tls_cert, tls_key),
     )
 
+    publisher = None
+    if checkpoint_key:
+        from jupyter_gov.audit.checkpoints import CheckpointPublisher, load_private_key
+
+        if not checkpoint_dir:
+            raise UsageError("--checkpoint-key needs --checkpoint-dir (where to publish them).")
+        publisher = CheckpointPublisher(
+            server.audit,
+            load_private_key(checkpoint_key),
+            checkpoint_dir,
+            every=checkpoint_every,
+            on_error=lambda error: print(f"jupyter-gov pgwire: {error}", file=sys.stderr),
+        )
+        publisher.start()
+
     async def main() -> None:
         bound_host, bound_port = await server.start()
         print(f"jupyter-gov pgwire listening on {bound_host}:{bound_port}", flush=True)
@@ -1085,5 +1107,7 @@ def serve(
     try:
         asyncio.run(main())
     finally:
+        if publisher is not None:
+            publisher.stop()
         server.close()
         sys.stdout.flush()

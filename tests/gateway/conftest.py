@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from jupyter_gov.audit.checkpoints import generate_key
 from jupyter_gov.policy.loader import demo_policy_text
 from tests.conftest import require_server
 
@@ -72,6 +73,7 @@ class PgWire:
     host: str
     port: int
     store: str
+    home: Path | None = None
 
     def dsn(self, token: str, user: str = "analyst") -> str:
         return (
@@ -88,13 +90,15 @@ class PgWire:
             self.process.wait()
 
 
-def launch_pgwire(policy: Path, store: str, home: Path) -> subprocess.Popen[str]:
+def launch_pgwire(
+    policy: Path, store: str, home: Path, extra: tuple[str, ...] = ()
+) -> subprocess.Popen[str]:
     """Start the server process on a free loopback port (see :func:`wait_ready`)."""
     env = {**os.environ, "JUPYTER_GOV_HOME": str(home), "JUPYTER_GOV_MASK_KEY": MASK_KEY}
     env.pop("JUPYTER_GOV_POLICY", None)
     env.pop("JUPYTER_GOV_AUDIT_STORE", None)
     command = [sys.executable, "-m", "jupyter_gov.cli", "gateway", "pgwire"]
-    command += ["--policy", str(policy), "--store", store, "--listen", "127.0.0.1:0"]
+    command += ["--policy", str(policy), "--store", store, "--listen", "127.0.0.1:0", *extra]
     return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -122,17 +126,32 @@ class PgWireFactory:
         self.started: list[PgWire] = []
 
     def start(
-        self, store: str | None = None, *, replicas: int = 1, **identity: str
+        self,
+        store: str | None = None,
+        *,
+        replicas: int = 1,
+        checkpoints: bool = False,
+        **identity: str,
     ) -> list[PgWire]:
         """``replicas`` servers sharing ``store`` (default: a new SQLite file), started at
-        once so their start-ups overlap."""
+        once so their start-ups overlap. ``checkpoints``: each signs audit checkpoints into
+        ``<home>/checkpoints`` with the key ``<home>/checkpoint.key``."""
         launched = []
         for _ in range(replicas):
             home = self.tmp.mktemp("pgwire")
             url = store or f"sqlite:///{home / 'audit.sqlite'}"
             policy = gateway_policy(home / "policy.yaml", url, **identity)
-            launched.append((launch_pgwire(policy, url, home), url))
-        servers = [wait_ready(process, url) for process, url in launched]
+            extra: tuple[str, ...] = ()
+            if checkpoints:
+                generate_key(home / "checkpoint.key")
+                extra = ("--checkpoint-key", str(home / "checkpoint.key"))
+                extra += ("--checkpoint-dir", str(home / "checkpoints"))
+            launched.append((launch_pgwire(policy, url, home, extra), url, home))
+        servers = []
+        for process, url, home in launched:
+            server = wait_ready(process, url)
+            server.home = home
+            servers.append(server)
         self.started += servers
         return servers
 
@@ -151,7 +170,7 @@ def pgwire_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgWireF
 @pytest.fixture(scope="session")
 def pgwire(pgwire_factory: PgWireFactory) -> PgWire:
     """One shared server with its own SQLite audit store."""
-    return pgwire_factory.start()[0]
+    return pgwire_factory.start(checkpoints=True)[0]
 
 
 @pytest.fixture(scope="session")

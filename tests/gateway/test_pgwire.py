@@ -6,6 +6,7 @@ the audit store that process writes, as an auditor would.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -165,6 +166,16 @@ def test_an_unknown_gateway_setting_is_refused(pgwire):
         pytest.raises(psycopg.errors.UndefinedObject, match="not a setting"),
     ):
         conn.execute("SET jupyter_gov.user = 'alice'")
+
+
+def test_the_gateway_publishes_a_signed_checkpoint_that_verifies_its_store(pgwire):
+    from jupyter_gov.audit.checkpoints import load_public_key, verify_against
+
+    folder = pgwire.home / "checkpoints"
+    checkpoint = json.loads((folder / "latest.json").read_text())
+    public_key = load_public_key(folder / "public-key.pem")
+    report = verify_against(AuditStore(pgwire.store), checkpoint, public_key)
+    assert report.ok, report
 
 
 # -- pieces ---------------------------------------------------------------------------------
