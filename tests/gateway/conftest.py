@@ -7,12 +7,15 @@ admin, whose writes on production need approval).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import selectors
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,7 @@ import pytest
 import yaml
 
 from jupyter_gov.audit.checkpoints import generate_key
+from jupyter_gov.gateway.pgwire import PgWireServer
 from jupyter_gov.policy.loader import demo_policy_text
 from tests.conftest import require_server
 
@@ -180,6 +184,22 @@ def psql() -> str:
     if binary is None:
         require_server("the psql client binary")
     return str(binary)
+
+
+@contextlib.contextmanager
+def in_process(server: PgWireServer) -> Iterator[PgWireServer]:
+    """Run ``server`` on an event loop in a thread of this process (no start-up of a new
+    interpreter); stop it on exit."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=STARTUP_DEADLINE)
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(server.close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
 
 
 # The TLS OIDC provider of the identity tests (tests/identity/conftest.py), for OIDC tokens.

@@ -13,7 +13,8 @@ import psycopg
 import pytest
 
 from jupyter_gov.audit import AuditStore
-from tests.gateway.conftest import AUDIENCE, TOKENS
+from jupyter_gov.gateway.pgwire import PgWireServer
+from tests.gateway.conftest import AUDIENCE, TOKENS, PgWire, gateway_policy, in_process
 from tests.identity.test_identity_oidc import id_token, server_marks
 
 pytestmark = server_marks
@@ -22,9 +23,13 @@ UPDATE = "UPDATE orders SET status = 'shipped' WHERE order_id = 9"
 
 
 @pytest.fixture(scope="module")
-def oidc_pgwire(pgwire_factory, oidc_server):
+def oidc_pgwire(oidc_server, tmp_path_factory):
+    home = tmp_path_factory.mktemp("pgwire-oidc")
     authority = oidc_server.authority("tenant1")
-    return pgwire_factory.start(authority=authority, ca=oidc_server.ca_file)[0]
+    policy = gateway_policy(home / "policy.yaml", authority=authority, ca=oidc_server.ca_file)
+    store = f"sqlite:///{home / 'audit.sqlite'}"
+    with in_process(PgWireServer(policy, audit=store)) as server:
+        yield PgWire(None, "127.0.0.1", server.port, store)  # type: ignore[arg-type]
 
 
 def test_an_oidc_users_token_signs_her_in_with_her_groups_roles(oidc_pgwire, oidc_server):

@@ -7,8 +7,6 @@ validity has already ended by the time the first statement arrives.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ import trustme
 from jupyter_gov.gateway.pgwire import PgWireServer, TokenAuthenticator, tls_context
 from jupyter_gov.identity import Identity
 from jupyter_gov.policy import Policy
-from tests.gateway.conftest import TOKENS, gateway_policy
+from tests.gateway.conftest import TOKENS, gateway_policy, in_process
 
 EXPIRED = "token-of-a-sign-in-that-has-since-expired"
 
@@ -57,16 +55,8 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PgWir
         tls=tls_context(str(home / "cert.pem"), str(home / "key.pem")),
         authenticator=ExpiringAuthenticator(policy),
     )
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=30)
-    try:
+    with in_process(server):
         yield server, str(home / "ca.pem")
-    finally:
-        loop.call_soon_threadsafe(server.close)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
 
 
 def dsn(server: PgWireServer, token: str, sslmode: str, ca: str) -> str:
