@@ -31,17 +31,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from jupyter_gov.audit.chain import GENESIS, VerifyReport
 from jupyter_gov.audit.store import AuditReader
-from jupyter_gov.errors import AuditError, UsageError
+from jupyter_gov.errors import AuditError, CheckpointInvalid, UsageError
+
+__all__ = ["CheckpointInvalid", "CheckpointPublisher", "sign_checkpoint", "verify_against"]
 
 #: Signed before the payload: a signature is only ever valid as this kind of statement.
 DOMAIN = b"jupyter-gov audit checkpoint v1\n"
 VERSION = 1
 #: The checkpoint fields the signature covers (everything but the signature and key id).
 SIGNED_FIELDS = ("version", "store_id", "count", "last_id", "head", "time")
-
-
-class CheckpointInvalid(AuditError):
-    """A signed checkpoint that does not verify: wrong key, edited fields, bad format."""
 
 
 def store_id(store: AuditReader) -> str:
@@ -198,7 +196,7 @@ def _load(path: str | Path, loader: Any, what: str, **kwargs: Any) -> Any:
 class CheckpointPublisher:
     """Signs the store's checkpoint into a folder, now and then every ``every`` seconds.
 
-    The folder gets ``checkpoint-<time>.json`` per checkpoint, ``latest.json`` and the
+    The folder gets ``checkpoint-<head id>-<time>.json`` per checkpoint, ``latest.json`` and the
     public key (``public-key.pem``); point it at storage the database's holders cannot
     rewrite. A gateway runs one beside its front doors (``--checkpoint-key``); a failed
     signing is reported to ``on_error`` and retried at the next tick, never silently
@@ -228,7 +226,7 @@ class CheckpointPublisher:
         (self.folder / "public-key.pem").write_bytes(public_pem(self.key.public_key()))
         checkpoint = sign_checkpoint(self.store, self.key)
         text = json.dumps(checkpoint, indent=1)
-        path = self.folder / f"checkpoint-{checkpoint['time']:.3f}.json"
+        path = self.folder / f"checkpoint-{checkpoint['last_id']}-{checkpoint['time']:.3f}.json"
         path.write_text(text)
         latest = self.folder / "latest.json.tmp"
         latest.write_text(text)

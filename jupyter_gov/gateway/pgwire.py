@@ -47,9 +47,12 @@ from jupyter_gov.audit import AuditStore
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.errors import (
     ApprovalError,
+    ApprovalFiled,
     ApprovalRequired,
+    ClientProtocolError,
     GovError,
     IdentityError,
+    NotSupportedError,
     PolicyError,
     QueryDenied,
     SqlSyntaxError,
@@ -94,36 +97,11 @@ _BOOL, _TEXT, _BYTEA, _DATE, _TIME, _TIMESTAMP, _TIMESTAMPTZ = 16, 25, 17, 1082,
 _UNKNOWN = 705
 
 
-class _NotSupported(GovError):
-    """Something of the protocol this front door does not implement."""
-
-
-class _InFailedTransaction(GovError):
-    """A statement after an error inside BEGIN, before ROLLBACK."""
-
-
-class _CannotRollBack(GovError):
-    """ROLLBACK after writes: they were committed as they ran."""
-
-
-class _UnknownSetting(GovError):
-    """SET jupyter_gov.<name> of a name that is not a setting."""
-
-
-class _ApprovalFiled(GovError):
-    """An approval was needed and, with a justification set, a request was filed."""
-
-    def __init__(self, needed: ApprovalRequired, request_id: str) -> None:
-        self.plan, self.audit_id, self.request_id = needed.plan, needed.audit_id, request_id
-        super().__init__(
-            f"{needed} Approval request {request_id} was filed; once it is approved, "
-            f"SET jupyter_gov.approval_id = '{request_id}' and run the statement again."
-        )
-
-
 def sqlstate_for(error: BaseException) -> str:
     """The SQLSTATE a governed refusal, a failure or a protocol refusal answers with."""
-    if isinstance(error, (QueryDenied, ApprovalRequired, ApprovalError, _ApprovalFiled)):
+    if isinstance(error, ClientProtocolError):
+        return error.sqlstate
+    if isinstance(error, (QueryDenied, ApprovalRequired, ApprovalError)):
         return INSUFFICIENT_PRIVILEGE
     if isinstance(error, IdentityError):
         return INVALID_AUTHORIZATION
@@ -133,14 +111,8 @@ def sqlstate_for(error: BaseException) -> str:
         return INVALID_PARAMETER_VALUE
     if isinstance(error, PolicyError):
         return CONFIG_ERROR
-    for cls, state in (
-        (_NotSupported, FEATURE_NOT_SUPPORTED),
-        (_InFailedTransaction, IN_FAILED_TRANSACTION),
-        (_CannotRollBack, INVALID_TRANSACTION_STATE),
-        (_UnknownSetting, UNDEFINED_OBJECT),
-    ):
-        if isinstance(error, cls):
-            return state
+    if isinstance(error, NotSupportedError):
+        return FEATURE_NOT_SUPPORTED
     return EXTERNAL_ERROR
 
 
@@ -340,7 +312,10 @@ def _parse_binary_param(raw: bytes | None, oid: int) -> Any:
             return _PG_EPOCH + dt.timedelta(microseconds=struct.unpack("!q", raw)[0])
     except (struct.error, UnicodeDecodeError, OverflowError) as error:
         raise UsageError("A binary parameter does not match its declared type.") from error
-    raise _NotSupported(f"Binary parameters of type {oid} are not supported; send them as text.")
+    raise ClientProtocolError(
+        f"Binary parameters of type {oid} are not supported; send them as text.",
+        FEATURE_NOT_SUPPORTED,
+    )
 
 
 def _oid_of(dtype: pa.DataType) -> int:
@@ -839,7 +814,10 @@ class _Connection:
             if statement is None:
                 raise UsageError(f"There is no prepared statement named {name!r}.")
             if any(results):
-                raise _NotSupported("Binary results are not supported; ask for text format.")
+                raise ClientProtocolError(
+                    "Binary results are not supported; ask for text format.",
+                    FEATURE_NOT_SUPPORTED,
+                )
             if len(raw) != statement.params:
                 raise UsageError(
                     f"The statement has {statement.params} parameter(s) but {len(raw)} were bound."
@@ -912,8 +890,9 @@ class _Connection:
         if local is not None:
             return local
         if self.state.tx == "E":
-            raise _InFailedTransaction(
-                "The transaction has failed; end it with ROLLBACK before sending more statements."
+            raise ClientProtocolError(
+                "The transaction has failed; end it with ROLLBACK before sending more statements.",
+                IN_FAILED_TRANSACTION,
             )
         decide = _DECIDE_RE.match(sql)
         if decide:
@@ -938,7 +917,7 @@ class _Connection:
                 request = await self.server._engine(
                     lambda: session.request_approval(text, params, justification=justification)
                 )
-                raise _ApprovalFiled(error, request.id) from None
+                raise ApprovalFiled(error, request.id) from None
             raise
         plan = result.plan
         last = plan.statements[-1].info
@@ -966,9 +945,10 @@ class _Connection:
             failed, wrote = self.state.tx == "E", self.state.wrote_in_tx
             self.state.tx, self.state.wrote_in_tx = "I", False
             if word in ("rollback", "abort") and wrote:
-                raise _CannotRollBack(
+                raise ClientProtocolError(
                     "Statements through the gateway commit as they run; the writes since BEGIN "
-                    "were not rolled back."
+                    "were not rolled back.",
+                    INVALID_TRANSACTION_STATE,
                 )
             return _Outcome(
                 None, "ROLLBACK" if failed or word in ("rollback", "abort") else "COMMIT"
@@ -977,10 +957,11 @@ class _Connection:
         if setting:
             name = setting.group(2).lower()
             if name not in _GOV_SETTINGS:
-                raise _UnknownSetting(
+                raise ClientProtocolError(
                     f"jupyter_gov.{name} is not a setting; use one of "
                     + ", ".join(f"jupyter_gov.{s}" for s in _GOV_SETTINGS)
-                    + "."
+                    + ".",
+                    UNDEFINED_OBJECT,
                 )
             self.state.settings[name] = setting.group(4).replace("''", "'")
             return _Outcome(None, "SET")
