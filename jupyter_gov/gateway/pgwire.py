@@ -132,7 +132,10 @@ class TokenAuthenticator:
     def __init__(self, policy: Policy, validator: Any | None = None) -> None:
         self.policy = policy
         config = dict(policy.identity_config)
-        self.group_claims = config.get("groups_claim", ("groups", "roles"))
+        group_claims = config.get("groups_claim", ("groups", "roles"))
+        if isinstance(group_claims, str):  # as the msal provider reads it: plus app roles
+            group_claims = tuple(dict.fromkeys([group_claims, "roles"]))
+        self.group_claims = group_claims
         self.attributes = config.get("attributes")
         self.audience = config.get("audience") or config.get("client_id")
         authority = config.get("oidc_authority") or config.get("authority")
