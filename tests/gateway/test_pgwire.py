@@ -178,6 +178,48 @@ def test_the_gateway_publishes_a_signed_checkpoint_that_verifies_its_store(pgwir
     assert report.ok, report
 
 
+def test_psql_catalog_commands_get_the_governed_refusal_not_the_catalog(psql, pgwire):
+    done = run_psql(psql, pgwire, TOKENS["etl"], "\\dt")
+    assert done.returncode != 0
+    assert "part of the database's own catalog" in done.stderr
+
+
+def test_concurrent_clients_are_each_governed_and_audited_once(pgwire):
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = AuditStore(pgwire.store)
+    before = store.count(kinds=["result"])
+
+    def client(n: int) -> list[str]:
+        with psycopg.connect(pgwire.dsn(TOKENS["etl"]), autocommit=True) as conn:
+            sql = "SELECT email FROM customers WHERE customer_id = %s"
+            return [conn.execute(sql, (n * 10 + i,)).fetchone()[0] for i in range(1, 6)]
+
+    with ThreadPoolExecutor(4) as pool:
+        emails = [e for batch in pool.map(client, range(4)) for e in batch]
+    assert len(emails) == 20 and all(e.startswith("***@") for e in emails)
+    assert store.count(kinds=["result"]) == before + 20
+    assert store.verify().ok
+
+
+def test_malformed_clients_are_dropped_and_the_door_stays_up(pgwire):
+    import socket
+    import struct
+
+    for garbage in (
+        b"\x00\x00\x00\x08\x00\x00\x00\x00",  # protocol version 0
+        b"\xff\xff\xff\xff",  # a negative length
+        struct.pack("!ii", 8, 196608) + b"Q" + struct.pack("!i", 2**31 - 1),  # huge message
+    ):
+        with socket.create_connection((pgwire.host, pgwire.port), timeout=10) as raw:
+            raw.sendall(garbage)
+            raw.shutdown(socket.SHUT_WR)
+            while raw.recv(4096):  # the server answers (or not) and closes
+                pass
+    with psycopg.connect(pgwire.dsn(TOKENS["etl"])) as conn:
+        assert conn.execute("SELECT 1 AS one").fetchone() == (1,)
+
+
 # -- pieces ---------------------------------------------------------------------------------
 
 
