@@ -146,8 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
 # --- pgwire (helper pgwire): `jupyter-gov gateway pgwire`; at merge, fold --pg-listen into
 # --- `gateway serve` and keep this subcommand as its stand-alone form.
 def _pgwire_parser(commands: Any) -> None:
-    gateway = commands.add_parser("gateway", help="governed front doors outside the kernel")
-    actions = gateway.add_subparsers(dest="gateway_command", required=True, metavar="ACTION")
+    gateway = commands.choices.get("gateway")  # the gateway's own parser, when it exists
+    if gateway is None:
+        gateway = commands.add_parser("gateway", help="governed front doors outside the kernel")
+        gateway.add_subparsers(dest="gateway_command", required=True, metavar="ACTION")
+    actions = next(a for a in gateway._actions if isinstance(a, argparse._SubParsersAction))
     pgwire = actions.add_parser("pgwire", help="serve the PostgreSQL wire protocol (psql, BI)")
     _config_options(pgwire)
     pgwire.add_argument("--listen", default="127.0.0.1:5433", help="HOST:PORT (0: any free)")
@@ -195,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "gateway" and args.gateway_command == "pgwire":  # pgwire block
+        return _pgwire(args)
     if args.command == "mcp":
         from jupyter_gov.mcp import open_tools, serve
 
@@ -208,8 +213,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         serve(tools, "stdio" if args.transport == "stdio" else "http", args.host, args.port)
         return EXIT_OK
-    if args.command == "gateway":  # pgwire block
-        return _pgwire(args)
     if args.command in ("query", "explain"):
         return _run_query(args)
     if args.command == "tables":
