@@ -59,12 +59,14 @@ from jupyter_gov.errors import (
     TokenRejected,
     UsageError,
 )
-from jupyter_gov.identity.base import Identity
+from jupyter_gov.identity.base import PRINCIPAL_ISSUER, SERVICE_AUTH, Identity
 from jupyter_gov.identity.service import _token_matches
 from jupyter_gov.policy import Policy
 
 #: How this front door names itself in the audit (``detail.front_end``).
 FRONT_END = "pgwire"
+#: How a service token may name its service (as the Arrow Flight gateway's tokens do).
+SERVICE_PREFIX = "service:"
 #: ``auth_method`` of identities proven by an OIDC access token sent as the password.
 OIDC_AUTH = "oidc-access-token"
 
@@ -155,16 +157,18 @@ class TokenAuthenticator:
         token = token.strip()
         if not token:
             raise TokenRejected("Send a bearer token as the password; none was given.")
+        if token.startswith(SERVICE_PREFIX):  # the Flight gateway's form: service:<name>:<token>
+            name, _, secret = token.removeprefix(SERVICE_PREFIX).partition(":")
+            service = self.policy.services.get(name)
+            if service is None or not secret or not _token_matches(secret, service.token_sha256):
+                raise TokenRejected(
+                    f"Service {name!r} could not sign in: the policy lists no such service or "
+                    "its token does not match."
+                )
+            return _service_identity(service.name)
         for service in self.policy.services.values():
             if _token_matches(token, service.token_sha256):
-                return Identity(
-                    subject=service.name,
-                    display_name=f"service {service.name}",
-                    auth_method="service-token",
-                    issuer="jupyter-gov",
-                    verified=True,
-                    kind="service",
-                )
+                return _service_identity(service.name)
         if token.count(".") == 2 and self.validator is not None:
             from jupyter_gov.identity.oidc import identity_from_claims
 
@@ -179,6 +183,17 @@ class TokenAuthenticator:
             "The password is not a token this gateway accepts: no service's token matches "
             "and it is not an access token from the policy's identity provider."
         )
+
+
+def _service_identity(name: str) -> Identity:
+    return Identity(
+        subject=name,
+        display_name=f"service {name}",
+        auth_method=SERVICE_AUTH,
+        issuer=PRINCIPAL_ISSUER,
+        verified=True,
+        kind="service",
+    )
 
 
 # -- statements this front door answers itself --------------------------------------------

@@ -116,6 +116,13 @@ def test_the_user_name_is_not_an_identity_the_token_is(pgwire):
     assert (event["subject"], event["auth_method"]) == ("etl", "service-token")
 
 
+def test_a_service_token_may_name_its_service_as_the_flight_gateway_expects(pgwire):
+    with psycopg.connect(pgwire.dsn(f"service:etl:{TOKENS['etl']}"), autocommit=True) as conn:
+        assert conn.execute("SELECT 1 AS one").fetchone() == (1,)
+    with pytest.raises(psycopg.OperationalError, match="Service 'ops' could not sign in"):
+        psycopg.connect(pgwire.dsn(f"service:ops:{TOKENS['etl']}"))  # another service's token
+
+
 def test_audit_records_the_token_identity_auth_method_and_purpose(pgwire):
     with psycopg.connect(pgwire.dsn(TOKENS["etl"]), autocommit=True) as conn:
         conn.execute("SET jupyter_gov.purpose = 'quarterly churn report'")
