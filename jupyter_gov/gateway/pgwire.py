@@ -76,6 +76,8 @@ _GSSENC_REQUEST = 80877104
 _CANCEL_REQUEST = 80877102
 #: Largest message accepted (a Bind with its values); the policy caps SQL text separately.
 MAX_MESSAGE = 64 * 1024 * 1024
+#: DataRows encoded and written at a time.
+ROWS_PER_WRITE = 2048
 #: Seconds a client has to finish start-up and authentication.
 STARTUP_TIMEOUT = 30.0
 
@@ -810,11 +812,10 @@ class _Connection:
                 await self._send(_message(b"I"))
             else:
                 outcome = await self._run(sql, [])
-                out = b""
                 if outcome.table is not None:
-                    out += _row_description(outcome.table.schema)
-                    out += _data_rows(outcome.table, 0, outcome.table.num_rows)
-                await self._send(out + _message(b"C", _cstr(outcome.tag)))
+                    await self._send(_row_description(outcome.table.schema))
+                    await self._send_rows(outcome.table, 0, outcome.table.num_rows)
+                await self._send(_message(b"C", _cstr(outcome.tag)))
         except Exception as error:  # every failure becomes an ErrorResponse
             await self._fail(error, extended=False)
         await self._send(_message(b"Z", self.state.tx.encode()))
@@ -888,12 +889,18 @@ class _Connection:
             stop = outcome.table.num_rows
             if max_rows > 0:
                 stop = min(stop, outcome.sent + max_rows)
-            out = _data_rows(outcome.table, outcome.sent, stop)
+            await self._send_rows(outcome.table, outcome.sent, stop)
             outcome.sent = stop
             done = stop >= outcome.table.num_rows
-            await self._send(out + (_message(b"C", _cstr(outcome.tag)) if done else _message(b"s")))
+            await self._send(_message(b"C", _cstr(outcome.tag)) if done else _message(b"s"))
         except Exception as error:
             await self._fail(error, extended=True)
+
+    async def _send_rows(self, table: pa.Table, start: int, stop: int) -> None:
+        """DataRows in slices, each written and drained before the next is encoded, so a
+        large result never sits in memory twice and a slow client slows the sender."""
+        for at in range(start, stop, ROWS_PER_WRITE):
+            await self._send(_data_rows(table, at, min(stop, at + ROWS_PER_WRITE)))
 
     def _portal(self, name: str) -> _Portal:
         portal = self.portals.get(name)

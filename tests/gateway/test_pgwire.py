@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import uuid
 
@@ -78,6 +79,14 @@ def test_psycopg_reads_masked_rows_with_bound_parameters_and_typed_columns(pgwir
         assert [c.type_code for c in cursor.description] == [23, 25]  # int4, text
         rows = cursor.fetchall()
     assert [r[0] for r in rows] == [1, 2]
+    assert all(r[1].startswith("***@") for r in rows)
+
+
+def test_a_result_larger_than_one_write_arrives_whole_and_masked(pgwire):
+    sql = "SELECT customer_id, email FROM customers ORDER BY customer_id LIMIT 5000"
+    with psycopg.connect(pgwire.dsn(TOKENS["etl"])) as conn:
+        rows = conn.execute(sql).fetchall()
+    assert [r[0] for r in rows] == list(range(1, 5001))
     assert all(r[1].startswith("***@") for r in rows)
 
 
@@ -211,7 +220,6 @@ def test_concurrent_clients_are_each_governed_and_audited_once(pgwire):
 
 def test_malformed_clients_are_dropped_and_the_door_stays_up(pgwire):
     import socket
-    import struct
 
     for garbage in (
         b"\x00\x00\x00\x08\x00\x00\x00\x00",  # protocol version 0
@@ -225,6 +233,57 @@ def test_malformed_clients_are_dropped_and_the_door_stays_up(pgwire):
                 pass
     with psycopg.connect(pgwire.dsn(TOKENS["etl"])) as conn:
         assert conn.execute("SELECT 1 AS one").fetchone() == (1,)
+
+
+class RawClient:
+    """Just enough of a PostgreSQL client to send messages drivers rarely use."""
+
+    def __init__(self, server: PgWire, token: str) -> None:
+        import socket
+
+        self.sock = socket.create_connection((server.host, server.port), timeout=10)
+        params = b"user\x00anyone\x00database\x00governed\x00\x00"
+        self.sock.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
+        assert self.receive()[0] == (b"R", struct.pack("!i", 3))  # cleartext password
+        self.send(b"p", token.encode() + b"\x00")
+        self.until(b"Z")
+
+    def send(self, kind: bytes, body: bytes = b"") -> None:
+        self.sock.sendall(kind + struct.pack("!i", len(body) + 4) + body)
+
+    def receive(self) -> list[tuple[bytes, bytes]]:
+        head = self._exactly(5)
+        (size,) = struct.unpack("!i", head[1:])
+        return [(head[:1], self._exactly(size - 4))]
+
+    def until(self, kind: bytes) -> list[bytes]:
+        kinds: list[bytes] = []
+        while not kinds or kinds[-1] != kind:
+            kinds.append(self.receive()[0][0])
+        return kinds
+
+    def _exactly(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = self.sock.recv(size - len(data))
+            assert chunk, "the server closed the connection"
+            data += chunk
+        return data
+
+
+def test_execute_with_a_row_limit_suspends_the_portal_and_resumes_it(pgwire):
+    client = RawClient(pgwire, TOKENS["etl"])
+    sql = b"SELECT customer_id FROM customers WHERE customer_id <= $1 ORDER BY 1\x00"
+    client.send(b"P", b"\x00" + sql + struct.pack("!hi", 1, 23))
+    client.send(b"B", b"\x00\x00" + struct.pack("!hhi", 0, 1, 1) + b"5" + struct.pack("!h", 0))
+    client.send(b"D", b"P\x00")
+    client.send(b"E", b"\x00" + struct.pack("!i", 2))
+    client.send(b"E", b"\x00" + struct.pack("!i", 2))
+    client.send(b"E", b"\x00" + struct.pack("!i", 0))
+    client.send(b"S")
+    kinds = client.until(b"Z")
+    assert kinds == [b"1", b"2", b"T", b"D", b"D", b"s", b"D", b"D", b"s", b"D", b"C", b"Z"]
+    client.sock.close()
 
 
 # -- pieces ---------------------------------------------------------------------------------
