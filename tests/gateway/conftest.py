@@ -197,9 +197,19 @@ def in_process(server: PgWireServer) -> Iterator[PgWireServer]:
     try:
         yield server
     finally:
-        loop.call_soon_threadsafe(server.close)
+        asyncio.run_coroutine_threadsafe(_shutdown(server), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+        loop.close()
+
+
+async def _shutdown(server: PgWireServer) -> None:
+    """Stop listening, then end every client's task while the loop still runs."""
+    server.close()
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # The TLS OIDC provider of the identity tests (tests/identity/conftest.py), for OIDC tokens.
