@@ -69,3 +69,20 @@ def test_a_person_files_a_request_with_a_justification_and_runs_it_once_approved
         assert bob.execute(UPDATE).statusmessage == "UPDATE 1"
     used = AuditStore(oidc_pgwire.store).events(kinds=["approval_used"], limit=1)[0]
     assert used["subject"] == "bob"
+
+
+def test_rollback_after_a_write_says_the_write_was_committed(oidc_pgwire, oidc_server):
+    token = id_token(oidc_server, "bob", client=AUDIENCE)
+    update = "UPDATE orders SET status = 'shipped' WHERE order_id = 11"
+    with psycopg.connect(oidc_pgwire.dsn(token), autocommit=True) as bob:
+        bob.execute("SET jupyter_gov.justification = 'order 11 left the warehouse'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as needed:
+            bob.execute(update)
+    request_id = re.search(r"Approval request (\w+) was filed", str(needed.value)).group(1)
+    with psycopg.connect(oidc_pgwire.dsn(TOKENS["ops"]), autocommit=True) as ops:
+        ops.execute(f"SELECT jupyter_gov_approve('{request_id}', 'checked')")
+    with psycopg.connect(oidc_pgwire.dsn(token)) as bob:  # psycopg opens a transaction
+        bob.execute(f"SET jupyter_gov.approval_id = '{request_id}'")
+        assert bob.execute(update).statusmessage == "UPDATE 1"
+        with pytest.raises(psycopg.errors.InvalidTransactionState, match="not rolled back"):
+            bob.rollback()
