@@ -11,6 +11,7 @@ masking, audit) exactly as a cell does. What the server supports, on purpose sma
   identity: it is ignored, and the token alone says who is calling.
 * the simple query protocol and the extended protocol's Parse / Bind / Describe /
   Execute / Sync / Close / Flush, text format only, ``$1`` parameters always bound;
+* cancel requests for the running statement (backend id plus a random secret);
 * ``BEGIN`` / ``COMMIT`` / ``ROLLBACK`` as bookkeeping only: statements commit as they run
   (a ``ROLLBACK`` after a write says so with an error instead of pretending);
 * ``SET jupyter_gov.purpose | justification | approval_id = '...'`` for the audit's purpose
@@ -32,6 +33,7 @@ import decimal
 import ipaddress
 import json
 import re
+import secrets
 import ssl
 import struct
 import sys
@@ -50,6 +52,7 @@ from jupyter_gov.errors import (
     ApprovalFiled,
     ApprovalRequired,
     ClientProtocolError,
+    DatabaseError,
     GovError,
     IdentityError,
     NotSupportedError,
@@ -92,6 +95,7 @@ INVALID_TRANSACTION_STATE = "25000"
 IN_FAILED_TRANSACTION = "25P02"
 CONFIG_ERROR = "F0000"
 EXTERNAL_ERROR = "58000"
+QUERY_CANCELED = "57014"
 INVALID_PARAMETER_VALUE = "22023"
 UNDEFINED_OBJECT = "42704"
 
@@ -534,6 +538,9 @@ class PgWireServer:
         self._engine_lock = threading.Lock()
         self._server: asyncio.base_events.Server | None = None
         self._next_key = 1
+        # Cancel requests: backend id -> (secret, connection); and whose statement runs now.
+        self._cancel_keys: dict[int, tuple[bytes, _Connection]] = {}
+        self._running: _Connection | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -562,10 +569,14 @@ class PgWireServer:
             session.use_connector(name, _LazyConnector(self._template, name))
         return session
 
-    async def _engine(self, call: Callable[[], Any]) -> Any:
+    async def _engine(self, call: Callable[[], Any], owner: _Connection | None = None) -> Any:
         def locked() -> Any:
             with self._engine_lock:
-                return call()
+                self._running = owner
+                try:
+                    return call()
+                finally:
+                    self._running = None
 
         return await asyncio.get_running_loop().run_in_executor(None, locked)
 
@@ -573,8 +584,9 @@ class PgWireServer:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
+        connection = _Connection(self, reader, writer, peer)
         try:
-            await _Connection(self, reader, writer, peer).run()
+            await connection.run()
         except (_Closed, ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             pass
         except GovError as error:  # e.g. the audit store cannot record a refusal: fail closed
@@ -582,9 +594,29 @@ class PgWireServer:
                 writer.write(error_response(str(error), sqlstate_for(error), severity="FATAL"))
                 await writer.drain()
         finally:
+            self._cancel_keys.pop(connection.backend_id, None)
             writer.close()
             with contextlib.suppress(ConnectionError, ssl.SSLError):
                 await writer.wait_closed()
+
+    async def _cancel(self, key: bytes) -> None:
+        """Interrupt the statement of the connection a cancel request names, if it runs now.
+
+        The request must carry that connection's backend id and its random secret; a wrong
+        or stale key, or a connection that is not running a statement, changes nothing.
+        """
+        if len(key) != 8:
+            return
+        (backend_id,) = struct.unpack("!i", key[:4])
+        known = self._cancel_keys.get(backend_id)
+        if known is None or not secrets.compare_digest(known[0], key[4:]):
+            return
+        target = known[1]
+        if self._running is not target or target.session is None:
+            return
+        target.cancelled = True
+        connector = target.session.connector()
+        await asyncio.get_running_loop().run_in_executor(None, connector.interrupt)
 
     def _audit_refused(self, reason: str, peer: Any) -> None:
         """A refused token is a denied decision in the chain (no token, no claimed name)."""
@@ -640,6 +672,8 @@ class _Connection:
         self.statements: dict[str, _Prepared] = {}
         self.portals: dict[str, _Portal] = {}
         self.skip_to_sync = False
+        self.backend_id = 0
+        self.cancelled = False  # a cancel request reached this connection's statement
 
     # -- I/O ------------------------------------------------------------------------------
 
@@ -690,16 +724,17 @@ class _Connection:
                 raise _Closed from None
 
     async def _startup(self) -> None:
-        code, _ = await self._read_startup()
+        code, body = await self._read_startup()
         while code in (_SSL_REQUEST, _GSSENC_REQUEST):
             if code == _SSL_REQUEST and self.server.tls is not None:
                 await self._send(b"S")
                 await self.writer.start_tls(self.server.tls)
             else:
                 await self._send(b"N")
-            code, _ = await self._read_startup()
+            code, body = await self._read_startup()
         if code == _CANCEL_REQUEST:
-            raise _Closed  # cancelling a running statement is not supported; see the docs
+            await self.server._cancel(body[:8])
+            raise _Closed  # the protocol answers a cancel request with nothing
         if code != _PROTOCOL_3:
             await self._send(
                 error_response(
@@ -743,9 +778,11 @@ class _Connection:
             ("application_name", ""),
         ):
             out += _message(b"S", _cstr(name) + _cstr(value))
-        key = self.server._next_key
+        self.backend_id = self.server._next_key
         self.server._next_key += 1
-        out += _message(b"K", struct.pack("!ii", key, 0))
+        secret = secrets.token_bytes(4)
+        self.server._cancel_keys[self.backend_id] = (secret, self)
+        out += _message(b"K", struct.pack("!i", self.backend_id) + secret)
         await self._send(out)
 
     # -- messages -------------------------------------------------------------------------
@@ -789,6 +826,8 @@ class _Connection:
     async def _fail(self, error: BaseException, extended: bool) -> None:
         if isinstance(error, GovError):
             message, state = str(error), sqlstate_for(error)
+            if self.cancelled and isinstance(error, DatabaseError):
+                state = QUERY_CANCELED
         else:  # a bug: the client gets a sentence, never a traceback
             message, state = "The gateway failed to run the statement.", EXTERNAL_ERROR
         detail = None
@@ -927,6 +966,7 @@ class _Connection:
         settings = dict(self.state.settings)
         session = self.session
         assert session is not None
+        self.cancelled = False
         try:
             result = await self.server._engine(
                 lambda: session.sql(
@@ -934,7 +974,8 @@ class _Connection:
                     params,
                     purpose=settings.get("purpose"),
                     approval_id=settings.get("approval_id") or None,
-                )
+                ),
+                owner=self,
             )
         except ApprovalRequired as error:
             justification = settings.get("justification", "").strip()

@@ -235,6 +235,35 @@ def test_malformed_clients_are_dropped_and_the_door_stays_up(pgwire):
         assert conn.execute("SELECT 1 AS one").fetchone() == (1,)
 
 
+def test_a_cancel_request_stops_the_running_statement_which_is_audited(pgwire):
+    import threading
+
+    endless = (
+        "SELECT count(*) AS cancel_me FROM customers a, customers b, customers c "
+        "WHERE a.customer_id + b.customer_id + c.customer_id = -1"
+    )
+    outcome: list[BaseException] = []
+    with psycopg.connect(pgwire.dsn(TOKENS["etl"]), autocommit=True) as conn:
+
+        def run() -> None:
+            try:
+                conn.execute(endless)
+            except psycopg.Error as error:
+                outcome.append(error)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        for _ in range(300):  # a guard, never a wait for something: cancel until it stops
+            worker.join(0.2)
+            if not worker.is_alive():
+                break
+            conn.cancel_safe()
+        assert isinstance(outcome[0], psycopg.errors.QueryCanceled)
+        assert conn.execute("SELECT 1 AS one").fetchone() == (1,)  # the session goes on
+    cancelled = AuditStore(pgwire.store).events(kinds=["result"], text="cancel_me", limit=1)[0]
+    assert cancelled["error"] == "The query was cancelled."
+
+
 class RawClient:
     """Just enough of a PostgreSQL client to send messages drivers rarely use."""
 
