@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from jupyter_gov.audit import AuditStore
-from tests.gateway.conftest import TOKENS
+from tests.pgwire.conftest import TOKENS
 
 UPDATE = "UPDATE orders SET status = 'cancelled' WHERE order_id = 5"
 

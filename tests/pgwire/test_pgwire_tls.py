@@ -18,7 +18,7 @@ import trustme
 from jupyter_gov.gateway.pgwire import PgWireServer, TokenAuthenticator, tls_context
 from jupyter_gov.identity import Identity
 from jupyter_gov.policy import Policy
-from tests.gateway.conftest import TOKENS, gateway_policy, in_process
+from tests.pgwire.conftest import TOKENS, gateway_policy, in_process
 
 EXPIRED = "token-of-a-sign-in-that-has-since-expired"
 

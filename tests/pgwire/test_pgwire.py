@@ -1,6 +1,6 @@
 """Standard PostgreSQL clients (the psql binary, psycopg) governed through the pgwire door.
 
-One server process is shared by the module (tests/gateway/conftest.py); every test reads
+One server process is shared by the module (tests/pgwire/conftest.py); every test reads
 the audit store that process writes, as an auditor would.
 """
 
@@ -18,7 +18,7 @@ import pytest
 from jupyter_gov.audit import AuditStore
 from jupyter_gov.errors import UsageError
 from jupyter_gov.gateway.pgwire import PgWireServer, bind_dollar_parameters
-from tests.gateway.conftest import TOKENS, PgWire
+from tests.pgwire.conftest import TOKENS, PgWire
 
 MASKED = "SELECT customer_id, email, ssn FROM customers ORDER BY customer_id LIMIT 3"
 

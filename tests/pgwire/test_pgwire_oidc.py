@@ -14,8 +14,8 @@ import pytest
 
 from jupyter_gov.audit import AuditStore
 from jupyter_gov.gateway.pgwire import PgWireServer
-from tests.gateway.conftest import AUDIENCE, TOKENS, PgWire, gateway_policy, in_process
 from tests.identity.test_identity_oidc import id_token, server_marks
+from tests.pgwire.conftest import AUDIENCE, TOKENS, PgWire, gateway_policy, in_process
 
 pytestmark = server_marks
 
