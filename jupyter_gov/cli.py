@@ -336,6 +336,20 @@ def _tables(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_checkpoint(path: str) -> dict[str, Any]:
+    """A checkpoint file as a JSON object, or one sentence saying why not."""
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except OSError as error:
+        raise UsageError(f"The checkpoint file {path} cannot be read ({error.strerror}).") from None
+    except ValueError:
+        raise UsageError(f"The checkpoint file {path} is not JSON.") from None
+    if not isinstance(data, dict) or not {"count", "last_id", "head"} <= data.keys():
+        raise UsageError(f"{path} is not a checkpoint (count, last_id and head are needed).")
+    return data
+
+
 def _audit(args: argparse.Namespace) -> int:
     from jupyter_gov.audit import checkpoints
 
@@ -374,20 +388,6 @@ def _audit(args: argparse.Namespace) -> int:
     for event in reversed(events):
         print(_event_line(event))
     return EXIT_OK
-
-
-def _read_checkpoint(path: str) -> dict[str, Any]:
-    """A checkpoint file as a JSON object, or one sentence saying why not."""
-    try:
-        with open(path) as handle:
-            data = json.load(handle)
-    except OSError as error:
-        raise UsageError(f"The checkpoint file {path} cannot be read ({error.strerror}).") from None
-    except ValueError:
-        raise UsageError(f"The checkpoint file {path} is not JSON.") from None
-    if not isinstance(data, dict) or not {"count", "last_id", "head"} <= data.keys():
-        raise UsageError(f"{path} is not a checkpoint (count, last_id and head are needed).")
-    return data
 
 
 def _event_line(event: dict[str, Any]) -> str:
