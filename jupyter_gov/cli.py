@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_commands.add_parser("verify", help="walk the hash chain")
     _config_options(verify)
     verify.add_argument("--checkpoint", help="a JSON checkpoint file to detect a truncated tail")
+    verify.add_argument(
+        "--public-key", help="the signer's Ed25519 public key (PEM): the checkpoint must be signed"
+    )
     verify.add_argument("--format", choices=["table", "json"], default="table")
     tail = audit_commands.add_parser("tail", help="the newest events")
     _config_options(tail)
@@ -148,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--format", choices=["table", "json"], default="table")
     checkpoint = audit_commands.add_parser("checkpoint", help="print head hash and count")
     _config_options(checkpoint)
+    checkpoint.add_argument("--sign-key", help="sign it with this Ed25519 private key (PEM)")
+    keygen = audit_commands.add_parser("keygen", help="make an Ed25519 checkpoint-signing key")
+    keygen.add_argument("file", help="private key path; the public key goes to FILE.pub")
 
     provenance = commands.add_parser(
         "provenance", help="verify a saved Parquet file against the audit"
@@ -214,7 +220,49 @@ def build_parser() -> argparse.ArgumentParser:
     mcp.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     mcp.add_argument("--host", default="127.0.0.1", help="HTTP: address to bind (loopback)")
     mcp.add_argument("--port", type=int, default=8765, help="HTTP: port (path /mcp)")
+    _pgwire_parser(commands)
     return parser
+
+
+# --- pgwire (helper pgwire): `jupyter-gov gateway pgwire`; at merge, fold --pg-listen into
+# --- `gateway serve` and keep this subcommand as its stand-alone form.
+def _pgwire_parser(commands: Any) -> None:
+    gateway = commands.choices.get("gateway")  # the gateway's own parser, when it exists
+    if gateway is None:
+        gateway = commands.add_parser("gateway", help="governed front doors outside the kernel")
+        gateway.add_subparsers(dest="gateway_command", required=True, metavar="ACTION")
+    actions = next(a for a in gateway._actions if isinstance(a, argparse._SubParsersAction))
+    pgwire = actions.add_parser("pgwire", help="serve the PostgreSQL wire protocol (psql, BI)")
+    _config_options(pgwire)
+    pgwire.add_argument("--listen", default="127.0.0.1:5433", help="HOST:PORT (0: any free)")
+    pgwire.add_argument("--connection", help="default connection name from the policy")
+    pgwire.add_argument("--tls-cert", help="PEM certificate (required off loopback)")
+    pgwire.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    pgwire.add_argument("--checkpoint-key", help="sign audit checkpoints with this Ed25519 key")
+    pgwire.add_argument("--checkpoint-dir", help="where signed checkpoints are published")
+    pgwire.add_argument(
+        "--checkpoint-every", type=float, default=300.0, help="seconds between checkpoints"
+    )
+
+
+def _pgwire(args: argparse.Namespace) -> int:
+    from jupyter_gov.gateway.pgwire import serve
+
+    serve(
+        args.policy,
+        args.listen,
+        audit=args.store,
+        connection=args.connection,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        checkpoint_key=args.checkpoint_key,
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every,
+    )
+    return EXIT_OK
+
+
+# --- end pgwire block
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "gateway" and args.gateway_command == "pgwire":  # pgwire block
+        return _pgwire(args)
     if args.command == "mcp":
         from jupyter_gov.mcp import open_tools, serve
 
@@ -411,18 +461,50 @@ def _tables(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_checkpoint(path: str) -> dict[str, Any]:
+    """A checkpoint file as a JSON object, or one sentence saying why not."""
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except OSError as error:
+        raise UsageError(f"The checkpoint file {path} cannot be read ({error.strerror}).") from None
+    except ValueError:
+        raise UsageError(f"The checkpoint file {path} is not JSON.") from None
+    if not isinstance(data, dict) or not {"count", "last_id", "head"} <= data.keys():
+        raise UsageError(f"{path} is not a checkpoint (count, last_id and head are needed).")
+    return data
+
+
 def _audit(args: argparse.Namespace) -> int:
+    from jupyter_gov.audit import checkpoints
+
+    if args.audit_command == "keygen":
+        private, public = checkpoints.generate_key(args.file)
+        print(f"signing key {private} (keep it from the database's holders); public key {public}")
+        return EXIT_OK
     store = AuditStore(resolve_store(policy=args.policy, audit_store=args.store))
     if args.audit_command == "verify":
-        checkpoint = None
-        if args.checkpoint:
-            with open(args.checkpoint) as handle:
-                checkpoint = json.load(handle)
-        report = store.verify(checkpoint)
+        checkpoint = _read_checkpoint(args.checkpoint) if args.checkpoint else None
+        if args.public_key:
+            if checkpoint is None:
+                raise UsageError("--public-key checks a signed checkpoint; give --checkpoint too.")
+            key = checkpoints.load_public_key(args.public_key)
+            report = checkpoints.verify_against(store, checkpoint, key)
+        elif checkpoint is not None and "signature" in checkpoint:
+            raise UsageError(
+                "The checkpoint is signed; give the signer's --public-key so its signature is "
+                "checked (an unchecked signature proves nothing)."
+            )
+        else:
+            report = store.verify(checkpoint)
         print(json.dumps(report.to_dict()) if args.format == "json" else str(report))
         return EXIT_OK if report.ok else EXIT_FAILED
     if args.audit_command == "checkpoint":
-        print(json.dumps(store.checkpoint()))
+        if args.sign_key:
+            key = checkpoints.load_private_key(args.sign_key)
+            print(json.dumps(checkpoints.sign_checkpoint(store, key)))
+        else:
+            print(json.dumps(store.checkpoint()))
         return EXIT_OK
     events = store.events(limit=args.n)
     if args.format == "json":

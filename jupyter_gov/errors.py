@@ -168,6 +168,20 @@ class PipelineNeedsApproval(ApprovalRequired):
         )
 
 
+class ApprovalFiled(ApprovalRequired):
+    """A statement needed approval and, with a justification given, a request was filed;
+    ``request_id`` names it (the gateway's PostgreSQL door answers this to a client)."""
+
+    def __init__(self, needed: ApprovalRequired, request_id: str) -> None:
+        super().__init__(needed.plan, needed.audit_id, needed.query_id)
+        self.request_id = request_id
+        Exception.__init__(
+            self,
+            f"{needed} Approval request {request_id} was filed; once it is approved, "
+            f"SET jupyter_gov.approval_id = '{request_id}' and run the statement again.",
+        )
+
+
 class RateLimited(GovError):
     """An agent made more calls than its policy's ``queries_per_minute`` allow."""
 
@@ -236,6 +250,22 @@ class ProvenanceMismatch(GovError):
 
 
 # -- databases: PEP 249's classes, as ADBC names them ------------------------------------------
+
+
+class CheckpointInvalid(AuditError):
+    """A signed audit checkpoint does not verify: another key, an edited field, bad format."""
+
+    exit_code = EXIT_FAILED
+    http_status = 400
+
+
+class ClientProtocolError(UsageError):
+    """A standard client asked the gateway's PostgreSQL door for something it does not do,
+    or not in this state; carries the SQLSTATE the client gets."""
+
+    def __init__(self, message: str, sqlstate: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
 
 
 class InterfaceError(GovError):
