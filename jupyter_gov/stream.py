@@ -130,3 +130,30 @@ class GovernedStream:
                 return
             self._progress = self._progress_factory(self._label)
         self._progress.update(self.rows, self.nbytes)
+
+
+class TableStream:
+    """A result that arrived whole and was counted and audited where it ran (a gateway's
+    reply): read from memory, batch by batch, with nothing left to record."""
+
+    closed_early = False
+
+    def __init__(self, table: pa.Table) -> None:
+        self.schema = table.schema
+        self.rows = 0
+        self.nbytes = 0
+        self.done = False
+        self._batches = list(table.to_batches())
+
+    def next_batch(self) -> pa.RecordBatch | None:
+        if not self._batches:
+            self.done = True
+            return None
+        batch = self._batches.pop(0)
+        self.rows += batch.num_rows
+        self.nbytes += batch.nbytes
+        return batch
+
+    def close(self) -> None:
+        self._batches.clear()
+        self.done = True

@@ -269,12 +269,12 @@ class _Stream:
         runs in this process, so a timer interrupts it in place of a server-side timeout),
         and with DuckDB's errors turned into one redacted sentence (values never leave)."""
         connector = self.connector
-        timer = None
+        done = threading.Event()
         started = time.monotonic()
         if self.budget is not None:
-            timer = threading.Timer(max(self.budget, 0.001), self._time_out)
-            timer.daemon = True
-            timer.start()
+            threading.Thread(
+                target=self._time_out, args=(max(self.budget, 0.001), done), daemon=True
+            ).start()
         try:
             yield
         except duckdb.InterruptException as error:
@@ -292,14 +292,20 @@ class _Stream:
                 f"DuckDB rejected the governed statement: {scrub_text(message)}"
             ) from None
         finally:
-            if timer is not None:
-                timer.cancel()
+            done.set()
             if self.budget is not None:
                 self.budget -= time.monotonic() - started
 
-    def _time_out(self) -> None:
+    def _time_out(self, after_s: float, done: threading.Event) -> None:
+        """Interrupt the work once it is past its budget, and keep interrupting until it
+        ends: DuckDB drops an interrupt that lands before the statement starts running."""
+        if done.wait(after_s):
+            return
         self.timed_out = True
-        self.connector.con.interrupt()
+        while True:
+            self.connector.con.interrupt()
+            if done.wait(0.01):
+                return
 
 
 class DuckDBMasks(MaskDialect):

@@ -44,6 +44,7 @@ from jupyter_gov.gateway import protocol
 from jupyter_gov.guardrails import Finding
 from jupyter_gov.identity.base import Identity
 from jupyter_gov.result import GovernedResult
+from jupyter_gov.stream import TableStream
 
 TokenSource = str | Callable[[], str] | None
 
@@ -382,7 +383,7 @@ class GatewaySession:
         if name is not None and table.num_columns:
             self.scratch.register(name, table)
         return GovernedResult(
-            table,
+            TableStream(table),
             plan,  # type: ignore[arg-type]
             identity,
             query_id=str(reply.get("query_id", "")),

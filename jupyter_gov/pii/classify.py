@@ -218,7 +218,7 @@ def profile_catalog(
             if profile is None:
                 raise LookupError(dialect)
             rendered = profile.render(sample_query(schema, table, columns, rows))
-            sample = connector.execute(rendered.sql, {})
+            sample = connector.execute(rendered.sql, {}).read_all()
         except Exception:  # any failure leaves the table unprofiled
             failed.append((schema, table))
             continue

@@ -226,7 +226,9 @@ class GovAPIHandler(APIHandler):
         for kind in kinds:
             if kind not in KINDS:
                 raise tornado.web.HTTPError(
-                    400, f"Unknown kind {kind[:40]!r}; expected one of {', '.join(KINDS)}."
+                    400,
+                    f"Unknown kind {kind[:40]!r}; expected an audit event kind such as "
+                    "attempt, decision or result (jupyter_gov.audit.chain.KINDS lists them all).",
                 )
         since, until = self.epoch("since"), self.epoch("until")
         if since is not None and until is not None and since > until:

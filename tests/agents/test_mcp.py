@@ -193,8 +193,10 @@ def http_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     deadline = time.monotonic() + 120
     seen = b""
     fd = process.stderr.fileno()
+    poller = select.poll()  # poll, not select: a long suite may hold descriptors above 1024
+    poller.register(fd, select.POLLIN)
     while b"startup complete" not in seen and time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], deadline - time.monotonic())
+        ready = poller.poll(max(0.0, deadline - time.monotonic()) * 1000)
         chunk = os.read(fd, 65536) if ready else b""
         if not chunk:
             break

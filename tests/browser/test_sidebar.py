@@ -404,3 +404,34 @@ def test_a_tampered_log_shows_a_broken_chain(page, seeded_lab: Lab):
     integrity.click()
     expect(integrity).to_have_attribute("data-state", "broken")
     expect(integrity).to_contain_text("Chain broken at event #5")
+
+
+def test_policy_tab_lists_columns_pii_detection_found_without_values(page, seeded_lab: Lab):
+    """``unclassified: auto`` findings reach the Policy tab from the audit: tag, confidence
+    and sample size, never a value."""
+    from playwright.sync_api import expect
+
+    store = AuditStore(f"sqlite:///{seeded_lab.audit_path}")
+    store.append(
+        "classification",
+        connection="demo",
+        policy_name="demo",
+        detail={
+            "schema": "main",
+            "table": "signups",
+            "column": "contact",
+            "tag": "email",
+            "confidence": 0.97,
+            "sample_size": 200,
+        },
+    )
+    store.close()
+    open_sidebar(page)
+    sidebar = page.locator(SIDEBAR)
+    sidebar.locator('.jp-gov-tab[data-tab="policy"]').click()
+    sidebar.locator(".jp-gov-policy-header .jp-gov-refresh").click()
+    found = sidebar.locator('[data-testid="policy-pii"]')
+    expect(found).to_contain_text("signups.contact")
+    expect(found).to_contain_text("looks like email: masked")
+    expect(found).to_contain_text("confidence 0.97 · 200 sampled · demo")
+    sidebar.locator('.jp-gov-tab[data-tab="audit"]').click()

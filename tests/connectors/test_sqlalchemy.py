@@ -139,7 +139,7 @@ def test_timeout_is_enforced_by_the_server_through_the_driver(pg8000_connector: 
     try:
         with pytest.raises(QueryFailed, match=r"(?i)statement timeout"):
             pg8000_connector.execute("SELECT pg_sleep(30)", {})
-        assert pg8000_connector.execute("SELECT 1 AS one", {}).column(0)[0].as_py() == 1
+        assert pg8000_connector.execute("SELECT 1 AS one", {}).read_all().column(0)[0].as_py() == 1
     finally:
         pg8000_connector.set_timeout(None)
 

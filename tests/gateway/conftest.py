@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import pwd
 import secrets
-import select
+import selectors
 import shutil
 import socket
 import subprocess
@@ -305,7 +305,10 @@ def start_gateway(
         cwd="/",
     )
     assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], 60)
+    # selectors, not select.select: a long suite may hold file descriptors above 1024
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        ready = selector.select(60)
     line = process.stdout.readline() if ready else ""
     if "listening on" not in line:
         process.kill()

@@ -29,6 +29,13 @@ def make(cls: type[errors.GovError]) -> errors.GovError:
         return cls(SimpleNamespace(reasons=[SENTENCE]))  # type: ignore[arg-type]
     if cls is errors.ApprovalRefused:
         return cls(SENTENCE, rule="approval:expired")
+    if cls is errors.ApprovalFiled:  # its sentence adds the request id; keep ours
+        needed = errors.ApprovalRequired(SimpleNamespace(reasons=[SENTENCE]))  # type: ignore[arg-type]
+        error = cls(needed, "r-1")
+        Exception.__init__(error, SENTENCE)
+        return error
+    if cls is errors.ClientProtocolError:
+        return cls(SENTENCE, "0A000")
     return cls(SENTENCE)
 
 
