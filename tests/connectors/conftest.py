@@ -34,6 +34,7 @@ from jupyter_gov.demo import demo_tables
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.policy import Policy
 from tests.conftest import require_server
+from tests.connectors.loaded import LOADED
 
 ENGINES = ("duckdb", "postgres", "mysql", "sqlite", "spark")
 DEMO = "jupyter_gov_demo"
@@ -197,8 +198,9 @@ _LOADERS: dict[str, Callable[[str], Engine]] = {
     "spark": _spark,  # given the server's sc:// URL
 }
 
-#: Engines loaded in this test session (or why one could not be), by name.
-_LOADED: dict[str, Engine | str] = {}
+#: Engines loaded in this test session (or why one could not be), by name: one registry
+#: for both names pytest imports this module under (see tests/connectors/loaded.py).
+_LOADED: dict[str, Engine | str] = LOADED
 
 
 def load_engine(name: str, where: str = "") -> Engine:
@@ -214,7 +216,7 @@ def load_engine(name: str, where: str = "") -> Engine:
     found = _LOADED[name]
     if isinstance(found, str):
         require_server(found)
-    assert isinstance(found, Engine)
+    assert not isinstance(found, str)  # an Engine, maybe of this module's other copy
     return found
 
 
@@ -237,7 +239,7 @@ def live_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEngin
     """Every engine, loaded when first asked for; closed once at the end of the session."""
     yield LiveEngines(tmp_path_factory.mktemp("engines"))
     for engine in _LOADED.values():
-        if isinstance(engine, Engine):
+        if not isinstance(engine, str):
             engine.connector.close()
     _LOADED.clear()
 
