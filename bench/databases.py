@@ -11,9 +11,10 @@ warm-up:
 - **raw driver, plain SQL**: ``SELECT *`` with no masks, through the same driver;
 - MariaDB only, **connectorx** (Rust, straight to Arrow): the governed SQL and the plain SQL.
   connectorx cannot bind parameters, so the governed statement's values are rendered by
-  :func:`mysql_literal`, which spells text as a hex literal with a charset introducer
-  (``_utf8mb4 X'...'``: only hex digits reach the SQL text, nothing to escape) and numbers
-  and dates from their Python values; anything else is refused. This is the raw Arrow path
+  the connector's own :func:`jupyter_gov.connectors.mysql.spell`, which spells text as a hex
+  literal with a charset introducer (``_utf8mb4 X'...'``: only hex digits reach the SQL
+  text, nothing to escape) and numbers and dates from their Python values; anything else
+  is refused. This is the raw Arrow path
   the issue's "within 1.2x" target is measured against;
 - **JupySQL** ``%sql`` on the plain query (it does not mask), materialised with
   ``.DataFrame()`` as a user would, through SQLAlchemy (``pg8000``, ``pymysql``).
@@ -127,48 +128,13 @@ def load_mariadb(rows: int) -> None:
     con.close()
 
 
-def mysql_literal(value: Any) -> str:
-    """A bound value spelt as a MariaDB literal that cannot change the statement's shape.
-
-    Text and bytes become hex literals (``_utf8mb4 X'..'`` / ``X'..'``), so no quote or
-    backslash of the value reaches the SQL; integers, finite floats, decimals, dates and
-    datetimes are spelt from their type; ``None`` is ``NULL``. Other types are refused.
-    """
-    import datetime as dt
-    import math
-    from decimal import Decimal
-
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int):
-        return str(int(value))
-    if isinstance(value, float) and math.isfinite(value):
-        return repr(float(value))
-    if isinstance(value, Decimal) and value.is_finite():
-        return format(value, "f")
-    if isinstance(value, str):
-        return f"_utf8mb4 X'{value.encode().hex()}'"
-    if isinstance(value, bytes):
-        return f"X'{value.hex()}'"
-    if isinstance(value, dt.datetime):
-        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
-    if isinstance(value, dt.date):
-        return f"DATE '{value.isoformat()}'"
-    raise TypeError(f"no safe MariaDB literal for a {type(value).__name__}")
-
-
 def _connectorx(url: str, sql: str, params: dict[str, Any]) -> Callable[[], Any]:
-    """connectorx on a pyformat statement: ``%(name)s`` becomes a safe literal, ``%%`` a %."""
-    import re
-
+    """connectorx on a pyformat statement, its values spelt as the connector spells them."""
     import connectorx as cx
 
-    def spell(match: re.Match[str]) -> str:
-        return "%" if match.group(0) == "%%" else mysql_literal(params[match.group(1)])
+    from jupyter_gov.connectors.mysql import spell
 
-    text = re.sub(r"%%|%\((\w+)\)s", spell, sql)
+    text = spell(sql, params)
 
     def run() -> Any:
         return cx.read_sql(url, text, return_type="arrow")
