@@ -20,8 +20,10 @@ section; paste it into docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -96,9 +98,9 @@ def profile_100_columns(rows: int = 10_000) -> float:
         + " FROM (SELECT row_number() OVER () AS i, text FROM t0) t"
     )
 
-    class Plain:  # the connector interface profiling uses: execute(sql, params) -> Arrow
-        def execute(self, sql: str, params: dict[str, Any]) -> pa.Table:
-            return con.execute(sql).to_arrow_table()
+    class Plain:  # the connector interface profiling uses: execute(sql, params) -> a stream
+        def execute(self, sql: str, params: dict[str, Any]) -> pa.RecordBatchReader:
+            return con.execute(sql).to_arrow_reader()
 
     names = [d[0] for d in con.execute("SELECT * FROM wide LIMIT 0").description]
     elapsed, (findings, failed) = timed(
@@ -116,7 +118,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--presidio-n", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="interleaved rounds of the three scrubbers on the presidio texts (default: "
+        "--repeat); one round of presidio on a million texts takes minutes",
+    )
     args = parser.parse_args()
+    rounds = args.rounds or args.repeat
 
     from presidio_anonymizer import AnonymizerEngine, BatchAnonymizerEngine
 
@@ -130,7 +140,9 @@ def main() -> None:
 
     m = min(args.presidio_n, args.n)
     subset = data[:m]
+    print(f"jupyter-gov {args.n:,}: {jg_seconds:.1f} s", file=sys.stderr, flush=True)
     found = [spans(t) for t in subset]  # not timed: the Batch engine is given these
+    print(f"spans found for {m:,} texts", file=sys.stderr, flush=True)
     batch = BatchAnonymizerEngine(AnonymizerEngine())
     engine = AnonymizerEngine()
 
@@ -146,9 +158,10 @@ def main() -> None:
         "batch": lambda: list(batch.anonymize_list(subset, recognizer_results_list=found)),
         "e2e": end_to_end,
     }
-    for _ in range(args.repeat):
+    for index in range(rounds):
         for key, run in runs.items():
             seconds, outputs[key] = timed(run, 1)
+            print(f"round {index + 1}: {key} {seconds:.1f} s", file=sys.stderr, flush=True)
             times[key].append(seconds)
     jg_m_seconds, batch_seconds, e2e_seconds = (
         statistics.median(times[k]) for k in ("jg_m", "batch", "e2e")
@@ -176,15 +189,21 @@ def main() -> None:
         ratio = "—" if key.startswith("jg") else f"{rate['jg_m'] / rate[key]:.1f}x faster"
         lines.append(f"| {label} | {count:,} | {seconds:.2f} | {rate[key]:,.0f} | {ratio} |")
     table = "\n".join(lines)
+    scope = (
+        f"all three scrub the same {m:,} texts"
+        if m == args.n
+        else f"presidio runs on the first {m:,} texts (at ~{rate['e2e']:,.0f} values/s a "
+        f"million would take {args.n / rate['e2e'] / 60:.0f} minutes here)"
+    )
     print(f"""## PII scrubbing: jupyter-gov (vectorized Arrow) vs presidio
 
-`python bench/pii.py --n {args.n} --presidio-n {m} --repeat {args.repeat}`: {args.n:,} texts of
-about 200 characters, {with_pii:,} of them with one or two entities (e-mail, phone, card,
-IBAN, SSN, IPv4); medians of {args.repeat} runs. presidio runs on the first {m:,} texts
-(at ~{rate["e2e"]:,.0f} values/s a million would take {args.n / rate["e2e"] / 60:.0f} minutes
-on this shared 2-core machine); the three scrubbers take turns on those texts, round after
-round, and the ratios compare those interleaved timings. Outputs equal on those {m:,}
-texts: **{equal}** ({mismatches} differing).
+`python bench/pii.py --n {args.n} --presidio-n {m} --repeat {args.repeat} --rounds {rounds}`
+({time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, {os.cpu_count()} cores, load average
+{os.getloadavg()[0]:.1f} at the end): {args.n:,} texts of about 200 characters, {with_pii:,}
+of them with one or two entities (e-mail, phone, card, IBAN, SSN, IPv4). jupyter-gov's
+million: median of {args.repeat} runs. Then {scope}; the three scrubbers take turns on
+those texts, {rounds} round(s), medians, and the ratios compare those interleaved timings.
+Outputs equal on those {m:,} texts: **{equal}** ({mismatches} differing).
 
 {table}
 

@@ -29,6 +29,7 @@ from jupyter_gov.connectors.profile import MaskDialect, MaskUnsupported, is_text
 from jupyter_gov.connectors.registry import profile_for_dialect
 from jupyter_gov.errors import PolicyError
 from jupyter_gov.identity import Identity
+from jupyter_gov.pii.recognizers import entity_label
 from jupyter_gov.policy import MaskSpec, Policy
 from jupyter_gov.scrub import DEFAULT_SCRUB, SCRUB_PATTERNS
 
@@ -187,7 +188,8 @@ def mask_expression(
     """The sqlglot expression that masks ``ref`` (a column of type ``dtype``) per ``spec``.
 
     Masks keep the column's type where the type allows: ``null``, ``redact`` and ``year``
-    do for every type; ``hash``, ``token``, ``partial``, ``email`` and ``scrub`` produce text.
+    do for every type; ``hash``, ``token``, ``partial``, ``mask``, ``replace``, ``email`` and
+    ``scrub`` produce text.
     Raises :class:`MaskUnsupported` (one sentence naming mask and engine) when the
     dialect's profile cannot spell a block the mask needs.
     """
@@ -227,12 +229,14 @@ def _mask(
             _keyed_hash(blocks, blocks.as_text(ref, dtype)), exp.Literal.number(1), 12
         )
         return _when_not_null(ref, blocks.concat(exp.Literal.string(f"{prefix}_"), digest))
+    if function == "replace":  # presidio's replace operator: <EMAIL_ADDRESS> for a whole value
+        return _when_not_null(ref, exp.Literal.string(spec.value or entity_label(tag)))
     if function == "year":
         if _is_temporal(dtype):
             return blocks.year_start(ref, dtype)
         return blocks.typed_null(dtype)
     text = blocks.as_text(ref, dtype)
-    if function == "partial":
+    if function in ("partial", "mask"):  # presidio's mask operator: one '*' per character
         return _partial(blocks, text, spec.keep_first, spec.keep_last)
     if function == "email":
         at = blocks.position(text.copy(), "@")

@@ -8,14 +8,25 @@ confidence, counts - no value), and a policy with the findings pinned as classif
 replaces the file's for every plan on that catalog version. So a column added last night
 is masked before the first statement that reads it returns.
 
+The profile is cached per *connector* (the open database connection that holds the data),
+catalog version and policy hash, not per session object: sessions that share a connector
+(the pgwire door's client connections, several users of one kernel, a test's sessions)
+profile once per catalog version. A session with its own connector profiles on its own
+first statement: two connectors may reach databases whose catalogs look alike and whose
+data differs (two in-memory DuckDBs), so findings never cross connectors. A session whose
+audit store has not seen a cached profile's findings gets them appended, flagged
+``cached``, so every audit trail says why its columns were masked.
+
 :func:`scan_result` scrubs every string column of a result (masked ones too), with the
 vectorized, checksum-validated detector, and reports per column what it replaced.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -29,8 +40,35 @@ except ImportError as missing:  # numpy: the pii extra
 else:
     _MISSING = None
 
-_CACHE = "_pii_auto_policies"
 _CACHE_SIZE = 16
+
+
+@dataclass
+class _Profile:
+    """One profiled catalog version: the derived policy and the audit details it wrote."""
+
+    policy: Any
+    details: list[dict[str, Any]]
+    audited: set[Any] = field(default_factory=set)  # audit stores holding them (_store_key)
+
+
+#: connector -> {(connection, catalog version, policy hash): profile}; weak, so a closed
+#: connector's profiles go with it.
+_PROFILES: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, str], _Profile]] = (
+    weakref.WeakKeyDictionary()
+)
+_LOCK = threading.Lock()
+
+
+def _owner(connector: Any) -> Any:
+    """The object that holds the data: a wrapper's (pgwire's lazy connector) real connector."""
+    return getattr(connector.catalog, "__self__", connector)
+
+
+def _store_key(store: Any) -> Any:
+    """Which audit trail a store writes to: its URL, or the object for an in-memory one."""
+    url = getattr(store, "url", None)
+    return url if isinstance(url, str) and ":memory:" not in url else id(store)
 
 
 def classified_policy(session: Any, connection: Any) -> Any:
@@ -47,10 +85,30 @@ def classified_policy(session: Any, connection: Any) -> Any:
         )
     connector = session.connector(connection.name)
     catalog = connector.catalog()
-    cache: dict[tuple[str, str, str], Any] = session.__dict__.setdefault(_CACHE, {})
     key = (connection.name, catalog.version, policy.hash)
-    if key in cache:
-        return cache[key]
+    # One lock for all profiling: concurrent first statements (gateway threads) must not
+    # profile twice; profiling happens once per catalog version, so it is rarely held.
+    with _LOCK:
+        try:
+            cache = _PROFILES.setdefault(_owner(connector), {})
+        except TypeError:  # not weakly referenceable: cache on the session only
+            cache = session.__dict__.setdefault("_pii_auto_profiles", {})
+        profile = cache.get(key)
+        if profile is None:
+            profile = _profile(session, connection.name, connector, catalog)
+            if len(cache) >= _CACHE_SIZE:
+                cache.pop(next(iter(cache)))
+            cache[key] = profile
+        elif _store_key(session.audit) not in profile.audited:
+            for detail in profile.details:
+                _audit(session, connection.name, "classification", {**detail, "cached": True})
+        profile.audited.add(_store_key(session.audit))
+    return profile.policy
+
+
+def _profile(session: Any, connection: str, connector: Any, catalog: Any) -> _Profile:
+    """Sample every unclassified column, audit the findings, pin them in a derived policy."""
+    policy = session.policy
     entries = list({id(e): e for e in catalog.tables.values()}.values())
     todo: dict[tuple[str | None, str], list[str]] = {}
     skipped: list[tuple[str | None, str, str]] = []
@@ -61,24 +119,16 @@ def classified_policy(session: Any, connection: Any) -> Any:
         else:
             skipped.extend((entry.schema, entry.name, c) for c in columns)
     findings, failed = profile_catalog(
-        connector, catalog, session.dialect(connection.name), todo, policy.pii_sample_rows
+        connector, catalog, session.dialect(connection), todo, policy.pii_sample_rows
     )
     for schema, table in failed:
         skipped.extend((schema, table, c) for c in todo[(schema, table)])
-    for finding in findings:
-        _audit(session, connection.name, "classification", finding.audit_detail())
+    details = [finding.audit_detail() for finding in findings]
     if skipped:
-        _audit(
-            session,
-            connection.name,
-            "classification",
-            {"tag": "unprofiled", "columns": len(skipped), "source": "not sampled"},
-        )
-    derived = policy.with_auto_findings(findings, skipped)
-    if len(cache) >= _CACHE_SIZE:
-        cache.pop(next(iter(cache)))
-    cache[key] = derived
-    return derived
+        details.append({"tag": "unprofiled", "columns": len(skipped), "source": "not sampled"})
+    for detail in details:  # a failed write raises: the statement stops, nothing is cached
+        _audit(session, connection, "classification", detail)
+    return _Profile(policy.with_auto_findings(findings, skipped), details)
 
 
 def _audit(session: Any, connection: str, kind: str, detail: dict[str, Any]) -> None:

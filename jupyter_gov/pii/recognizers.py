@@ -33,6 +33,14 @@ ENTITY_TAGS: dict[str, str] = {
     "DATE_OF_BIRTH": "birth_date",
 }
 
+_TAG_ENTITIES = {tag: entity for entity, tag in ENTITY_TAGS.items()}  # secret: SECRET
+
+
+def entity_label(tag: str) -> str:
+    """The ``replace`` label of a policy tag: presidio's entity name (``<EMAIL_ADDRESS>``)."""
+    return f"<{_TAG_ENTITIES.get(tag, tag.upper())}>"
+
+
 #: IBAN length per country (ISO 13616 registry, SWIFT release 2024): a checksum-valid
 #: string of the wrong length for its country is not an IBAN.
 IBAN_LENGTHS: dict[str, int] = {

@@ -28,8 +28,10 @@ MASK_ORDER = (
     "partial",
     "year",
     "scrub",
+    "mask",
     "token",
     "hash",
+    "replace",
     "redact",
     "null",
     "deny",
@@ -560,10 +562,11 @@ class Policy:
         """This policy with auto findings pinned as classifications (``unclassified: auto``).
 
         Each finding becomes a ``schema.table.column`` pattern under its tag; a column that
-        could not be profiled gets the tag ``unprofiled``, which has no mask rule and so is
-        redacted (fail closed). Tags without a mask rule in the policy are redacted too,
-        except for ``pii.raw_roles``. The hash stays the policy file's: findings are a
-        function of the catalog version, which plans are cached by as well.
+        could not be profiled gets the tag ``unprofiled``, which is redacted (fail closed).
+        Tags without a mask rule in the policy get each role's ``pii.operator`` as a SQL
+        mask (``replace`` by default). Both are shown raw to ``pii.raw_roles``. The hash
+        stays the policy file's: findings are a function of the catalog version, which
+        plans are cached by as well.
         """
         import glob
 
@@ -576,12 +579,23 @@ class Policy:
             name = ".".join(glob.escape(p) for p in (schema, table, column) if p)
             classifications.setdefault(tag, []).append(name)
             if tag not in masks:
-                masks[tag] = {"default": "redact", **dict.fromkeys(self.pii_raw_roles, "none")}
+                masks[tag] = {**operators, **dict.fromkeys(self.pii_raw_roles, "none")}
+
+        # A found tag the policy has no mask rule for gets each role's ``pii.operator``,
+        # rendered in SQL: replace -> its label, mask -> stars, hash -> the keyed hash.
+        # No engine can encrypt soundly in SQL, so ``encrypt`` is the label here (its
+        # tokens come from scan_results, on text the policy let through; docs/pii.md).
+        # ``unprofiled`` columns are redacted whatever the operator: nothing is known.
+        in_sql = {"replace": "replace", "mask": "mask", "hash": "hash", "encrypt": "replace"}
+        operators = {role: in_sql[op] for role, op in self.pii_operators.items()}
+        operators.setdefault("default", "replace")
 
         for finding in findings:
             pin(finding.tag, finding.schema, finding.table, finding.column)
         for schema, table, column in unprofiled:
             pin("unprofiled", schema, table, column)
+        if "unprofiled" not in (data.get("masks") or {}) and "unprofiled" in masks:
+            masks["unprofiled"] = {"default": "redact", **dict.fromkeys(self.pii_raw_roles, "none")}
         from jupyter_gov.scrub import FULL_SCRUB
 
         for role, raw in list(masks.get("free_text", {}).items()):
