@@ -550,8 +550,12 @@ class Policy:
         return max((self.mask_for_tag(tag, roles) for tag in tags), key=lambda m: m.rank), tags
 
     def pii_operator_for(self, roles: Iterable[str]) -> str:
-        """The most restrictive ``pii.operator`` of these roles (replace, mask, hash, encrypt)."""
-        order = ("replace", "mask", "hash", "encrypt")
+        """The most restrictive ``pii.operator`` of these roles (replace, hash, mask, encrypt).
+
+        The order is ``MASK_ORDER``'s for the same operators as SQL masks, so a caller with
+        several roles gets the same choice on the result scan as in the database.
+        """
+        order = ("replace", "hash", "mask", "encrypt")
         default = self.pii_operators.get("default", "replace")
         chosen = [self.pii_operators.get(role, default) for role in roles] or [default]
         return min(chosen, key=order.index)

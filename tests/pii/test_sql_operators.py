@@ -36,6 +36,7 @@ POLICY = {
             "dave": {"groups": ["auditors"]},
             "erin": {"groups": ["contact"]},
             "alice": {"groups": ["admins"]},
+            "frank": {"groups": ["support", "auditors"]},
         },
     },
     "connections": {"db": {"url": "duckdb:memory"}},
@@ -100,6 +101,12 @@ def test_an_auto_found_tag_without_a_mask_rule_gets_each_roles_operator(ibans):
 def test_the_operator_runs_in_the_database_so_predicates_never_see_raw_values(ibans):
     for user in ("bob", "carol", "dave", "erin"):
         assert _accounts(ibans, user, "WHERE account LIKE 'DE%'") == []
+
+
+def test_a_caller_with_several_roles_gets_the_strictest_operator_in_sql_and_on_the_scan(ibans):
+    policy = Policy(POLICY)
+    assert policy.pii_operator_for(("support", "auditor")) == "hash"
+    assert all(re.fullmatch("[0-9a-f]{64}", h) for h in _accounts(ibans, "frank"))
 
 
 def test_a_role_whose_operator_is_encrypt_gets_the_label_in_sql(ibans):
