@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 import sqlglot
+import yaml
 from sqlglot import exp
 
 from jupyter_gov.connectors.duckdb import DuckDBConnector
@@ -153,3 +154,11 @@ def test_operator_masks_give_the_same_values_on_every_live_engine(engine, refere
     assert got == rows(reference.session("bob", policy(reference)).sql(sql))
     _, email, phone, ssn = got[0]
     assert email == "<EMAIL_ADDRESS>" and set(phone) == {"*"} and re.fullmatch("[0-9a-f]{64}", ssn)
+
+
+def test_encrypt_is_refused_as_a_column_mask():
+    from jupyter_gov.errors import PolicyError
+
+    data = {**POLICY, "classifications": {"iban": ["payments.account"]}}
+    with pytest.raises(PolicyError):
+        Policy.from_text(yaml.safe_dump({**data, "masks": {"iban": {"default": "encrypt"}}}))
