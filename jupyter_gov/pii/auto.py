@@ -52,12 +52,18 @@ class _Profile:
     audited: set[Any] = field(default_factory=set)  # audit stores holding them (_store_key)
 
 
-#: connector -> {(connection, catalog version, policy hash): profile}; weak, so a closed
-#: connector's profiles go with it.
-_PROFILES: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, str], _Profile]] = (
-    weakref.WeakKeyDictionary()
-)
-_LOCK = threading.Lock()
+@dataclass
+class _Cache:
+    """One connector's profiles, and the lock its first statements profile under."""
+
+    profiles: dict[tuple[str, str, str], _Profile] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+#: connector -> its profiles by (connection, catalog version, policy hash); weak, so a
+#: closed connector's profiles go with it.
+_CACHES: weakref.WeakKeyDictionary[Any, _Cache] = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
 
 
 def _owner(connector: Any) -> Any:
@@ -86,19 +92,20 @@ def classified_policy(session: Any, connection: Any) -> Any:
     connector = session.connector(connection.name)
     catalog = connector.catalog()
     key = (connection.name, catalog.version, policy.hash)
-    # One lock for all profiling: concurrent first statements (gateway threads) must not
-    # profile twice; profiling happens once per catalog version, so it is rarely held.
-    with _LOCK:
+    with _CACHES_LOCK:
         try:
-            cache = _PROFILES.setdefault(_owner(connector), {})
+            cache = _CACHES.setdefault(_owner(connector), _Cache())
         except TypeError:  # not weakly referenceable: cache on the session only
-            cache = session.__dict__.setdefault("_pii_auto_profiles", {})
-        profile = cache.get(key)
+            cache = session.__dict__.setdefault("_pii_auto_cache", _Cache())
+    # Concurrent first statements on one connector (gateway threads) profile once; other
+    # connectors do not wait for it.
+    with cache.lock:
+        profile = cache.profiles.get(key)
         if profile is None:
             profile = _profile(session, connection.name, connector, catalog)
-            if len(cache) >= _CACHE_SIZE:
-                cache.pop(next(iter(cache)))
-            cache[key] = profile
+            if len(cache.profiles) >= _CACHE_SIZE:
+                cache.profiles.pop(next(iter(cache.profiles)))
+            cache.profiles[key] = profile
         elif _store_key(session.audit) not in profile.audited:
             for detail in profile.details:
                 _audit(session, connection.name, "classification", {**detail, "cached": True})

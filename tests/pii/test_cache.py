@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -27,6 +28,7 @@ def profiled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     def counting(connector, catalog, dialect, todo, rows):  # type: ignore[no-untyped-def]
         runs.append(",".join(sorted(t for _, t in todo)))
+        time.sleep(0.05)  # widens the window two racing first statements would both enter
         return original(connector, catalog, dialect, todo, rows)
 
     monkeypatch.setattr(auto, "profile_catalog", counting)
@@ -90,3 +92,25 @@ def test_connectors_with_alike_catalogs_never_share_findings(profiled):
     finally:
         clean.close()
         holding.close()
+
+
+def test_concurrent_first_statements_on_one_connector_profile_once(shared, profiled):
+    import threading
+
+    sessions = [_session(shared) for _ in range(4)]
+    start = threading.Barrier(len(sessions))
+    errors: list[BaseException] = []
+
+    def first_statement(session: GovernedSession) -> None:
+        start.wait()
+        try:
+            session.sql("SELECT contact FROM t LIMIT 1").arrow()
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=first_statement, args=(s,)) for s in sessions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and profiled == ["t"]
