@@ -124,6 +124,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--env-file",
         help="NAME=VALUE credentials for the policy's ${VAR}s; must be readable by its owner only",
     )
+    serve.add_argument(
+        "--pg-listen",
+        metavar="HOST:PORT",
+        help="also serve the PostgreSQL wire protocol here (psql, BI tools; the token is the "
+        "password), with the same sessions and audit",
+    )
+    serve.add_argument(
+        "--max-sessions",
+        type=int,
+        default=256,
+        help="engine sessions kept at most, one per identity; the least recently used idle "
+        "one is closed beyond it (default 256)",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=900.0,
+        metavar="SECONDS",
+        help="close an identity's session (and its connections) this long after its last "
+        "call (default 900)",
+    )
+    serve.add_argument("--checkpoint-key", help="sign audit checkpoints with this Ed25519 key")
+    serve.add_argument("--checkpoint-dir", help="where signed checkpoints are published")
+    serve.add_argument(
+        "--checkpoint-every", type=float, default=300.0, help="seconds between checkpoints"
+    )
 
     login = commands.add_parser("login", help="sign in with the policy's identity provider")
     _config_options(login)
@@ -224,8 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# --- pgwire (helper pgwire): `jupyter-gov gateway pgwire`; at merge, fold --pg-listen into
-# --- `gateway serve` and keep this subcommand as its stand-alone form.
+# --- `jupyter-gov gateway pgwire`: the PostgreSQL door alone (`gateway serve --pg-listen`
+# --- serves it beside the Flight service, sharing sessions and audit).
 def _pgwire_parser(commands: Any) -> None:
     gateway = commands.choices.get("gateway")  # the gateway's own parser, when it exists
     if gateway is None:
@@ -306,6 +332,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             tls_key=args.tls_key,
             audit_store=args.store,
             env_file=args.env_file,
+            pg_listen=args.pg_listen,
+            max_sessions=args.max_sessions,
+            idle_seconds=args.idle_timeout,
+            checkpoint_key=args.checkpoint_key,
+            checkpoint_dir=args.checkpoint_dir,
+            checkpoint_every=args.checkpoint_every,
             announce=lambda line: print(line, flush=True),
         )
         return EXIT_OK

@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from jupyter_gov.errors import (
 from jupyter_gov.gateway import protocol
 from jupyter_gov.guardrails import Finding
 from jupyter_gov.identity.base import Identity
+from jupyter_gov.plan import Plan
 from jupyter_gov.result import GovernedResult
 from jupyter_gov.stream import TableStream
 
@@ -50,57 +51,44 @@ TokenSource = str | Callable[[], str] | None
 
 
 @dataclass
-class RemotePlan:
-    """The part of a gateway's plan a front end shows (banner, ``--explain``, ``to_dict``)."""
+class RemotePlan(Plan):
+    """A gateway's :class:`Plan` as a front end sees it (banner, ``--explain``, ``to_dict``).
 
-    decision: str
-    findings: list[Finding]
-    connection: str
-    dialect: str
-    roles: tuple[str, ...]
-    masked_columns: dict[str, str] = field(default_factory=dict)
-    row_filters: list[str] = field(default_factory=list)
-    rewritten_sql: str = ""
-    fingerprint: str = ""
-    normalized: str = ""
-    statement_kind: str = ""
+    Why a subclass: the field list, ``rules``, ``reasons`` and ``to_dict`` are ``Plan``'s own
+    (one source; :data:`protocol.PLAN_FIELDS` on the wire). The planned statements stay in
+    the gateway, so what ``Plan`` derives from them (:data:`protocol.PLAN_DERIVED`) is read
+    from ``sent``, as the gateway computed it.
+    """
+
+    sent: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RemotePlan:
+        values = {name: data.get(name) for name in protocol.PLAN_FIELDS}
+        sent = {name: values.pop(name) for name in protocol.PLAN_DERIVED}
+        defaults = {f.name: f.default for f in fields(Plan) if f.default is not MISSING}
+        position = values.get("error_position")
         return cls(
-            decision=str(data["decision"]),
-            findings=[Finding(v, r, m) for v, r, m in data.get("findings", [])],  # type: ignore[arg-type]
-            connection=str(data.get("connection", "")),
-            dialect=str(data.get("dialect", "")),
-            roles=tuple(data.get("roles", ())),
-            masked_columns=dict(data.get("masked_columns") or {}),
-            row_filters=list(data.get("row_filters") or []),
-            rewritten_sql=str(data.get("rewritten_sql") or ""),
-            fingerprint=str(data.get("fingerprint") or ""),
-            normalized=str(data.get("normalized") or ""),
-            statement_kind=str(data.get("statement_kind") or ""),
+            **{
+                **{k: v if v is not None else defaults.get(k) for k, v in values.items()},
+                "findings": [Finding(v, r, m) for v, r, m in values.get("findings") or []],
+                "statements": [],
+                "roles": tuple(values.get("roles") or ()),
+                "error_position": tuple(position) if position else None,
+            },
+            sent=sent,
         )
 
-    @property
-    def rules(self) -> list[str]:
-        return [f.rule for f in self.findings]
 
-    @property
-    def reasons(self) -> list[str]:
-        return [f.reason for f in self.findings]
+def _derived(name: str, kind: type) -> property:
+    def read(self: RemotePlan) -> Any:
+        return kind(self.sent.get(name) or kind())
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "decision": self.decision,
-            "rules": self.rules,
-            "reasons": self.reasons,
-            "masked_columns": self.masked_columns,
-            "row_filters": self.row_filters,
-            "roles": list(self.roles),
-            "connection": self.connection,
-            "fingerprint": self.fingerprint,
-            "rewritten_sql": self.rewritten_sql,
-        }
+    return property(read, doc=f"``Plan.{name}`` as the gateway computed it.")
+
+
+for _name, _kind in protocol.PLAN_DERIVED.items():
+    setattr(RemotePlan, _name, _derived(_name, _kind))
 
 
 class RemotePolicy:
@@ -341,14 +329,9 @@ class GatewaySession:
             reader = self._client.do_get(flight.Ticket(protocol.dumps(request)), options)
             first, metadata = reader.read_chunk()
             reply = protocol.loads(metadata) if metadata is not None else {}
-            batches = [first]
+            batches, end = [], None
             if reply.get("status") == "ok":
-                while True:
-                    try:
-                        batch, _ = reader.read_chunk()
-                    except StopIteration:
-                        break
-                    batches.append(batch)
+                batches, end = self._read_result(reader)
         except StopIteration:
             raise GatewayUnavailable(
                 f"The gateway at {self.address} ended the reply before its decision; no "
@@ -363,34 +346,55 @@ class GatewaySession:
             raise protocol.error_from_json(reply["error"])
         plan = RemotePlan.from_json(reply["plan"])
         if status == "denied":
-            raise QueryDenied(plan, reply.get("audit_id"))  # type: ignore[arg-type]
+            raise QueryDenied(plan, reply.get("audit_id"))
         if status == "approval_required":
             if reply.get("request_id"):
                 error = PipelineNeedsApproval.__new__(PipelineNeedsApproval)
-                ApprovalRequired.__init__(error, plan, reply.get("audit_id"), reply["query_id"])  # type: ignore[arg-type]
+                ApprovalRequired.__init__(error, plan, reply.get("audit_id"), reply["query_id"])
                 error.request_id = reply["request_id"]
                 Exception.__init__(error, reply.get("message", ""))
                 raise error
-            raise ApprovalRequired(plan, reply.get("audit_id"), reply.get("query_id", ""))  # type: ignore[arg-type]
-        if status != "ok":
+            raise ApprovalRequired(plan, reply.get("audit_id"), reply.get("query_id", ""))
+        if status != "ok" or end is None:
             raise GatewayUnavailable("The gateway answered with a reply this kernel cannot read.")
+        if end.get("status") == "error":  # failed mid-result: audited there, nothing shown
+            raise protocol.error_from_json(end["error"])
         table = pa.Table.from_batches(batches, schema=first.schema)
-        if reply.get("rows") is not None and table.num_rows != reply["rows"]:
+        if table.num_rows != end.get("rows"):
             raise GatewayUnavailable(
-                f"The gateway at {self.address} dropped the connection mid-result "
-                f"({table.num_rows:,} of {reply['rows']:,} rows arrived); nothing is shown."
+                f"The gateway at {self.address} sent {table.num_rows:,} rows but counted "
+                f"{end.get('rows')}; nothing is shown."
             )
         if name is not None and table.num_columns:
             self.scratch.register(name, table)
         return GovernedResult(
             TableStream(table),
-            plan,  # type: ignore[arg-type]
+            RemotePlan.from_json(end.get("plan") or reply["plan"]),
             identity,
             query_id=str(reply.get("query_id", "")),
-            audit_id=reply.get("audit_id"),
-            duration_ms=float(reply.get("duration_ms") or (time.perf_counter() - started) * 1000),
+            audit_id=end.get("audit_id"),
+            duration_ms=float(end.get("duration_ms") or (time.perf_counter() - started) * 1000),
             name=name,
         )
+
+    def _read_result(
+        self, reader: flight.FlightStreamReader
+    ) -> tuple[list[pa.RecordBatch], dict[str, Any]]:
+        """The batches after the decision, up to the gateway's end message (count, audit
+        id, final plan). A stream that stops before that message was cut: one sentence."""
+        batches: list[pa.RecordBatch] = []
+        while True:
+            try:
+                batch, metadata = reader.read_chunk()
+            except StopIteration:
+                raise GatewayUnavailable(
+                    f"The gateway at {self.address} dropped the connection mid-result "
+                    f"({sum(b.num_rows for b in batches):,} rows arrived before it ended); no "
+                    "rows reached this notebook, and the gateway's audit records what it sent."
+                ) from None
+            if metadata is not None:
+                return batches, protocol.loads(metadata)
+            batches.append(batch)
 
     # -- approvals: the store lives with the gateway ----------------------------------
 

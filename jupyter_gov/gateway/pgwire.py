@@ -62,6 +62,7 @@ from jupyter_gov.errors import (
     TokenRejected,
     UsageError,
 )
+from jupyter_gov.gateway.auth import OIDC_APP_AUTH, OIDC_USER_AUTH, is_app_token
 from jupyter_gov.identity.base import PRINCIPAL_ISSUER, SERVICE_AUTH, Identity
 from jupyter_gov.identity.service import _token_matches
 from jupyter_gov.policy import Policy
@@ -70,8 +71,9 @@ from jupyter_gov.policy import Policy
 FRONT_END = "pgwire"
 #: How a service token may name its service (as the Arrow Flight gateway's tokens do).
 SERVICE_PREFIX = "service:"
-#: ``auth_method`` of identities proven by an OIDC access token sent as the password.
-OIDC_AUTH = "oidc-access-token"
+#: ``auth_method`` of identities proven by an OIDC token sent as the password: the labels
+#: of the Flight gateway and the msal provider (one kind of token, one label).
+OIDC_AUTH = OIDC_USER_AUTH
 
 _PROTOCOL_3 = 196608
 _SSL_REQUEST = 80877103
@@ -179,11 +181,13 @@ class TokenAuthenticator:
             from jupyter_gov.identity.oidc import identity_from_claims
 
             claims = self.validator.validate(token, audience=self.audience)
+            app = is_app_token(claims)
             return identity_from_claims(
                 claims,
-                auth_method=OIDC_AUTH,
+                auth_method=OIDC_APP_AUTH if app else OIDC_AUTH,
                 group_claims=self.group_claims,
                 attributes=self.attributes,
+                kind="service" if app else "user",
             )
         raise TokenRejected(
             "The password is not a token this gateway accepts: no service's token matches "
@@ -510,8 +514,13 @@ class _ClientState:
 class PgWireServer:
     """Serves the PostgreSQL protocol on ``host:port`` for one policy and audit store.
 
-    Every client gets its own :class:`GovernedSession` bound to the identity its token
-    proved; the connectors and the audit store are opened once and shared.
+    Alone (``jupyter-gov gateway pgwire``), every client gets its own
+    :class:`GovernedSession` bound to the identity its token proved; the connectors and the
+    audit store are opened once and shared. Beside the Flight service
+    (``jupyter-gov gateway serve --pg-listen``), it is given that service's
+    ``authenticator`` and ``sessions`` (:class:`jupyter_gov.gateway.server.SessionPool`):
+    a token proves the same identity through either door, and its statements run in that
+    identity's one engine session, whichever door they came through.
     """
 
     def __init__(
@@ -523,7 +532,8 @@ class PgWireServer:
         host: str = "127.0.0.1",
         port: int = 0,
         tls: ssl.SSLContext | None = None,
-        authenticator: TokenAuthenticator | None = None,
+        authenticator: Any | None = None,
+        sessions: Any | None = None,
     ) -> None:
         if tls is None and not _is_loopback(host):
             raise UsageError(
@@ -533,7 +543,9 @@ class PgWireServer:
         self._template = GovernedSession(policy, _NOBODY, connection=connection, audit=audit)
         self.policy = self._template.policy
         self.audit: AuditStore = self._template.audit
+        #: Turns the password into an identity: ``authenticate(token) -> Identity``.
         self.authenticator = authenticator or TokenAuthenticator(self.policy)
+        self.sessions = sessions
         self.host, self.port, self.tls = host, port, tls
         self._engine_lock = threading.Lock()
         self._server: asyncio.base_events.Server | None = None
@@ -562,7 +574,9 @@ class PgWireServer:
             self._server.close()
         self._template.close()
 
-    def _session(self, identity: Identity) -> GovernedSession:
+    def _session(self, identity: Identity) -> Any:
+        if self.sessions is not None:
+            return _PooledSession(self.sessions, identity)
         session = GovernedSession(self.policy, identity, audit=self.audit)
         session.default_connection = self._template.default_connection
         for name in self.policy.connections:
@@ -637,6 +651,46 @@ class PgWireServer:
 _NOBODY = Identity(subject="pgwire-gateway", display_name="gateway", auth_method="none")
 
 
+class _PooledSession:
+    """A client's view of its identity's session in the gateway's pool: every engine call
+    leases the session for its length (the same session Flight calls of that identity use).
+    Results are read whole inside the lease, so nothing reads a connector outside it."""
+
+    def __init__(self, pool: Any, identity: Identity) -> None:
+        self._pool, self._identity = pool, identity
+
+    def sql(self, *args: Any, **kwargs: Any) -> Any:
+        with self._pool.lease(self._identity) as session:
+            result = session.sql(*args, **kwargs)
+            result.to_arrow_table()
+            return result
+
+    def request_approval(self, *args: Any, **kwargs: Any) -> Any:
+        with self._pool.lease(self._identity) as session:
+            return session.request_approval(*args, **kwargs)
+
+    def approve(self, request_id: str, comment: str = "") -> Any:
+        with self._pool.lease(self._identity) as session:
+            return session.approve(request_id, comment)
+
+    def deny(self, request_id: str, comment: str) -> Any:
+        with self._pool.lease(self._identity) as session:
+            return session.deny(request_id, comment)
+
+    def connector(self, name: str | None = None) -> Any:
+        """The running statement's connector, without the lease (a cancel interrupts it
+        while its statement holds the lease)."""
+        session = self._pool.peek(self._identity)
+        return session.connector(name) if session is not None else _Idle()
+
+
+class _Idle:
+    """What a cancel interrupts when the identity's session is gone: nothing."""
+
+    def interrupt(self) -> None:
+        return None
+
+
 class _LazyConnector:
     """The server's shared connector for one connection, opened on first use."""
 
@@ -667,7 +721,7 @@ class _Connection:
         peer: Any,
     ) -> None:
         self.server, self.reader, self.writer, self.peer = server, reader, writer, peer
-        self.session: GovernedSession | None = None
+        self.session: Any = None  # a GovernedSession, or a _PooledSession beside Flight
         self.state = _ClientState()
         self.statements: dict[str, _Prepared] = {}
         self.portals: dict[str, _Portal] = {}
@@ -968,15 +1022,18 @@ class _Connection:
         assert session is not None
         self.cancelled = False
         try:
-            result = await self.server._engine(
-                lambda: session.sql(
+
+            def run() -> Any:
+                result = session.sql(
                     text,
                     params,
                     purpose=settings.get("purpose"),
                     approval_id=settings.get("approval_id") or None,
-                ),
-                owner=self,
-            )
+                )
+                result.to_arrow_table()  # read under the engine's lock: connectors are shared
+                return result
+
+            result = await self.server._engine(run, owner=self)
         except ApprovalRequired as error:
             justification = settings.get("justification", "").strip()
             if justification and not getattr(error, "request_id", ""):
