@@ -67,16 +67,20 @@ def default_kinds(policy: Policy) -> tuple[str, ...]:
 def is_app_token(claims: Mapping[str, Any]) -> bool:
     """Whether validated claims are an application's own (client credentials), not a person's.
 
-    Entra ID says so in ``idtyp`` (``app`` or ``user``); elsewhere an application's token
-    names the client itself as its subject (RFC 9068: ``sub`` is the client id when no
-    person is involved).
+    Entra ID says so in ``idtyp`` (``app`` or ``user``) when configured to; otherwise its
+    application tokens carry the service principal's ``oid`` as ``sub`` (a person's ``sub``
+    is pairwise, never their ``oid``). Other issuers name the client itself as the subject
+    (RFC 9068: ``sub`` is the client id when no person is involved).
     """
     kind = claims.get("idtyp")
     if kind in ("app", "user"):
         return kind == "app"
     subject = claims.get("sub")
-    clients = {claims.get(c) for c in ("azp", "appid", "client_id")} - {None, ""}
-    return bool(subject) and subject in clients
+    if not subject:
+        return False
+    if claims.get("oid") == subject:
+        return True
+    return subject in {claims.get(c) for c in ("azp", "appid", "client_id")} - {None, ""}
 
 
 def _is_jwt(token: str) -> bool:

@@ -152,9 +152,9 @@ class SessionPool:
                 )
                 entry = _Entry(session, provider, self.clock())
                 self._entries[identity.key] = entry
-                stale += self._over_limit()
             self._entries.move_to_end(identity.key)
-            entry.users += 1
+            entry.users += 1  # before the limit is applied: the caller's own is kept
+            stale += self._over_limit()
         _close(stale)
         if not entry.lock.acquire(timeout=self.wait_seconds):
             with self._lock:
