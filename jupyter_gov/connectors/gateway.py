@@ -30,6 +30,8 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from jupyter_gov.approvals import ApprovalRequest
+from jupyter_gov.audit.chain import VerifyReport
+from jupyter_gov.audit.store import StatsRow
 from jupyter_gov.config import ENV_GATEWAY_TOKEN, GatewaySettings
 from jupyter_gov.errors import (
     ApprovalRequired,
@@ -142,6 +144,67 @@ class RemoteApprovals:
         return self._session.deny(request_id, comment)
 
 
+class RemoteAuditReader:
+    """The gateway's audit store as an :class:`~jupyter_gov.audit.AuditReader`.
+
+    Why: the sidebar's Audit views, the report and ``jupyter-gov audit`` then read what the
+    gateway lets the token's owner read (their own events, or everyone's for the roles of
+    ``gateway.audit_roles``), never a store the kernel's user could write. Verification
+    walks the whole chain, in the gateway.
+    """
+
+    def __init__(self, session: GatewaySession) -> None:
+        self._session = session
+        self.url = self.path = session.address
+
+    def _ask(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self._session._action(kind, body)
+
+    @staticmethod
+    def _filters(filters: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: list(v) if k == "kinds" and v else v for k, v in filters.items()}
+
+    def events(
+        self, *, limit: int = 100, offset: int = 0, newest_first: bool = True, **filters: Any
+    ) -> list[dict[str, Any]]:
+        answer = self._ask(
+            "audit.events",
+            {
+                "limit": limit,
+                "offset": offset,
+                "newest_first": newest_first,
+                "filters": self._filters(filters),
+            },
+        )
+        return list(answer["events"])
+
+    def count(self, **filters: Any) -> int:
+        return int(self._ask("audit.count", {"filters": self._filters(filters)})["count"])
+
+    def stats(self, *, bucket: int, **filters: Any) -> list[StatsRow]:
+        answer = self._ask("audit.stats", {"bucket": bucket, "filters": self._filters(filters)})
+        return [StatsRow(int(s), d, bool(m), int(c)) for s, d, m, c in answer["rows"]]
+
+    def verify(self, checkpoint: Mapping[str, Any] | None = None) -> VerifyReport:
+        report = self._ask("audit.verify", {"checkpoint": checkpoint})["report"]
+        return VerifyReport(**{**report, "problems": tuple(report.get("problems") or ())})
+
+    def checkpoint(self) -> dict[str, Any]:
+        answer = self._ask("audit.head", {})
+        return {"count": answer["count"], "last_id": answer["last_id"], "head": answer["head"]}
+
+    def head(self) -> tuple[int, str]:
+        answer = self._ask("audit.head", {})
+        return int(answer["last_id"]), str(answer["head"])
+
+    def store_id(self) -> str:
+        """The hash of the store's first event (see :func:`audit.checkpoints.store_id`)."""
+        return str(self._ask("audit.head", {})["store_id"])
+
+    def close(self) -> None:
+        """Nothing of its own to close (the session is the caller's)."""
+
+
 def _token_from_env(env: Mapping[str, str]) -> str | None:
     if env.get(ENV_GATEWAY_TOKEN):
         return env[ENV_GATEWAY_TOKEN]
@@ -197,6 +260,8 @@ class GatewaySession:
         self._lock = threading.Lock()
         self.scratch = duckdb.connect(":memory:", config={"enable_external_access": False})
         self.approvals = RemoteApprovals(self)
+        #: The gateway's audit, as much of it as the token's owner may read.
+        self.audit_reader = RemoteAuditReader(self)
         self.session_id = ""
 
     # -- what a front end reads --------------------------------------------------------

@@ -36,7 +36,15 @@ ACTIONS = (
     "approval.get",
     "approval.actionable",
     "approval.list",
+    "audit.events",
+    "audit.count",
+    "audit.stats",
+    "audit.verify",
+    "audit.head",
 )
+#: The audit filters a caller may send (``AuditStore.events``' keywords but ``issuer``,
+#: which the gateway sets itself).
+AUDIT_FILTERS = ("subject", "connection", "decision", "query_id", "kinds", "since", "until", "text")
 
 
 def encode_value(value: Any) -> Any:

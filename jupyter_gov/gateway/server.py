@@ -31,6 +31,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from jupyter_gov.audit.checkpoints import store_id
 from jupyter_gov.config import resolve
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.errors import (
@@ -38,6 +39,7 @@ from jupyter_gov.errors import (
     GovError,
     IdentityError,
     PipelineNeedsApproval,
+    PolicyError,
     QueryDenied,
     UsageError,
 )
@@ -263,6 +265,11 @@ class GatewayServer(flight.FlightServerBase):
             middleware={"auth": BearerMiddlewareFactory(self.authenticator)},
         )
         self.scheme = "grpc+tls" if certificates else "grpc"
+        unknown = set(self.audit_roles) - set(self.policy.roles)
+        if unknown:
+            raise PolicyError(
+                f"gateway.audit_roles names roles the policy does not have: {sorted(unknown)}."
+            )
         self.sessions = SessionPool(
             self.policy,
             self.settings.audit_store,
@@ -395,6 +402,8 @@ class GatewayServer(flight.FlightServerBase):
     ) -> dict[str, Any]:
         if kind not in protocol.ACTIONS:
             raise UsageError(f"The gateway has no action {kind!r}.")
+        if kind.startswith("audit."):
+            return self._audit(session, identity, kind, body)
         params = protocol.decode_params(body.get("params"))
         if kind == "hello":
             policy = session.policy
@@ -463,9 +472,94 @@ class GatewayServer(flight.FlightServerBase):
             }
         return {"status": "ok", "request": request.to_dict()}
 
+    def _audit(
+        self, session: GovernedSession, identity: Identity, kind: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The audit as the sidebar and ``jupyter-gov audit`` read it, decided here.
+
+        Anyone signed in may verify the chain and read its head (counts and hashes, no
+        event). Events, counts and statistics are the caller's own (their subject and
+        issuer, whatever filter they send), or everyone's for the roles the policy's
+        ``gateway.audit_roles`` lists.
+        """
+        store = session.audit
+        if kind == "audit.verify":
+            checkpoint = body.get("checkpoint")
+            if checkpoint is not None and not isinstance(checkpoint, dict):
+                raise UsageError("A checkpoint is a JSON object.")
+            return {"status": "ok", "report": store.verify(checkpoint).to_dict()}
+        if kind == "audit.head":  # a checkpoint of the whole chain, and which store it is
+            return {"status": "ok", **store.checkpoint(), "store_id": store_id(store)}
+        filters = audit_filters(body.get("filters"))
+        everyone = bool(set(self.policy.roles_for(identity)) & set(self.audit_roles))
+        if not everyone:
+            if filters.get("subject") not in (None, identity.subject):
+                filters = {"kinds": ("none",)}  # another person's events: nothing to read
+            else:
+                filters.update(subject=identity.subject, issuer=identity.issuer)
+        scope = "all" if everyone else "own"
+        if kind == "audit.count":
+            return {"status": "ok", "scope": scope, "count": store.count(**filters)}
+        if kind == "audit.stats":
+            bucket = body.get("bucket")
+            if not isinstance(bucket, int) or isinstance(bucket, bool) or bucket <= 0:
+                raise UsageError("An audit statistics bucket is a positive number of seconds.")
+            rows = store.stats(bucket=bucket, **filters)
+            return {
+                "status": "ok",
+                "scope": scope,
+                "rows": [[r.start, r.decision, r.masked, r.count] for r in rows],
+            }
+        limit, offset = body.get("limit", 100), body.get("offset", 0)
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in (limit, offset)):
+            raise UsageError("limit and offset are whole numbers.")
+        events = store.events(
+            limit=max(0, min(limit, MAX_AUDIT_PAGE)),
+            offset=max(0, offset),
+            newest_first=bool(body.get("newest_first", True)),
+            **filters,
+        )
+        return {"status": "ok", "scope": scope, "events": events}
+
+    @property
+    def audit_roles(self) -> tuple[str, ...]:
+        """Roles that read every caller's audit events (``gateway.audit_roles``)."""
+        return tuple(self.policy.gateway_config.get("audit_roles") or ())
+
     def shutdown(self) -> None:
         super().shutdown()
         self.sessions.close()
+
+
+#: The most events one ``audit.events`` call returns (the sidebar pages by 500 at most).
+MAX_AUDIT_PAGE = 10_000
+
+
+def audit_filters(data: Any) -> dict[str, Any]:
+    """A caller's audit filters, checked: known names, plain values (every one is bound)."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or set(data) - set(protocol.AUDIT_FILTERS):
+        raise UsageError(
+            "Audit filters are an object of " + ", ".join(protocol.AUDIT_FILTERS) + "."
+        )
+    filters: dict[str, Any] = {}
+    for name, value in data.items():
+        if value is None:
+            continue
+        if name == "kinds":
+            if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+                raise UsageError("The audit filter 'kinds' is a list of event kinds.")
+            filters[name] = tuple(value)
+        elif name in ("since", "until"):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise UsageError(f"The audit filter {name!r} is epoch seconds.")
+            filters[name] = float(value)
+        elif isinstance(value, str):
+            filters[name] = value
+        else:
+            raise UsageError(f"The audit filter {name!r} is text.")
+    return filters
 
 
 def _internal(error: Exception) -> dict[str, str]:

@@ -496,6 +496,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     home = tmp_path_factory.mktemp("served")
     data = yaml.safe_load(files("jupyter_gov.policy").joinpath("demo.yaml").read_text())
     data["name"] = "served-test"
+    data["gateway"] = {"audit_roles": ["admin"]}  # etl reads every event, reporting its own
     data["services"] = {
         name: {"token_sha256": token_digest(secret), "roles": roles}
         for name, (secret, roles) in SERVED_SERVICES.items()

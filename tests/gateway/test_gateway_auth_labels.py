@@ -18,7 +18,7 @@ from jupyter_gov.gateway.auth import Authenticator, is_app_token
 from jupyter_gov.gateway.pgwire import TokenAuthenticator
 from jupyter_gov.policy import Policy
 from tests.gateway.conftest import id_token
-from tests.identity.conftest import OidcServer, oidc_server  # noqa: F401  (the fixture)
+from tests.identity.conftest import OidcServer
 
 AUDIENCE = "api://jupyter-gov"
 
@@ -58,7 +58,7 @@ def app_token(server: OidcServer, client: str = "pipeline", secret: str = "pipel
 
 
 @pytest.fixture(scope="module")
-def doors(oidc_server: OidcServer) -> dict[str, Any]:  # noqa: F811
+def doors(oidc_server: OidcServer) -> dict[str, Any]:
     policy = policy_for(oidc_server)
     flight = Authenticator(policy)
     return {
@@ -72,7 +72,7 @@ def doors(oidc_server: OidcServer) -> dict[str, Any]:  # noqa: F811
 def test_a_client_credentials_token_is_a_service_labelled_as_the_msal_provider_labels_it(
     doors: dict[str, Any],
     oidc_server: OidcServer,
-    door: str,  # noqa: F811
+    door: str,
 ) -> None:
     identity = doors[door](app_token(oidc_server))
     assert (identity.subject, identity.kind) == ("sp-pipeline", "service")
@@ -84,7 +84,7 @@ def test_a_client_credentials_token_is_a_service_labelled_as_the_msal_provider_l
 def test_a_persons_token_has_the_msal_label_through_every_door(
     doors: dict[str, Any],
     oidc_server: OidcServer,
-    door: str,  # noqa: F811
+    door: str,
 ) -> None:
     identity = doors[door](id_token(oidc_server, "alice", client=AUDIENCE))
     assert (identity.subject, identity.kind, identity.auth_method) == ("alice", "user", "msal")
