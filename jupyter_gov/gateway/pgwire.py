@@ -20,8 +20,10 @@ masking, audit) exactly as a cell does. What the server supports, on purpose sma
 
 A denied statement answers an ErrorResponse with the policy's one sentence and SQLSTATE
 42501 (insufficient_privilege); a refused token answers 28P01 and the connection closes.
-The engine is synchronous and its connectors are shared by every client of this server, so
-engine calls run one at a time on a worker thread (see ``docs/gateway-clients.md``).
+The engine is synchronous and, when this server runs alone, its connectors are shared by
+every client, so engine calls run one at a time on a worker thread; beside the Flight
+service each identity's pooled session is leased per call instead (see
+``docs/gateway-clients.md``).
 """
 
 from __future__ import annotations
@@ -552,7 +554,7 @@ class PgWireServer:
         self._next_key = 1
         # Cancel requests: backend id -> (secret, connection); and whose statement runs now.
         self._cancel_keys: dict[int, tuple[bytes, _Connection]] = {}
-        self._running: _Connection | None = None
+        self._running: set[_Connection] = set()  # connections whose statement runs now
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -584,13 +586,18 @@ class PgWireServer:
         return session
 
     async def _engine(self, call: Callable[[], Any], owner: _Connection | None = None) -> Any:
+        """Run an engine call on a worker thread. Alone, the server's connectors are shared,
+        so calls run one at a time; beside Flight, each identity's pooled session is leased
+        for the call, and different identities run in parallel."""
+
         def locked() -> Any:
-            with self._engine_lock:
-                self._running = owner
+            with self._engine_lock if self.sessions is None else contextlib.nullcontext():
+                if owner is not None:
+                    self._running.add(owner)
                 try:
                     return call()
                 finally:
-                    self._running = None
+                    self._running.discard(owner)  # type: ignore[arg-type]
 
         return await asyncio.get_running_loop().run_in_executor(None, locked)
 
@@ -626,7 +633,7 @@ class PgWireServer:
         if known is None or not secrets.compare_digest(known[0], key[4:]):
             return
         target = known[1]
-        if self._running is not target or target.session is None:
+        if target not in self._running or target.session is None:
             return
         target.cancelled = True
         connector = target.session.connector()

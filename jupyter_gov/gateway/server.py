@@ -320,7 +320,11 @@ class GatewayServer(flight.FlightServerBase):
             empty = pa.RecordBatch.from_arrays([], schema=schema)
             return flight.GeneratorStream(schema, iter([(empty, protocol.dumps(reply))]))
         assert entry is not None
-        reply_stream = _ReplyStream(result, reply, lambda: self.sessions.release(entry))
+        try:
+            reply_stream = _ReplyStream(result, reply, lambda: self.sessions.release(entry))
+        except BaseException:
+            _finish(result, lambda: self.sessions.release(entry))
+            raise
         return flight.GeneratorStream(reply_stream.schema, reply_stream)
 
     def _run(
@@ -594,7 +598,8 @@ class _ReplyStream:
     capped); the last message carries the count and the audit id of the ``result`` event the
     stream's end wrote. It holds the caller's session until it ends: read to the end, failed,
     or dropped (the client went away; the server then drops this object, and its finalizer
-    closes the result, which audits the rows handed over, marked "closed before the end").
+    closes the result, which audits the rows read for it so far, marked "closed before the
+    end").
     """
 
     def __init__(

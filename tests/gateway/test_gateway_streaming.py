@@ -72,7 +72,7 @@ def test_the_first_batches_leave_before_the_result_is_counted(
     assert (event["rows"], event["id"]) == (1_000_000, end["audit_id"])
 
 
-def test_a_client_gone_mid_stream_leaves_one_result_event_with_the_rows_handed_over(
+def test_a_client_gone_mid_stream_leaves_one_result_event_with_the_rows_read_so_far(
     served: Served, client: flight.FlightClient
 ) -> None:
     statement = MILLION.replace("1000000", "20000000")
