@@ -251,6 +251,11 @@ class GatewayServer(flight.FlightServerBase):
         self.settings = resolve(policy=policy, audit_store=audit_store)
         self.policy = self.settings.policy
         self.authenticator = authenticator or Authenticator(self.policy)
+        unknown = set(self.audit_roles) - set(self.policy.roles)
+        if unknown:
+            raise PolicyError(
+                f"gateway.audit_roles names roles the policy does not have: {sorted(unknown)}."
+            )
         certificates = []
         if tls_cert or tls_key:
             if not (tls_cert and tls_key):
@@ -265,11 +270,6 @@ class GatewayServer(flight.FlightServerBase):
             middleware={"auth": BearerMiddlewareFactory(self.authenticator)},
         )
         self.scheme = "grpc+tls" if certificates else "grpc"
-        unknown = set(self.audit_roles) - set(self.policy.roles)
-        if unknown:
-            raise PolicyError(
-                f"gateway.audit_roles names roles the policy does not have: {sorted(unknown)}."
-            )
         self.sessions = SessionPool(
             self.policy,
             self.settings.audit_store,

@@ -175,3 +175,18 @@ def test_cli_report_through_the_gateway_covers_what_the_caller_may_read(
     assert "Chain intact:" in text  # the whole chain, verified in the gateway
     totals = text.split("| events |", 1)[1].splitlines()[2].strip("| ").split(" | ")
     assert totals[-1] == "1"  # identities: the caller alone
+
+
+def test_audit_roles_the_policy_does_not_have_stop_the_gateway(tmp_path: Any) -> None:
+    from importlib.resources import files
+
+    import yaml
+
+    from jupyter_gov.errors import PolicyError
+    from jupyter_gov.gateway.server import GatewayServer
+
+    data = yaml.safe_load(files("jupyter_gov.policy").joinpath("demo.yaml").read_text())
+    data["gateway"] = {"audit_roles": ["auditors"]}
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(PolicyError, match=r"audit_roles names roles .*'auditors'"):
+        GatewayServer(tmp_path / "policy.yaml", audit_store=f"sqlite:///{tmp_path / 'a.sqlite'}")
