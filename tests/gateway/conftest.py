@@ -464,8 +464,9 @@ SERVED_SERVICES = {
 
 @dataclass
 class Served:
-    """``jupyter-gov gateway serve --pg-listen``: one process, the Flight and the PostgreSQL
-    doors, signed in to with services' tokens (the demo policy and its DuckDB)."""
+    """``jupyter-gov gateway serve --pg-listen ... --checkpoint-key``: one process, the Flight
+    and the PostgreSQL doors, signed in to with services' tokens (the demo policy and its
+    DuckDB), publishing signed checkpoints into ``home/checkpoints``."""
 
     process: subprocess.Popen[str]
     address: str  # grpc://host:port
@@ -503,9 +504,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     }
     (home / "policy.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     doors: list[str] = []
-    pg = ("--pg-listen", "127.0.0.1:0")
+    from jupyter_gov.audit.checkpoints import generate_key
+
+    key, _ = generate_key(home / "checkpoint.key")
+    options = ("--pg-listen", "127.0.0.1:0", "--checkpoint-key", str(key))
+    options += ("--checkpoint-dir", str(home / "checkpoints"))
     policy = home / "policy.yaml"
-    process, address = start_gateway(policy, user=None, home=home, extra=pg, doors=doors)
+    process, address = start_gateway(policy, user=None, home=home, extra=options, doors=doors)
     pg_host, _, pg_port = doors[1].rpartition(":")
     try:
         yield Served(process, address, pg_host, int(pg_port), home)

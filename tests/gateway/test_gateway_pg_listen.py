@@ -8,6 +8,7 @@ the stock ``psql`` binary, psycopg and the kernel's ``GatewaySession``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -118,3 +119,18 @@ def test_gateway_serve_documents_its_options(option: str) -> None:
     gateway = parser._subparsers._group_actions[0].choices["gateway"]  # type: ignore[union-attr]
     serve = gateway._subparsers._group_actions[0].choices["serve"]
     assert option in serve.format_help()
+
+
+def test_a_serve_process_publishes_signed_checkpoints_that_verify_its_store(
+    served: Served,
+) -> None:
+    from jupyter_gov.audit.checkpoints import load_public_key, verify_against
+
+    folder = served.home / "checkpoints"
+    checkpoint = json.loads((folder / "latest.json").read_text())
+    key = load_public_key(folder / "public-key.pem")
+    store = AuditStore(f"sqlite:///{served.audit_path}")
+    try:
+        assert verify_against(store, checkpoint, key).ok
+    finally:
+        store.close()
