@@ -83,6 +83,8 @@ class RemotePlan(Plan):
 
 
 def _derived(name: str, kind: type) -> property:
+    """A ``Plan`` property read from what the gateway sent (statements never leave it)."""
+
     def read(self: RemotePlan) -> Any:
         return kind(self.sent.get(name) or kind())
 
@@ -205,6 +207,38 @@ class RemoteAuditReader:
         """Nothing of its own to close (the session is the caller's)."""
 
 
+class GatewaySignIn:
+    """The identity provider of a gateway session, for ``%gsql_login`` and ``%gsql_logout``.
+
+    Why: in gateway mode there is no sign-in flow in the kernel; the token (Hub, access
+    token, service) is the sign-in, and ``current()`` is what the gateway says it proves.
+    A missing or refused token is one sentence saying how to give one.
+    """
+
+    name = "gateway"
+
+    def __init__(self, session: GatewaySession) -> None:
+        self._session = session
+
+    def current(self) -> Identity:
+        self._session._hello = None  # ask again: the token may have changed
+        return self._session.identity
+
+
+class GatewaySignInAudit:
+    """Where ``%gsql_login`` records a sign-in in gateway mode: the gateway's audit, as the
+    identity the token proves (what the kernel sends about it is not used)."""
+
+    def __init__(self, session: GatewaySession) -> None:
+        self._session = session
+
+    def append(self, kind: str, **_: Any) -> int | None:
+        if kind not in ("sign_in", "sign_out"):
+            raise UsageError("In gateway mode the kernel writes nothing to the audit itself.")
+        self._session._action("sign_in", {"kind": kind})
+        return None
+
+
 def _token_from_env(env: Mapping[str, str]) -> str | None:
     if env.get(ENV_GATEWAY_TOKEN):
         return env[ENV_GATEWAY_TOKEN]
@@ -262,6 +296,9 @@ class GatewaySession:
         self.approvals = RemoteApprovals(self)
         #: The gateway's audit, as much of it as the token's owner may read.
         self.audit_reader = RemoteAuditReader(self)
+        #: ``%gsql_login`` / ``%gsql_logout`` in gateway mode: the token is the sign-in.
+        self.provider = GatewaySignIn(self)
+        self.audit = GatewaySignInAudit(self)
         self.session_id = ""
 
     # -- what a front end reads --------------------------------------------------------
@@ -308,7 +345,8 @@ class GatewaySession:
         if not token:
             raise IdentityError(
                 "Gateway mode needs a token: set JUPYTER_GOV_GATEWAY_TOKEN (an access token "
-                "or service:<name>:<secret>), or run inside JupyterHub."
+                "or service:<name>:<secret>) or JUPYTER_GOV_GATEWAY_TOKEN_FILE, or run inside "
+                "JupyterHub."
             )
         headers = [(b"authorization", f"Bearer {token}".encode())]
         return flight.FlightCallOptions(headers=headers, timeout=self._timeout)

@@ -41,6 +41,7 @@ ACTIONS = (
     "audit.stats",
     "audit.verify",
     "audit.head",
+    "sign_in",
 )
 #: The audit filters a caller may send (``AuditStore.events``' keywords but ``issuer``,
 #: which the gateway sets itself).

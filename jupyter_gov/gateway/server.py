@@ -408,6 +408,12 @@ class GatewayServer(flight.FlightServerBase):
             raise UsageError(f"The gateway has no action {kind!r}.")
         if kind.startswith("audit."):
             return self._audit(session, identity, kind, body)
+        if kind == "sign_in":  # %gsql_login / %gsql_logout: recorded as the token proves
+            event = "sign_out" if body.get("kind") == "sign_out" else "sign_in"
+            fields = identity.audit_fields()
+            groups = fields.pop("groups")
+            session.audit.append(event, **fields, detail={"groups": groups, "front_end": "flight"})
+            return {"status": "ok", "identity": protocol.identity_to_json(identity)}
         params = protocol.decode_params(body.get("params"))
         if kind == "hello":
             policy = session.policy
