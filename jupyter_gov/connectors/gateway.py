@@ -463,6 +463,8 @@ class GatewaySession:
         if end.get("status") == "error":  # failed mid-result: audited there, nothing shown
             raise protocol.error_from_json(end["error"])
         table = pa.Table.from_batches(batches, schema=first.schema)
+        if reply.get("schema"):  # dictionary columns crossed decoded: their types back
+            table = table.cast(protocol.schema_from_json(reply["schema"]))
         if table.num_rows != end.get("rows"):
             raise GatewayUnavailable(
                 f"The gateway at {self.address} sent {table.num_rows:,} rows but counted "

@@ -187,3 +187,37 @@ def error_from_json(data: Mapping[str, Any]) -> errors.GovError:
             Exception.__init__(error, message)
             return error
     return errors.GovError(message)
+
+
+def wire_schema(schema: Any) -> Any:
+    """``schema`` with dictionary-encoded types replaced by their value types.
+
+    Why: a Flight stream written batch by batch with app metadata (``GeneratorStream``)
+    sends no dictionary batches, so a dictionary column (a DuckDB ENUM) cannot cross as
+    such; it crosses decoded, and the kernel casts it back to ``schema``, which the decision
+    carries (:func:`schema_to_json`).
+    """
+    import pyarrow as pa
+
+    def plain(kind: Any) -> Any:
+        if pa.types.is_dictionary(kind):
+            return plain(kind.value_type)
+        if pa.types.is_large_list(kind):
+            return pa.large_list(kind.value_field.with_type(plain(kind.value_type)))
+        if pa.types.is_list(kind):
+            return pa.list_(kind.value_field.with_type(plain(kind.value_type)))
+        if pa.types.is_struct(kind):
+            return pa.struct([f.with_type(plain(f.type)) for f in kind])
+        return kind
+
+    return pa.schema([f.with_type(plain(f.type)) for f in schema], metadata=schema.metadata)
+
+
+def schema_to_json(schema: Any) -> str:
+    return base64.b64encode(schema.serialize().to_pybytes()).decode()
+
+
+def schema_from_json(text: str) -> Any:
+    import pyarrow as pa
+
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))

@@ -613,7 +613,10 @@ class _ReplyStream:
     ) -> None:
         self._result = result
         self._reader = result.to_arrow_reader(BATCH_ROWS)
-        self.schema = self._reader.schema
+        self.schema = protocol.wire_schema(self._reader.schema)
+        self._decode = not self.schema.equals(self._reader.schema)
+        if self._decode:  # dictionary columns cross decoded; the kernel casts them back
+            reply = {**reply, "schema": protocol.schema_to_json(self._reader.schema)}
         self._reply: dict[str, Any] | None = reply
         self._done = False
         self._finalizer = weakref.finalize(self, _finish, result, release)
@@ -628,7 +631,8 @@ class _ReplyStream:
             reply, self._reply = self._reply, None
             return _empty(self.schema), protocol.dumps(reply)
         try:
-            return self._reader.read_next_batch()
+            batch = self._reader.read_next_batch()
+            return batch.cast(self.schema) if self._decode else batch
         except StopIteration:
             end: dict[str, Any] = {"status": "end"}
         except GovError as error:

@@ -130,3 +130,28 @@ def test_a_refused_statement_sends_its_decision_and_no_batch(
     assert protocol.loads(metadata)["status"] == "denied" and chunk.num_rows == 0
     with pytest.raises(StopIteration):
         reader.read_chunk()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT 'b'::ENUM('a', 'b') AS f UNION ALL SELECT 'a'::ENUM('a', 'b')",
+        "SELECT ['a'::ENUM('a', 'b')] AS f",
+    ],
+)
+def test_a_dictionary_column_arrives_with_its_type(served: Served, statement: str) -> None:
+    """Flight's batch-by-batch stream sends no dictionaries: the column crosses decoded and
+    the kernel casts it back to the type the engine gave it."""
+    from jupyter_gov.engine import GovernedSession
+    from jupyter_gov.identity.base import Identity
+
+    kernel = served.session("etl")
+    local = GovernedSession(None, Identity("alice", "Alice", "local", groups=("admins",)))
+    try:
+        through = kernel.sql(statement).to_arrow_table()
+        here = local.sql(statement).to_arrow_table()
+    finally:
+        kernel.close()
+        local.close()
+    assert through.schema == here.schema
+    assert through.to_pylist() == here.to_pylist()
