@@ -124,6 +124,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--env-file",
         help="NAME=VALUE credentials for the policy's ${VAR}s; must be readable by its owner only",
     )
+    serve.add_argument(
+        "--pg-listen",
+        metavar="HOST:PORT",
+        help="also serve the PostgreSQL wire protocol here (psql, BI tools; the token is the "
+        "password), with the same sessions and audit",
+    )
+    serve.add_argument(
+        "--max-sessions",
+        type=int,
+        default=256,
+        help="engine sessions kept at most, one per identity; the least recently used idle "
+        "one is closed beyond it (default 256)",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=900.0,
+        metavar="SECONDS",
+        help="close an identity's session (and its connections) this long after its last "
+        "call (default 900)",
+    )
+    serve.add_argument("--checkpoint-key", help="sign audit checkpoints with this Ed25519 key")
+    serve.add_argument("--checkpoint-dir", help="where signed checkpoints are published")
+    serve.add_argument(
+        "--checkpoint-every", type=float, default=300.0, help="seconds between checkpoints"
+    )
 
     login = commands.add_parser("login", help="sign in with the policy's identity provider")
     _config_options(login)
@@ -145,12 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--public-key", help="the signer's Ed25519 public key (PEM): the checkpoint must be signed"
     )
     verify.add_argument("--format", choices=["table", "json"], default="table")
+    _gateway_option(verify)
     tail = audit_commands.add_parser("tail", help="the newest events")
     _config_options(tail)
     tail.add_argument("-n", type=int, default=20)
     tail.add_argument("--format", choices=["table", "json"], default="table")
+    _gateway_option(tail)
     checkpoint = audit_commands.add_parser("checkpoint", help="print head hash and count")
     _config_options(checkpoint)
+    _gateway_option(checkpoint)
     checkpoint.add_argument("--sign-key", help="sign it with this Ed25519 private key (PEM)")
     keygen = audit_commands.add_parser("keygen", help="make an Ed25519 checkpoint-signing key")
     keygen.add_argument("file", help="private key path; the public key goes to FILE.pub")
@@ -173,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="a JSON checkpoint file kept elsewhere, checked against the log (repeatable)",
     )
+    _gateway_option(report)
 
     approvals = commands.add_parser("approvals", help="list, show, approve or deny requests")
     approvals.add_argument("action", choices=["list", "show", "approve", "deny", "revoke"])
@@ -224,8 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# --- pgwire (helper pgwire): `jupyter-gov gateway pgwire`; at merge, fold --pg-listen into
-# --- `gateway serve` and keep this subcommand as its stand-alone form.
+# --- `jupyter-gov gateway pgwire`: the PostgreSQL door alone (`gateway serve --pg-listen`
+# --- serves it beside the Flight service, sharing sessions and audit).
 def _pgwire_parser(commands: Any) -> None:
     gateway = commands.choices.get("gateway")  # the gateway's own parser, when it exists
     if gateway is None:
@@ -306,6 +336,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             tls_key=args.tls_key,
             audit_store=args.store,
             env_file=args.env_file,
+            pg_listen=args.pg_listen,
+            max_sessions=args.max_sessions,
+            idle_seconds=args.idle_timeout,
+            checkpoint_key=args.checkpoint_key,
+            checkpoint_dir=args.checkpoint_dir,
+            checkpoint_every=args.checkpoint_every,
             announce=lambda line: print(line, flush=True),
         )
         return EXIT_OK
@@ -482,7 +518,7 @@ def _audit(args: argparse.Namespace) -> int:
         private, public = checkpoints.generate_key(args.file)
         print(f"signing key {private} (keep it from the database's holders); public key {public}")
         return EXIT_OK
-    store = AuditStore(resolve_store(policy=args.policy, audit_store=args.store))
+    store = _audit_reader(args)
     if args.audit_command == "verify":
         checkpoint = _read_checkpoint(args.checkpoint) if args.checkpoint else None
         if args.public_key:
@@ -500,6 +536,11 @@ def _audit(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict()) if args.format == "json" else str(report))
         return EXIT_OK if report.ok else EXIT_FAILED
     if args.audit_command == "checkpoint":
+        if args.sign_key and not isinstance(store, AuditStore):
+            raise UsageError(
+                "Checkpoints of a gateway's audit are signed by the gateway "
+                "(gateway serve --checkpoint-key); --sign-key signs a store read directly."
+            )
         if args.sign_key:
             key = checkpoints.load_private_key(args.sign_key)
             print(json.dumps(checkpoints.sign_checkpoint(store, key)))
@@ -513,6 +554,19 @@ def _audit(args: argparse.Namespace) -> int:
     for event in reversed(events):
         print(_event_line(event))
     return EXIT_OK
+
+
+def _audit_reader(args: argparse.Namespace) -> Any:
+    """The audit a command reads: the gateway's when one is configured (what the token's
+    owner may read of it; docs/gateway.md), unless ``--store`` names a store outright."""
+    from jupyter_gov.config import resolve_gateway
+
+    found = None if args.store else resolve_gateway(getattr(args, "gateway", None))
+    if found is None:
+        return AuditStore(resolve_store(policy=args.policy, audit_store=args.store))
+    from jupyter_gov.connectors.gateway import GatewaySession
+
+    return GatewaySession(found).audit_reader
 
 
 def _provenance(args: argparse.Namespace) -> int:
@@ -530,7 +584,7 @@ def _provenance(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from jupyter_gov.report import build_report, parse_since, render
 
-    store = AuditStore(resolve_store(policy=args.policy, audit_store=args.store))
+    store = _audit_reader(args)
     checkpoints = []
     for name in args.checkpoint:
         try:

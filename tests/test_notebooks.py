@@ -140,5 +140,7 @@ def test_gateway_notebook_starts_a_gateway_and_queries_through_it(monkeypatch):
     assert "segments as a DuckDB relation" in text
     assert "GatewaySession allow" in text
     assert "refused: Service 'notebook' could not sign in to the gateway" in text
+    assert "jupyter-gov pgwire listening on 127.0.0.1:" in text  # gateway serve --pg-listen
+    assert "psql-style client: ***@" in text  # the PostgreSQL door masks as the Flight one
     assert "audit chain ok" in text
     assert "gateway stopped" in text

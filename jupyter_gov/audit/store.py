@@ -501,6 +501,7 @@ class AuditTransaction:
 def filter_clause(
     *,
     subject: str | None = None,
+    issuer: str | None = None,
     connection: str | None = None,
     decision: str | None = None,
     query_id: str | None = None,
@@ -520,6 +521,7 @@ def filter_clause(
     args: list[Any] = []
     for column, value in (
         ("subject", subject),
+        ("issuer", issuer),  # with subject: one identity's events (the gateway's audit views)
         ("connection", connection),
         ("decision", decision),
         ("query_id", query_id),

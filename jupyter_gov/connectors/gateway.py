@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from jupyter_gov.approvals import ApprovalRequest
+from jupyter_gov.audit.chain import VerifyReport
+from jupyter_gov.audit.store import StatsRow
 from jupyter_gov.config import ENV_GATEWAY_TOKEN, GatewaySettings
 from jupyter_gov.errors import (
     ApprovalRequired,
@@ -43,6 +45,7 @@ from jupyter_gov.errors import (
 from jupyter_gov.gateway import protocol
 from jupyter_gov.guardrails import Finding
 from jupyter_gov.identity.base import Identity
+from jupyter_gov.plan import Plan
 from jupyter_gov.result import GovernedResult
 from jupyter_gov.stream import TableStream
 
@@ -50,57 +53,46 @@ TokenSource = str | Callable[[], str] | None
 
 
 @dataclass
-class RemotePlan:
-    """The part of a gateway's plan a front end shows (banner, ``--explain``, ``to_dict``)."""
+class RemotePlan(Plan):
+    """A gateway's :class:`Plan` as a front end sees it (banner, ``--explain``, ``to_dict``).
 
-    decision: str
-    findings: list[Finding]
-    connection: str
-    dialect: str
-    roles: tuple[str, ...]
-    masked_columns: dict[str, str] = field(default_factory=dict)
-    row_filters: list[str] = field(default_factory=list)
-    rewritten_sql: str = ""
-    fingerprint: str = ""
-    normalized: str = ""
-    statement_kind: str = ""
+    Why a subclass: the field list, ``rules``, ``reasons`` and ``to_dict`` are ``Plan``'s own
+    (one source; :data:`protocol.PLAN_FIELDS` on the wire). The planned statements stay in
+    the gateway, so what ``Plan`` derives from them (:data:`protocol.PLAN_DERIVED`) is read
+    from ``sent``, as the gateway computed it.
+    """
+
+    sent: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RemotePlan:
+        values = {name: data.get(name) for name in protocol.PLAN_FIELDS}
+        sent = {name: values.pop(name) for name in protocol.PLAN_DERIVED}
+        defaults = {f.name: f.default for f in fields(Plan) if f.default is not MISSING}
+        position = values.get("error_position")
         return cls(
-            decision=str(data["decision"]),
-            findings=[Finding(v, r, m) for v, r, m in data.get("findings", [])],  # type: ignore[arg-type]
-            connection=str(data.get("connection", "")),
-            dialect=str(data.get("dialect", "")),
-            roles=tuple(data.get("roles", ())),
-            masked_columns=dict(data.get("masked_columns") or {}),
-            row_filters=list(data.get("row_filters") or []),
-            rewritten_sql=str(data.get("rewritten_sql") or ""),
-            fingerprint=str(data.get("fingerprint") or ""),
-            normalized=str(data.get("normalized") or ""),
-            statement_kind=str(data.get("statement_kind") or ""),
+            **{
+                **{k: v if v is not None else defaults.get(k) for k, v in values.items()},
+                "findings": [Finding(v, r, m) for v, r, m in values.get("findings") or []],
+                "statements": [],
+                "roles": tuple(values.get("roles") or ()),
+                "error_position": tuple(position) if position else None,
+            },
+            sent=sent,
         )
 
-    @property
-    def rules(self) -> list[str]:
-        return [f.rule for f in self.findings]
 
-    @property
-    def reasons(self) -> list[str]:
-        return [f.reason for f in self.findings]
+def _derived(name: str, kind: type) -> property:
+    """A ``Plan`` property read from what the gateway sent (statements never leave it)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "decision": self.decision,
-            "rules": self.rules,
-            "reasons": self.reasons,
-            "masked_columns": self.masked_columns,
-            "row_filters": self.row_filters,
-            "roles": list(self.roles),
-            "connection": self.connection,
-            "fingerprint": self.fingerprint,
-            "rewritten_sql": self.rewritten_sql,
-        }
+    def read(self: RemotePlan) -> Any:
+        return kind(self.sent.get(name) or kind())
+
+    return property(read, doc=f"``Plan.{name}`` as the gateway computed it.")
+
+
+for _name, _kind in protocol.PLAN_DERIVED.items():
+    setattr(RemotePlan, _name, _derived(_name, _kind))
 
 
 class RemotePolicy:
@@ -152,6 +144,99 @@ class RemoteApprovals:
         self, request_id: str, identity: Identity | None = None, comment: str = ""
     ) -> ApprovalRequest:
         return self._session.deny(request_id, comment)
+
+
+class RemoteAuditReader:
+    """The gateway's audit store as an :class:`~jupyter_gov.audit.AuditReader`.
+
+    Why: the sidebar's Audit views, the report and ``jupyter-gov audit`` then read what the
+    gateway lets the token's owner read (their own events, or everyone's for the roles of
+    ``gateway.audit_roles``), never a store the kernel's user could write. Verification
+    walks the whole chain, in the gateway.
+    """
+
+    def __init__(self, session: GatewaySession) -> None:
+        self._session = session
+        self.url = self.path = session.address
+
+    def _ask(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self._session._action(kind, body)
+
+    @staticmethod
+    def _filters(filters: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: list(v) if k == "kinds" and v else v for k, v in filters.items()}
+
+    def events(
+        self, *, limit: int = 100, offset: int = 0, newest_first: bool = True, **filters: Any
+    ) -> list[dict[str, Any]]:
+        answer = self._ask(
+            "audit.events",
+            {
+                "limit": limit,
+                "offset": offset,
+                "newest_first": newest_first,
+                "filters": self._filters(filters),
+            },
+        )
+        return list(answer["events"])
+
+    def count(self, **filters: Any) -> int:
+        return int(self._ask("audit.count", {"filters": self._filters(filters)})["count"])
+
+    def stats(self, *, bucket: int, **filters: Any) -> list[StatsRow]:
+        answer = self._ask("audit.stats", {"bucket": bucket, "filters": self._filters(filters)})
+        return [StatsRow(int(s), d, bool(m), int(c)) for s, d, m, c in answer["rows"]]
+
+    def verify(self, checkpoint: Mapping[str, Any] | None = None) -> VerifyReport:
+        report = self._ask("audit.verify", {"checkpoint": checkpoint})["report"]
+        return VerifyReport(**{**report, "problems": tuple(report.get("problems") or ())})
+
+    def checkpoint(self) -> dict[str, Any]:
+        answer = self._ask("audit.head", {})
+        return {"count": answer["count"], "last_id": answer["last_id"], "head": answer["head"]}
+
+    def head(self) -> tuple[int, str]:
+        answer = self._ask("audit.head", {})
+        return int(answer["last_id"]), str(answer["head"])
+
+    def store_id(self) -> str:
+        """The hash of the store's first event (see :func:`audit.checkpoints.store_id`)."""
+        return str(self._ask("audit.head", {})["store_id"])
+
+    def close(self) -> None:
+        """Nothing of its own to close (the session is the caller's)."""
+
+
+class GatewaySignIn:
+    """The identity provider of a gateway session, for ``%gsql_login`` and ``%gsql_logout``.
+
+    Why: in gateway mode there is no sign-in flow in the kernel; the token (Hub, access
+    token, service) is the sign-in, and ``current()`` is what the gateway says it proves.
+    A missing or refused token is one sentence saying how to give one.
+    """
+
+    name = "gateway"
+
+    def __init__(self, session: GatewaySession) -> None:
+        self._session = session
+
+    def current(self) -> Identity:
+        self._session._hello = None  # ask again: the token may have changed
+        return self._session.identity
+
+
+class GatewaySignInAudit:
+    """Where ``%gsql_login`` records a sign-in in gateway mode: the gateway's audit, as the
+    identity the token proves (what the kernel sends about it is not used)."""
+
+    def __init__(self, session: GatewaySession) -> None:
+        self._session = session
+
+    def append(self, kind: str, **_: Any) -> int | None:
+        if kind not in ("sign_in", "sign_out"):
+            raise UsageError("In gateway mode the kernel writes nothing to the audit itself.")
+        self._session._action("sign_in", {"kind": kind})
+        return None
 
 
 def _token_from_env(env: Mapping[str, str]) -> str | None:
@@ -209,6 +294,11 @@ class GatewaySession:
         self._lock = threading.Lock()
         self.scratch = duckdb.connect(":memory:", config={"enable_external_access": False})
         self.approvals = RemoteApprovals(self)
+        #: The gateway's audit, as much of it as the token's owner may read.
+        self.audit_reader = RemoteAuditReader(self)
+        #: ``%gsql_login`` / ``%gsql_logout`` in gateway mode: the token is the sign-in.
+        self.provider = GatewaySignIn(self)
+        self.audit = GatewaySignInAudit(self)
         self.session_id = ""
 
     # -- what a front end reads --------------------------------------------------------
@@ -255,7 +345,8 @@ class GatewaySession:
         if not token:
             raise IdentityError(
                 "Gateway mode needs a token: set JUPYTER_GOV_GATEWAY_TOKEN (an access token "
-                "or service:<name>:<secret>), or run inside JupyterHub."
+                "or service:<name>:<secret>) or JUPYTER_GOV_GATEWAY_TOKEN_FILE, or run inside "
+                "JupyterHub."
             )
         headers = [(b"authorization", f"Bearer {token}".encode())]
         return flight.FlightCallOptions(headers=headers, timeout=self._timeout)
@@ -341,14 +432,9 @@ class GatewaySession:
             reader = self._client.do_get(flight.Ticket(protocol.dumps(request)), options)
             first, metadata = reader.read_chunk()
             reply = protocol.loads(metadata) if metadata is not None else {}
-            batches = [first]
+            batches, end = [], None
             if reply.get("status") == "ok":
-                while True:
-                    try:
-                        batch, _ = reader.read_chunk()
-                    except StopIteration:
-                        break
-                    batches.append(batch)
+                batches, end = self._read_result(reader)
         except StopIteration:
             raise GatewayUnavailable(
                 f"The gateway at {self.address} ended the reply before its decision; no "
@@ -363,34 +449,57 @@ class GatewaySession:
             raise protocol.error_from_json(reply["error"])
         plan = RemotePlan.from_json(reply["plan"])
         if status == "denied":
-            raise QueryDenied(plan, reply.get("audit_id"))  # type: ignore[arg-type]
+            raise QueryDenied(plan, reply.get("audit_id"))
         if status == "approval_required":
             if reply.get("request_id"):
                 error = PipelineNeedsApproval.__new__(PipelineNeedsApproval)
-                ApprovalRequired.__init__(error, plan, reply.get("audit_id"), reply["query_id"])  # type: ignore[arg-type]
+                ApprovalRequired.__init__(error, plan, reply.get("audit_id"), reply["query_id"])
                 error.request_id = reply["request_id"]
                 Exception.__init__(error, reply.get("message", ""))
                 raise error
-            raise ApprovalRequired(plan, reply.get("audit_id"), reply.get("query_id", ""))  # type: ignore[arg-type]
-        if status != "ok":
+            raise ApprovalRequired(plan, reply.get("audit_id"), reply.get("query_id", ""))
+        if status != "ok" or end is None:
             raise GatewayUnavailable("The gateway answered with a reply this kernel cannot read.")
+        if end.get("status") == "error":  # failed mid-result: audited there, nothing shown
+            raise protocol.error_from_json(end["error"])
         table = pa.Table.from_batches(batches, schema=first.schema)
-        if reply.get("rows") is not None and table.num_rows != reply["rows"]:
+        if reply.get("schema"):  # dictionary columns crossed decoded: their types back
+            table = table.cast(protocol.schema_from_json(reply["schema"]))
+        if table.num_rows != end.get("rows"):
             raise GatewayUnavailable(
-                f"The gateway at {self.address} dropped the connection mid-result "
-                f"({table.num_rows:,} of {reply['rows']:,} rows arrived); nothing is shown."
+                f"The gateway at {self.address} sent {table.num_rows:,} rows but counted "
+                f"{end.get('rows')}; nothing is shown."
             )
         if name is not None and table.num_columns:
             self.scratch.register(name, table)
         return GovernedResult(
             TableStream(table),
-            plan,  # type: ignore[arg-type]
+            RemotePlan.from_json(end.get("plan") or reply["plan"]),
             identity,
             query_id=str(reply.get("query_id", "")),
-            audit_id=reply.get("audit_id"),
-            duration_ms=float(reply.get("duration_ms") or (time.perf_counter() - started) * 1000),
+            audit_id=end.get("audit_id"),
+            duration_ms=float(end.get("duration_ms") or (time.perf_counter() - started) * 1000),
             name=name,
         )
+
+    def _read_result(
+        self, reader: flight.FlightStreamReader
+    ) -> tuple[list[pa.RecordBatch], dict[str, Any]]:
+        """The batches after the decision, up to the gateway's end message (count, audit
+        id, final plan). A stream that stops before that message was cut: one sentence."""
+        batches: list[pa.RecordBatch] = []
+        while True:
+            try:
+                batch, metadata = reader.read_chunk()
+            except StopIteration:
+                raise GatewayUnavailable(
+                    f"The gateway at {self.address} dropped the connection mid-result "
+                    f"({sum(b.num_rows for b in batches):,} rows arrived before it ended); no "
+                    "rows reached this notebook, and the gateway's audit records what it sent."
+                ) from None
+            if metadata is not None:
+                return batches, protocol.loads(metadata)
+            batches.append(batch)
 
     # -- approvals: the store lives with the gateway ----------------------------------
 

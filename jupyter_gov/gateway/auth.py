@@ -11,6 +11,12 @@ checks it with the party that issued it:
 * anything else is a JupyterHub API token, and the Hub says who owns it (``GET /user``, as
   :class:`jupyter_gov.identity.jupyterhub.JupyterHubProvider` does in a single-user server).
 
+The same token gets the same ``auth_method`` through every door and as the ``msal``
+provider labels it in a kernel: a person's OIDC token is ``msal``
+(:data:`OIDC_USER_AUTH`), an application's client-credentials token is
+``msal-client-credentials`` (:data:`OIDC_APP_AUTH`, ``kind: service``), a service's secret
+``service-token``, a Hub token ``jupyterhub``.
+
 Only the kinds the policy's ``gateway.auth`` lists are accepted (an allow-list; by default
 the kind the policy's identity provider implies, plus ``service`` when services exist). A
 rejected token is one sentence that never includes the token. There is no ``--user`` and no
@@ -28,7 +34,7 @@ from typing import Any
 
 import pyarrow.flight as flight
 
-from jupyter_gov.errors import IdentityError, PolicyError
+from jupyter_gov.errors import IdentityError, PolicyError, TokenRejected
 from jupyter_gov.identity.base import Identity
 from jupyter_gov.identity.jupyterhub import JupyterHubProvider
 from jupyter_gov.identity.oidc import (
@@ -37,11 +43,17 @@ from jupyter_gov.identity.oidc import (
     audience_for_scope,
     identity_from_claims,
 )
-from jupyter_gov.identity.service import ServiceProvider
+from jupyter_gov.identity.service import ServiceProvider, _token_matches
 from jupyter_gov.policy import Policy
 
 KINDS = ("oidc", "jupyterhub", "service")
 SERVICE_PREFIX = "service:"
+#: ``auth_method`` of a person proven by an OIDC token (the msal provider's label for a
+#: token it validated; its sign-in flows add ``-device-code`` / ``-auth-code``).
+OIDC_USER_AUTH = "msal"
+#: ``auth_method`` of an application proven by a client-credentials token (as the msal
+#: provider's service mode labels its own).
+OIDC_APP_AUTH = "msal-client-credentials"
 _HUB_CACHE = 256
 
 
@@ -50,6 +62,25 @@ def default_kinds(policy: Policy) -> tuple[str, ...]:
     provider = policy.identity_config.get("provider", "local")
     kinds = {"msal": ("oidc",), "jupyterhub": ("jupyterhub",)}.get(provider, ())
     return (*kinds, "service") if policy.services else kinds
+
+
+def is_app_token(claims: Mapping[str, Any]) -> bool:
+    """Whether validated claims are an application's own (client credentials), not a person's.
+
+    Entra ID says so in ``idtyp`` (``app`` or ``user``) when configured to; otherwise its
+    application tokens carry the service principal's ``oid`` as ``sub`` (a person's ``sub``
+    is pairwise, never their ``oid``). Other issuers name the client itself as the subject
+    (RFC 9068: ``sub`` is the client id when no person is involved).
+    """
+    kind = claims.get("idtyp")
+    if kind in ("app", "user"):
+        return kind == "app"
+    subject = claims.get("sub")
+    if not subject:
+        return False
+    if claims.get("oid") == subject:
+        return True
+    return subject in {claims.get(c) for c in ("azp", "appid", "client_id")} - {None, ""}
 
 
 def _is_jwt(token: str) -> bool:
@@ -121,6 +152,29 @@ class Authenticator:
             return self._oidc(token)
         return self._hub(token)
 
+    def authenticate(self, password: str) -> Identity:
+        """The identity a password that is a bearer token proves (the PostgreSQL door).
+
+        The same kinds, checked the same way as a Flight call's header; a service's secret
+        alone (without ``service:<name>:``) is accepted too, as ``jupyter-gov gateway
+        pgwire`` accepts it. Any failure is an :class:`IdentityError` without the token.
+        """
+        token = password.strip()
+        if not token:
+            raise TokenRejected("Send a bearer token as the password; none was given.")
+        if not token.startswith(SERVICE_PREFIX) and "service" in self.kinds:
+            for service in self.policy.services.values():
+                if _token_matches(token, service.token_sha256):
+                    return self._service(f"{SERVICE_PREFIX}{service.name}:{token}")
+        try:
+            return self.identify(f"Bearer {token}")
+        except IdentityError:
+            raise
+        except Exception as error:  # an issuer or Hub that cannot be reached, a bad answer
+            raise IdentityError(
+                f"The gateway could not validate the token ({type(error).__name__})."
+            ) from None
+
     def _refuse(self, kind: str) -> IdentityError:
         accepted = ", ".join(self.kinds) or "none"
         return IdentityError(
@@ -131,12 +185,13 @@ class Authenticator:
         if self._validator is None:
             raise self._refuse("OIDC")
         claims = self._validator.validate(token, audience=self._audience)
+        app = is_app_token(claims)
         return identity_from_claims(
             claims,
-            auth_method="msal",
+            auth_method=OIDC_APP_AUTH if app else OIDC_USER_AUTH,
             group_claims=self._group_claims,
             attributes=self._attributes,
-            kind="user",
+            kind="service" if app else "user",
         )
 
     def _service(self, token: str) -> Identity:

@@ -20,8 +20,10 @@ masking, audit) exactly as a cell does. What the server supports, on purpose sma
 
 A denied statement answers an ErrorResponse with the policy's one sentence and SQLSTATE
 42501 (insufficient_privilege); a refused token answers 28P01 and the connection closes.
-The engine is synchronous and its connectors are shared by every client of this server, so
-engine calls run one at a time on a worker thread (see ``docs/gateway-clients.md``).
+The engine is synchronous and, when this server runs alone, its connectors are shared by
+every client, so engine calls run one at a time on a worker thread; beside the Flight
+service each identity's pooled session is leased per call instead (see
+``docs/gateway-clients.md``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from jupyter_gov.errors import (
     TokenRejected,
     UsageError,
 )
+from jupyter_gov.gateway.auth import OIDC_APP_AUTH, OIDC_USER_AUTH, is_app_token
 from jupyter_gov.identity.base import PRINCIPAL_ISSUER, SERVICE_AUTH, Identity
 from jupyter_gov.identity.service import _token_matches
 from jupyter_gov.policy import Policy
@@ -70,8 +73,9 @@ from jupyter_gov.policy import Policy
 FRONT_END = "pgwire"
 #: How a service token may name its service (as the Arrow Flight gateway's tokens do).
 SERVICE_PREFIX = "service:"
-#: ``auth_method`` of identities proven by an OIDC access token sent as the password.
-OIDC_AUTH = "oidc-access-token"
+#: ``auth_method`` of identities proven by an OIDC token sent as the password: the labels
+#: of the Flight gateway and the msal provider (one kind of token, one label).
+OIDC_AUTH = OIDC_USER_AUTH
 
 _PROTOCOL_3 = 196608
 _SSL_REQUEST = 80877103
@@ -179,11 +183,13 @@ class TokenAuthenticator:
             from jupyter_gov.identity.oidc import identity_from_claims
 
             claims = self.validator.validate(token, audience=self.audience)
+            app = is_app_token(claims)
             return identity_from_claims(
                 claims,
-                auth_method=OIDC_AUTH,
+                auth_method=OIDC_APP_AUTH if app else OIDC_AUTH,
                 group_claims=self.group_claims,
                 attributes=self.attributes,
+                kind="service" if app else "user",
             )
         raise TokenRejected(
             "The password is not a token this gateway accepts: no service's token matches "
@@ -510,8 +516,13 @@ class _ClientState:
 class PgWireServer:
     """Serves the PostgreSQL protocol on ``host:port`` for one policy and audit store.
 
-    Every client gets its own :class:`GovernedSession` bound to the identity its token
-    proved; the connectors and the audit store are opened once and shared.
+    Alone (``jupyter-gov gateway pgwire``), every client gets its own
+    :class:`GovernedSession` bound to the identity its token proved; the connectors and the
+    audit store are opened once and shared. Beside the Flight service
+    (``jupyter-gov gateway serve --pg-listen``), it is given that service's
+    ``authenticator`` and ``sessions`` (:class:`jupyter_gov.gateway.server.SessionPool`):
+    a token proves the same identity through either door, and its statements run in that
+    identity's one engine session, whichever door they came through.
     """
 
     def __init__(
@@ -523,7 +534,8 @@ class PgWireServer:
         host: str = "127.0.0.1",
         port: int = 0,
         tls: ssl.SSLContext | None = None,
-        authenticator: TokenAuthenticator | None = None,
+        authenticator: Any | None = None,
+        sessions: Any | None = None,
     ) -> None:
         if tls is None and not _is_loopback(host):
             raise UsageError(
@@ -533,14 +545,16 @@ class PgWireServer:
         self._template = GovernedSession(policy, _NOBODY, connection=connection, audit=audit)
         self.policy = self._template.policy
         self.audit: AuditStore = self._template.audit
+        #: Turns the password into an identity: ``authenticate(token) -> Identity``.
         self.authenticator = authenticator or TokenAuthenticator(self.policy)
+        self.sessions = sessions
         self.host, self.port, self.tls = host, port, tls
         self._engine_lock = threading.Lock()
         self._server: asyncio.base_events.Server | None = None
         self._next_key = 1
         # Cancel requests: backend id -> (secret, connection); and whose statement runs now.
         self._cancel_keys: dict[int, tuple[bytes, _Connection]] = {}
-        self._running: _Connection | None = None
+        self._running: set[_Connection] = set()  # connections whose statement runs now
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -562,7 +576,9 @@ class PgWireServer:
             self._server.close()
         self._template.close()
 
-    def _session(self, identity: Identity) -> GovernedSession:
+    def _session(self, identity: Identity) -> Any:
+        if self.sessions is not None:
+            return _PooledSession(self.sessions, identity)
         session = GovernedSession(self.policy, identity, audit=self.audit)
         session.default_connection = self._template.default_connection
         for name in self.policy.connections:
@@ -570,13 +586,18 @@ class PgWireServer:
         return session
 
     async def _engine(self, call: Callable[[], Any], owner: _Connection | None = None) -> Any:
+        """Run an engine call on a worker thread. Alone, the server's connectors are shared,
+        so calls run one at a time; beside Flight, each identity's pooled session is leased
+        for the call, and different identities run in parallel."""
+
         def locked() -> Any:
-            with self._engine_lock:
-                self._running = owner
+            with self._engine_lock if self.sessions is None else contextlib.nullcontext():
+                if owner is not None:
+                    self._running.add(owner)
                 try:
                     return call()
                 finally:
-                    self._running = None
+                    self._running.discard(owner)  # type: ignore[arg-type]
 
         return await asyncio.get_running_loop().run_in_executor(None, locked)
 
@@ -612,7 +633,7 @@ class PgWireServer:
         if known is None or not secrets.compare_digest(known[0], key[4:]):
             return
         target = known[1]
-        if self._running is not target or target.session is None:
+        if target not in self._running or target.session is None:
             return
         target.cancelled = True
         connector = target.session.connector()
@@ -635,6 +656,46 @@ class PgWireServer:
 
 
 _NOBODY = Identity(subject="pgwire-gateway", display_name="gateway", auth_method="none")
+
+
+class _PooledSession:
+    """A client's view of its identity's session in the gateway's pool: every engine call
+    leases the session for its length (the same session Flight calls of that identity use).
+    Results are read whole inside the lease, so nothing reads a connector outside it."""
+
+    def __init__(self, pool: Any, identity: Identity) -> None:
+        self._pool, self._identity = pool, identity
+
+    def sql(self, *args: Any, **kwargs: Any) -> Any:
+        with self._pool.lease(self._identity) as session:
+            result = session.sql(*args, **kwargs)
+            result.to_arrow_table()
+            return result
+
+    def request_approval(self, *args: Any, **kwargs: Any) -> Any:
+        with self._pool.lease(self._identity) as session:
+            return session.request_approval(*args, **kwargs)
+
+    def approve(self, request_id: str, comment: str = "") -> Any:
+        with self._pool.lease(self._identity) as session:
+            return session.approve(request_id, comment)
+
+    def deny(self, request_id: str, comment: str) -> Any:
+        with self._pool.lease(self._identity) as session:
+            return session.deny(request_id, comment)
+
+    def connector(self, name: str | None = None) -> Any:
+        """The running statement's connector, without the lease (a cancel interrupts it
+        while its statement holds the lease)."""
+        session = self._pool.peek(self._identity)
+        return session.connector(name) if session is not None else _Idle()
+
+
+class _Idle:
+    """What a cancel interrupts when the identity's session is gone: nothing."""
+
+    def interrupt(self) -> None:
+        return None
 
 
 class _LazyConnector:
@@ -667,7 +728,7 @@ class _Connection:
         peer: Any,
     ) -> None:
         self.server, self.reader, self.writer, self.peer = server, reader, writer, peer
-        self.session: GovernedSession | None = None
+        self.session: Any = None  # a GovernedSession, or a _PooledSession beside Flight
         self.state = _ClientState()
         self.statements: dict[str, _Prepared] = {}
         self.portals: dict[str, _Portal] = {}
@@ -968,15 +1029,18 @@ class _Connection:
         assert session is not None
         self.cancelled = False
         try:
-            result = await self.server._engine(
-                lambda: session.sql(
+
+            def run() -> Any:
+                result = session.sql(
                     text,
                     params,
                     purpose=settings.get("purpose"),
                     approval_id=settings.get("approval_id") or None,
-                ),
-                owner=self,
-            )
+                )
+                result.to_arrow_table()  # read under the engine's lock: connectors are shared
+                return result
+
+            result = await self.server._engine(run, owner=self)
         except ApprovalRequired as error:
             justification = settings.get("justification", "").strip()
             if justification and not getattr(error, "request_id", ""):

@@ -11,6 +11,7 @@ never pasted into SQL.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import decimal
 import json
@@ -19,8 +20,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jupyter_gov import errors
+from jupyter_gov.plan import Plan
 
-PROTOCOL = 1
+#: 2: a result streams; its first message is the decision, its last the count and audit id.
+PROTOCOL = 2
 
 #: The actions a gateway answers (an allow-list on both sides).
 ACTIONS = (
@@ -33,7 +36,16 @@ ACTIONS = (
     "approval.get",
     "approval.actionable",
     "approval.list",
+    "audit.events",
+    "audit.count",
+    "audit.stats",
+    "audit.verify",
+    "audit.head",
+    "sign_in",
 )
+#: The audit filters a caller may send (``AuditStore.events``' keywords but ``issuer``,
+#: which the gateway sets itself).
+AUDIT_FILTERS = ("subject", "connection", "decision", "query_id", "kinds", "since", "until", "text")
 
 
 def encode_value(value: Any) -> Any:
@@ -113,21 +125,34 @@ def loads(data: bytes | memoryview | Any) -> Any:
         raise errors.UsageError("The gateway could not read the request.") from None
 
 
+#: What ``Plan`` derives from its planned statements, which never leave the gateway (their
+#: SQL binds the masking key): sent as computed there, with the type each one has.
+PLAN_DERIVED: dict[str, type] = {
+    "masked_columns": dict,
+    "row_filters": list,
+    "rewritten_sql": str,
+    "statement_kind": str,
+}
+#: What a front end learns of a plan (banner, ``--explain``, ``to_dict``): ``Plan``'s own
+#: fields but its statements, then :data:`PLAN_DERIVED`; the one list both sides use.
+PLAN_FIELDS = (
+    *(f.name for f in dataclasses.fields(Plan) if f.name != "statements"),
+    *PLAN_DERIVED,
+)
+
+
 def plan_to_json(plan: Any) -> dict[str, Any]:
-    """What a front end shows of a plan: the banner's fields and the SQL that ran."""
-    return {
-        "decision": plan.decision,
-        "findings": [[f.verdict, f.rule, f.reason] for f in plan.findings],
-        "connection": plan.connection,
-        "dialect": plan.dialect,
-        "roles": list(plan.roles),
-        "masked_columns": dict(plan.masked_columns),
-        "row_filters": list(plan.row_filters),
-        "rewritten_sql": plan.rewritten_sql,
-        "fingerprint": plan.fingerprint,
-        "normalized": plan.normalized,
-        "statement_kind": plan.statement_kind,
-    }
+    """A plan's :data:`PLAN_FIELDS` as JSON (findings as ``[verdict, rule, reason]``)."""
+    data = {name: getattr(plan, name) for name in PLAN_FIELDS}
+    data["findings"] = [[f.verdict, f.rule, f.reason] for f in plan.findings]
+    return {name: _plain(value) for name, value in data.items()}
+
+
+def _plain(value: Any) -> Any:
+    """Tuples and mappings as JSON has them (lists, dicts)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    return list(value) if isinstance(value, tuple) else value
 
 
 def identity_to_json(identity: Any) -> dict[str, Any]:
@@ -162,3 +187,37 @@ def error_from_json(data: Mapping[str, Any]) -> errors.GovError:
             Exception.__init__(error, message)
             return error
     return errors.GovError(message)
+
+
+def wire_schema(schema: Any) -> Any:
+    """``schema`` with dictionary-encoded types replaced by their value types.
+
+    Why: a Flight stream written batch by batch with app metadata (``GeneratorStream``)
+    sends no dictionary batches, so a dictionary column (a DuckDB ENUM) cannot cross as
+    such; it crosses decoded, and the kernel casts it back to ``schema``, which the decision
+    carries (:func:`schema_to_json`).
+    """
+    import pyarrow as pa
+
+    def plain(kind: Any) -> Any:
+        if pa.types.is_dictionary(kind):
+            return plain(kind.value_type)
+        if pa.types.is_large_list(kind):
+            return pa.large_list(kind.value_field.with_type(plain(kind.value_type)))
+        if pa.types.is_list(kind):
+            return pa.list_(kind.value_field.with_type(plain(kind.value_type)))
+        if pa.types.is_struct(kind):
+            return pa.struct([f.with_type(plain(f.type)) for f in kind])
+        return kind
+
+    return pa.schema([f.with_type(plain(f.type)) for f in schema], metadata=schema.metadata)
+
+
+def schema_to_json(schema: Any) -> str:
+    return base64.b64encode(schema.serialize().to_pybytes()).decode()
+
+
+def schema_from_json(text: str) -> Any:
+    import pyarrow as pa
+
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))

@@ -21,7 +21,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Unicode
 
 from jupyter_gov.approvals import ApprovalStore
-from jupyter_gov.audit import AuditStore
+from jupyter_gov.audit import AuditReader, AuditStore
 from jupyter_gov.audit import sinks as audit_sinks
 from jupyter_gov.config import (
     ENV_AUDIT_STORE,
@@ -128,6 +128,12 @@ class GovCore:
                     self._sinks = audit_sinks.attach(self._audit, self.policy)
             return self._audit
 
+    def reader(self) -> AuditReader:
+        """What the audit views read: the gateway's audit when a gateway is configured
+        (never a local store the kernel could write), else :meth:`audit`."""
+        remote = self.remote()
+        return remote.audit_reader if remote is not None else self.audit()
+
     def approvals(self) -> ApprovalStore:
         audit = self.audit()
         with self._lock:
@@ -146,8 +152,9 @@ class GovCore:
 
     def remote(self) -> Any:
         """The gateway session when a gateway is configured (``c.GovServer.gateway`` or
-        ``$JUPYTER_GOV_GATEWAY``): the Approvals tab then lists and decides the requests in
-        the gateway's store, as the token's owner (the Hub server's own token by default)."""
+        ``$JUPYTER_GOV_GATEWAY``): the Audit views read the gateway's audit and the
+        Approvals tab lists and decides the requests in its store, as the token's owner
+        (the Hub server's own token by default)."""
         from jupyter_gov.config import resolve_gateway
 
         found = resolve_gateway(self.gateway)
@@ -201,8 +208,9 @@ class GovServer(ExtensionApp):
     gateway = Unicode(
         None,
         allow_none=True,
-        help="A jupyter-gov gateway (grpc+tls://host:port) whose approval store the Approvals "
-        "tab lists and decides in; defaults to $JUPYTER_GOV_GATEWAY (see docs/gateway.md).",
+        help="A jupyter-gov gateway (grpc+tls://host:port) whose audit the Audit views and the "
+        "report read and whose approval store the Approvals tab lists and decides in, as the "
+        "owner of this server's token; defaults to $JUPYTER_GOV_GATEWAY (see docs/gateway.md).",
     ).tag(config=True)
 
     core: GovCore | None = None

@@ -3,6 +3,11 @@
 ``GET audit``         events, newest first, paged and filtered
 ``GET audit/verify``  walk the hash chain (:meth:`AuditStore.verify`)
 ``GET audit/stats``   decision counts per time bucket, for the panel's chart
+
+With a gateway configured (``c.GovServer.gateway`` or ``$JUPYTER_GOV_GATEWAY``), the audit
+routes, the report and the approvals read the gateway's stores through Flight actions,
+authenticated with the server's token (its user's); the gateway decides what that identity
+may read. Nothing is read from a store the kernels could write.
 ``GET policy``        a summary of the configured policy (the demo policy by default)
 ``GET approvals``     approval requests (``state=pending|all``, paged), each with
                       ``can_decide``; the exact statement and its values only where it is true
@@ -150,8 +155,10 @@ class GovAPIHandler(APIHandler):
     # -- the store -----------------------------------------------------------------------
 
     def store(self) -> AuditReader:
-        """The core's audit store, opened on first use so a bad path only fails requests."""
-        return self.core.audit()
+        """The audit the views read: the gateway's when one is configured (as much as the
+        server's token owner may read), else the core's store, opened on first use so a bad
+        path only fails requests."""
+        return self.core.reader()
 
     async def in_thread(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a blocking store call off the event loop; a SQLite error becomes a JSON 503."""

@@ -272,8 +272,14 @@ def start_gateway(
     home: Path,
     env_file: Path | None = None,
     tls: tuple[Path, Path] | None = None,
+    extra: tuple[str, ...] = (),
+    doors: list[str] | None = None,
 ) -> tuple[subprocess.Popen[str], str]:
-    """``jupyter-gov gateway serve`` as ``user``; returns the process and its address."""
+    """``jupyter-gov gateway serve`` as ``user``; returns the process and its address.
+
+    ``extra`` are more options (``--pg-listen 127.0.0.1:0``...); ``doors``, when given,
+    receives the address of every door the gateway announced (Flight first, then pgwire).
+    """
     python, pythonpath = python_for(user)
     command = [
         python,
@@ -290,6 +296,7 @@ def start_gateway(
         command += ["--env-file", str(env_file)]
     if tls is not None:
         command += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+    command += list(extra)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "PYTHONPATH": pythonpath,
@@ -309,10 +316,15 @@ def start_gateway(
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)
         ready = selector.select(60)
-    line = process.stdout.readline() if ready else ""
-    if "listening on" not in line:
+        line = process.stdout.readline() if ready else ""
+        lines = [line]
+        if "--pg-listen" in extra and "listening on" in line:
+            lines.append(process.stdout.readline())
+    if not all("listening on" in announced for announced in lines):
         process.kill()
-        raise RuntimeError(f"the gateway did not start: {line!r} {process.stderr.read()[-2000:]}")
+        raise RuntimeError(f"the gateway did not start: {lines!r} {process.stderr.read()[-2000:]}")
+    if doors is not None:
+        doors.extend(announced.rsplit(" ", 1)[1].strip() for announced in lines)
     return process, line.rsplit(" ", 1)[1].strip()
 
 
@@ -441,3 +453,66 @@ def notebook(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Any:
         return shell
 
     return make
+
+
+#: Services of the ``served`` gateway: name -> (secret, roles).
+SERVED_SERVICES = {
+    "etl": ("etl-secret-0123456789", ["admin"]),
+    "reporting": ("reporting-secret-0123456789", ["analyst"]),
+}
+
+
+@dataclass
+class Served:
+    """``jupyter-gov gateway serve --pg-listen ... --checkpoint-key``: one process, the Flight
+    and the PostgreSQL doors, signed in to with services' tokens (the demo policy and its
+    DuckDB), publishing signed checkpoints into ``home/checkpoints``."""
+
+    process: subprocess.Popen[str]
+    address: str  # grpc://host:port
+    pg_host: str
+    pg_port: int
+    home: Path
+
+    @property
+    def audit_path(self) -> Path:
+        return self.home / "audit.sqlite"
+
+    @staticmethod
+    def token(service: str) -> str:
+        return f"service:{service}:{SERVED_SERVICES[service][0]}"
+
+    def session(self, service: str) -> Any:
+        from jupyter_gov.connectors.gateway import GatewaySession
+
+        return GatewaySession(self.address, self.token(service))
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    from importlib.resources import files
+
+    from jupyter_gov.identity.service import token_digest
+
+    home = tmp_path_factory.mktemp("served")
+    data = yaml.safe_load(files("jupyter_gov.policy").joinpath("demo.yaml").read_text())
+    data["name"] = "served-test"
+    data["gateway"] = {"audit_roles": ["admin"]}  # etl reads every event, reporting its own
+    data["services"] = {
+        name: {"token_sha256": token_digest(secret), "roles": roles}
+        for name, (secret, roles) in SERVED_SERVICES.items()
+    }
+    (home / "policy.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    doors: list[str] = []
+    from jupyter_gov.audit.checkpoints import generate_key
+
+    key, _ = generate_key(home / "checkpoint.key")
+    options = ("--pg-listen", "127.0.0.1:0", "--checkpoint-key", str(key))
+    options += ("--checkpoint-dir", str(home / "checkpoints"))
+    policy = home / "policy.yaml"
+    process, address = start_gateway(policy, user=None, home=home, extra=options, doors=doors)
+    pg_host, _, pg_port = doors[1].rpartition(":")
+    try:
+        yield Served(process, address, pg_host, int(pg_port), home)
+    finally:
+        stop(process)

@@ -63,3 +63,35 @@ def test_tokens_the_hub_does_not_vouch_for_are_refused(
 ) -> None:
     with pytest.raises(IdentityError, match=sentence):
         session(hub_gateway, token).sql("SELECT 1")
+
+
+def test_a_hub_token_signs_in_at_the_pg_door_beside_flight_as_its_owner(
+    hub_gateway: GatewayServer,
+) -> None:
+    """``gateway serve --pg-listen`` shares the Flight door's authenticator: a Hub token as
+    the password is the Hub's answer about its owner, as it is over Flight."""
+    import psycopg
+
+    from jupyter_gov.gateway.server import _PgDoor
+
+    door = _PgDoor(hub_gateway, "127.0.0.1:0", None, None)
+    try:
+        with psycopg.connect(
+            host=door.host,
+            port=door.port,
+            dbname="governed",
+            user="whoever",
+            password="good-token",
+            sslmode="disable",
+            autocommit=True,
+        ) as conn:
+            email = conn.execute("SELECT email FROM customers LIMIT 1").fetchone()[0]
+        with pytest.raises(psycopg.OperationalError, match="refused to say who owns"):
+            psycopg.connect(
+                host=door.host, port=door.port, dbname="g", password="made-up-token"
+            ).close()
+        event = door.server.audit.events(kinds=["result"], limit=1)[0]
+    finally:
+        door.close()
+    assert email.startswith("***@")  # alice is an analyst: masked
+    assert (event["subject"], event["auth_method"]) == ("alice", "jupyterhub")

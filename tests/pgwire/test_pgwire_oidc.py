@@ -38,7 +38,7 @@ def test_an_oidc_users_token_signs_her_in_with_her_groups_roles(oidc_pgwire, oid
         email = conn.execute("SELECT email FROM customers WHERE customer_id = 1").fetchone()[0]
     assert email.startswith("***@")  # alice is in analysts: masked
     event = AuditStore(oidc_pgwire.store).events(kinds=["result"], limit=1)[0]
-    assert (event["subject"], event["auth_method"]) == ("alice", "oidc-access-token")
+    assert (event["subject"], event["auth_method"]) == ("alice", "msal")
     assert event["issuer"] == oidc_server.base and event["verified"]
 
 

@@ -31,7 +31,7 @@ class ExpiringAuthenticator(TokenAuthenticator):
             return Identity(
                 subject="carol",
                 display_name="Carol",
-                auth_method="oidc-access-token",
+                auth_method="msal",
                 issuer="https://issuer.example",
                 verified=True,
                 groups=("analysts",),
