@@ -174,8 +174,17 @@ class GovernedSession:
 
     @audit.setter
     def audit(self, store: AuditStore) -> None:
-        """Write to another store (several sessions sharing one chain, tests)."""
+        """Write to another store (several sessions sharing one chain, tests).
+
+        The policy's sinks follow: they export what the session writes, so they leave the
+        first store (shared ones stay for its other sessions) and subscribe to this one.
+        """
+        if store is self.events.store:
+            return
+        if self.sinks is not None:
+            self.sinks.close()
         self.events.store = store
+        self.sinks = audit_sinks.attach(store, self.policy, self.session_id)
 
     @property
     def identity(self) -> Identity:
