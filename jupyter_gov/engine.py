@@ -680,7 +680,8 @@ class GovernedSession:
             places.append(plan.connection)
         for where in places:
             self.connector(where).register_result(name, table)
-            self._results.setdefault(where, {})[name] = identity.key
+            # lower case, as SQL reads it: "PG_People" is read as pg_people (a system name)
+            self._results.setdefault(where, {})[name.lower()] = identity.key
         if plan.connection == SCRATCH.name:
             read = {t.name.lower() for s in plan.statements for t in s.info.tables}
             sources = frozenset().union(*(self._result_sources.get(r, frozenset()) for r in read))
