@@ -119,6 +119,10 @@ def redact(
 
 def server_message(error: BaseException) -> str:
     """The server's own sentence, without the driver's echo of the query text."""
+    driver = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's error
+    fields = driver.args[0] if driver.args else None
+    if isinstance(fields, Mapping) and isinstance(fields.get("M"), str):
+        return fields["M"].strip().split("\n")[0]  # pg8000: the protocol's fields, M the message
     text = str(error)
     match = re.search(r"ERROR:\s+(.*)", text)  # libpq: "... Failed to execute query '...': ERROR:"
     if match:
