@@ -174,8 +174,17 @@ class GovernedSession:
 
     @audit.setter
     def audit(self, store: AuditStore) -> None:
-        """Write to another store (several sessions sharing one chain, tests)."""
+        """Write to another store (several sessions sharing one chain, tests).
+
+        The policy's sinks follow: they export what the session writes, so they leave the
+        first store (shared ones stay for its other sessions) and subscribe to this one.
+        """
+        if store is self.events.store:
+            return
+        if self.sinks is not None:
+            self.sinks.close()
         self.events.store = store
+        self.sinks = audit_sinks.attach(store, self.policy, self.session_id)
 
     @property
     def identity(self) -> Identity:
@@ -671,7 +680,8 @@ class GovernedSession:
             places.append(plan.connection)
         for where in places:
             self.connector(where).register_result(name, table)
-            self._results.setdefault(where, {})[name] = identity.key
+            # lower case, as SQL reads it: "PG_People" is read as pg_people (a system name)
+            self._results.setdefault(where, {})[name.lower()] = identity.key
         if plan.connection == SCRATCH.name:
             read = {t.name.lower() for s in plan.statements for t in s.info.tables}
             sources = frozenset().union(*(self._result_sources.get(r, frozenset()) for r in read))

@@ -15,9 +15,10 @@ bounded fails closed: the raw columns involved count as *unbounded* (collecting
 aggregates, pivots, table functions, recursive CTEs, unknown names and functions), and a
 statement it cannot analyse at all exposes every raw column of every table it names.
 
-Session results (``-o NAME``) are not catalog tables: a statement reading one lists its
-name in :attr:`Exposure.results`, and the engine, which recorded what each saved result
-holds, folds that in with :meth:`Exposure.with_results`.
+Session results (``-o NAME``) are not catalog tables: a statement reading one lists each
+reference to it in :attr:`Exposure.results`, and the engine, which recorded what each saved
+result holds, folds that in with :meth:`Exposure.with_results`, once per reference
+(``x UNION ALL x`` outputs what ``x`` holds twice).
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ class Exposure:
     ``per_row`` counts how often a raw column can appear in one output row; ``rows``
     bounds the rows (None: unbounded); ``unbounded`` holds raw columns with no bound at
     all; ``fixed`` holds values that do not grow with rows (read from session results);
-    ``results`` names session results not folded in yet.
+    ``results`` are the references to session results not folded in yet, as
+    ``(name, reference)``: a result read twice in one statement counts twice.
     """
 
     rows: int | None = None
@@ -87,7 +89,7 @@ class Exposure:
     unbounded: frozenset[str] = frozenset()
     fixed: Mapping[str, int] = field(default_factory=dict)
     tags: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    results: frozenset[str] = frozenset()
+    results: frozenset[tuple[str, int]] = frozenset()
 
     def columns(self, wanted: Iterable[str] | None = None) -> list[str]:
         """Raw columns that can reach the output, restricted to those with a wanted tag."""
@@ -123,7 +125,7 @@ class Exposure:
         fixed = Counter(self.fixed)
         unbounded = set(self.unbounded)
         tags = dict(self.tags)
-        for name in self.results:
+        for name, _ in sorted(self.results):
             record = records.get(name)
             if record is None:
                 key = f"result {name}"
@@ -189,7 +191,7 @@ def everything(
         if entry is not None:
             flow.add_table(entry, raw, unbounded=True)
         elif table.name.lower() in results:
-            flow.results.add(table.name.lower())
+            flow.results.add((table.name.lower(), id(table)))
     return flow.exposure(None)
 
 
@@ -218,7 +220,7 @@ class _Flow:
         self.per_row: Counter[str] = Counter()
         self.unbounded: set[str] = set()
         self.tags: dict[str, frozenset[str]] = {}
-        self.results: set[str] = set()
+        self.results: set[tuple[str, int]] = set()  # (name, id of the table node)
 
     def add(self, other: _Flow) -> _Flow:
         for key, n in other.per_row.items():
@@ -427,7 +429,7 @@ class _Analysis:
         entry = self.tables(source)
         if entry is None:
             if source.name.lower() in self.results:
-                flow.results.add(source.name.lower())
+                flow.results.add((source.name.lower(), id(source)))
                 return flow
             return self._all()  # a name we cannot place (a recursive CTE's self-reference)
         if source.args.get("pivots"):

@@ -37,7 +37,7 @@ from jupyter_gov.scrub import DEFAULT_SCRUB, SCRUB_PATTERNS
 _MIN_HIDDEN = 4
 _REDACTED = "****"
 #: Characters no email domain holds: the email mask redacts a value containing one after '@'.
-_NOT_IN_DOMAIN = (" ", ",", ";", "<", ">")
+_NOT_IN_DOMAIN = (" ", ",", ";", "<", ">", "\n", "\r", "\t", "\v", "\f")
 
 
 @dataclass

@@ -144,6 +144,7 @@ MESSAGE_WORDS = frozenset(
     external file insert inserted interrupted locked mode modify modified not-null option
     permission read read-only rollback schema set statement table transaction update updated
     which write writes
+    as because entry instead its key line near per relation return row tolerate use
     """.split()
 )
 
@@ -182,6 +183,8 @@ _TOKEN = r"(?:[^\s,;:!?()\[\]{}<>=+*/|&^%'\"`]|(?<=[A-Za-z])'(?=[A-Za-z]))+"
 _PIECE = re.compile(rf"(?P<quoted>{_QUOTED})|(?P<token>{_TOKEN})")
 _STRAY_QUOTE = re.compile(r"['\"`]")
 _SIGNATURE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\(([A-Z0-9_\[\], ]*)\)$")
+_NEAR = re.compile(r"\bnear '(?:.*(' at line\b)|.*$)")
+_SERVER_CODE = re.compile(r"(\bERROR [0-9]{4,5} \([0-9A-Z]{5}\))")
 _ECHO = re.compile(r"\b(Input|input|Value|value):\s.*$")
 
 
@@ -201,7 +204,38 @@ def redact_engine_message(message: str, names: Iterable[str] = ()) -> str:
     kind = match.group(1) if match else "Unknown"
     body = line[match.end() :] if match else line
     body = _ECHO.sub(lambda m: f"{m.group(1)}: ?", body)
-    strict = kind in DATA_ERROR_CLASSES or not match
+    text = _rebuild(body, known, strict=kind in DATA_ERROR_CLASSES or not match)
+    return f"{kind} Error: {text}" if match else text
+
+
+def redact_server_message(message: str, names: Iterable[str] = ()) -> str:
+    """A database server's error sentence with no value of a row or a statement left in it.
+
+    PostgreSQL, MariaDB and Spark quote what they choke on (``invalid input syntax for type
+    integer: "Hana400000"``, ``Duplicate entry 'Hana' for key 'email'``) in a vocabulary
+    of their own, so their words stay, unlike in :func:`redact_engine_message`'s data
+    errors: every quoted segment that is not a catalog name (``names``), a type or a
+    statement kind becomes ``?``, so does every token with a digit and everything after a
+    quote left open, and presidio's patterns then replace what is left bare (an e-mail).
+    """
+    line = (message.strip().splitlines() or [""])[0].strip()
+    known = {n.lower() for n in names}
+    # MySQL/MariaDB quote the statement from the error on, quotes and all: one value
+    line = _NEAR.sub(lambda m: "near '' at line" if m.group(1) else "near '?", line)
+    # MariaDB's error number and SQLSTATE ("ERROR 1054 (42S22): ") say what failed: kept
+    parts = _SERVER_CODE.split(line)
+    return "".join(
+        part if index % 2 else scrub_text(_rebuild(part, known, strict=False, cut=True))
+        for index, part in enumerate(parts)
+    )
+
+
+def _rebuild(body: str, known: set[str], strict: bool, cut: bool = False) -> str:
+    """``body`` with its quoted segments and its tokens kept or replaced one by one.
+
+    ``cut``: a token glued to a closing quote means a value held the quote character, so
+    where the quoting ends is unknown: everything after it is hidden.
+    """
     out: list[str] = []
     position, quoted_end = 0, -1
     for piece in [*_PIECE.finditer(body), None]:
@@ -214,16 +248,27 @@ def redact_engine_message(message: str, names: Iterable[str] = ()) -> str:
         if piece is None:
             break
         if piece.group("quoted"):
-            out.append(_quoted(piece.group("quoted"), known))
+            shown = _quoted(piece.group("quoted"), known)
+            out.append(shown)
             quoted_end = piece.end()
-        elif piece.start() == quoted_end and any(c.isalnum() for c in piece.group("token")):
+            # cut: a value seen, so a word after it may be the rest of one (a value with the
+            # quote character and a line break inside): only known words stay from here on
+            strict = strict or (cut and shown != piece.group("quoted"))
+        elif piece.start() == quoted_end and (
+            piece.group("token").strip(".-") if cut else _alnum(piece.group("token"))
+        ):
             # glued to a quote: the rest of a value that had the quote character inside
             out.append("?")
+            if cut:
+                break
         else:
             out.append(_token(piece.group("token"), known, strict))
         position = piece.end()
-    text = "".join(out)
-    return f"{kind} Error: {text}" if match else text
+    return "".join(out)
+
+
+def _alnum(token: str) -> bool:
+    return any(c.isalnum() for c in token)
 
 
 def _quoted(segment: str, known: set[str]) -> str:
@@ -231,6 +276,7 @@ def _quoted(segment: str, known: set[str]) -> str:
     signature = _SIGNATURE.match(inner)
     if (
         inner.lower() in known
+        or (inner and all(part.lower() in known for part in inner.split(".")))
         or inner in STATEMENT_WORDS
         or _is_type(inner)
         or (signature and all(_is_type(t) for t in _types(signature)))

@@ -214,3 +214,20 @@ def test_leak_detector_catches_raw_values(session_for, raw_emails):
     """The check above is not vacuous: an admin's raw emails trip it."""
     with pytest.raises(AssertionError, match="raw values leaked"):
         assert_no_raw(session_for("alice").sql("SELECT email FROM customers LIMIT 3"), raw_emails)
+
+
+@pytest.mark.parametrize("separator", ["\n", "\t", "\r\n", " "])
+def test_email_mask_on_free_text_hides_what_follows_the_address_on_any_separator(separator):
+    """Free text classified as email keeps no domain: the rest of the text would follow it."""
+    import duckdb
+    from sqlglot import exp
+
+    from jupyter_gov.masking import mask_expression
+    from jupyter_gov.policy import MaskSpec
+
+    text = f"bob@corp.io{separator}ssn:123-45-6789"
+    masked = mask_expression(
+        MaskSpec("email"), exp.Literal.string(text), exp.DataType.build("VARCHAR"), "email"
+    )
+    ((value,),) = duckdb.sql(f"SELECT {masked.sql('duckdb')}").fetchall()
+    assert value == "****"

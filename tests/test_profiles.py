@@ -257,6 +257,7 @@ TEXTS = (
     "",
     "no at sign",
     "Call +1 (555) 123-4567 or mail bob.smith@corp.io; card 4111 1111 1111 1111, ssn 123-45-6789",
+    "bob@corp.io\nssn:123-45-6789\tcard:4111-1111-1111-1111\rend",
     None,
 )
 CASES: dict[str, tuple[MaskSpec, str, tuple[object, ...]]] = {

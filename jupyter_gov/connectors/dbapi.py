@@ -19,7 +19,7 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
@@ -100,19 +100,29 @@ def secrets_of(connection: Connection) -> list[str]:
     return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
 
 
-def redact(message: str, secrets: Sequence[str], scrub: bool = True) -> str:
-    """``message`` without any secret and (``scrub``) without PII echoed from a statement."""
+def redact(
+    message: str, secrets: Sequence[str], scrub: bool = True, names: Iterable[str] = ()
+) -> str:
+    """``message`` without any secret and (``scrub``) without a value of a row or a statement.
+
+    A query's error goes through :func:`~jupyter_gov.scrub.redact_server_message`: servers
+    quote the values they fail on, and only quoted catalog ``names`` and types stay.
+    """
     for secret in secrets:
         message = message.replace(secret, "***")
     if not scrub:  # connection errors hold hosts and ports, no values: keep them readable
         return message
-    from jupyter_gov.scrub import scrub_text  # presidio: only when there is an error to say
+    from jupyter_gov.scrub import redact_server_message  # presidio: only on an error
 
-    return scrub_text(message)
+    return redact_server_message(message, names)
 
 
 def server_message(error: BaseException) -> str:
     """The server's own sentence, without the driver's echo of the query text."""
+    driver = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's error
+    fields = driver.args[0] if driver.args else None
+    if isinstance(fields, Mapping) and isinstance(fields.get("M"), str):
+        return fields["M"].strip().split("\n")[0]  # pg8000: the protocol's fields, M the message
     text = str(error)
     match = re.search(r"ERROR:\s+(.*)", text)  # libpq: "... Failed to execute query '...': ERROR:"
     if match:
@@ -393,4 +403,14 @@ class DBAPIConnector:
         self.timeout_s = float(seconds) if seconds is not None else DEFAULT_STATEMENT_TIMEOUT_S
 
     def _say(self, error: BaseException, scrub: bool = True) -> str:
-        return redact(server_message(error), self._secrets, scrub)
+        return redact(server_message(error), self._secrets, scrub, self._names())
+
+    def _names(self) -> set[str]:
+        """The catalog's schemas, tables and columns (if read): what an error may quote."""
+        catalog = self._catalog
+        if catalog is None:
+            return set()
+        entries = catalog.tables.values()
+        names = {e.name for e in entries} | {e.schema for e in entries}
+        names.update(column for e in entries for column in e.columns)
+        return names

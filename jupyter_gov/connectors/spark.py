@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import socket
 import threading
 import time
@@ -96,6 +97,44 @@ class _Run:
         #: set by the worker when it ends; waited on instead of ``Thread.join``, whose state
         #: a KeyboardInterrupt can leave wrong (``is_alive()`` False while it still runs)
         self.done = threading.Event()
+
+
+def _unreadable_files(error: BaseException, spark: Any, prepared: Prepared) -> QueryFailed | None:
+    """A read that found a table's files gone or changed: one sentence, and a fresh listing.
+
+    Why: a session caches each table's file listing; when another session overwrites or
+    drops the table, or its files are removed, the next read fails with ``FAILED_READ_FILE``
+    naming a warehouse path (no business of the user's) and keeps failing for as long as the
+    listing stays cached. The statement fails closed (no rows, audited as failed); the
+    listings of the tables it reads are refreshed, so running it again reads the files
+    that are there now.
+    """
+    condition = _condition(error)
+    if not condition.startswith("FAILED_READ_FILE") and "FileNotFoundException" not in str(error):
+        return None
+    try:
+        tree = sqlglot.parse_one(prepared.sql, read=PROFILE.dialect)
+        tables = {table.sql(dialect=PROFILE.dialect) for table in tree.find_all(exp.Table)}
+    except sqlglot.errors.ParseError:
+        tables = set()
+    for table in sorted(tables):
+        with contextlib.suppress(Exception):  # a table that is gone altogether: nothing to do
+            spark.catalog.refreshTable(table)
+    kind = f" ({condition})" if re.fullmatch(r"[A-Z_.]+", condition) else ""
+    return QueryFailed(
+        f"Spark could not read the files of a table this statement reads{kind}: they were "
+        "removed or replaced after the session listed them, so no rows were returned; run "
+        "the statement again to read the table as it is now."
+    )
+
+
+def _condition(error: BaseException) -> str:
+    """Spark's error condition (``FAILED_READ_FILE.FILE_NOT_EXIST``), or ``""``."""
+    getter = getattr(error, "getCondition", None) or getattr(error, "getErrorClass", None)
+    try:
+        return str(getter() or "") if getter else ""
+    except Exception:
+        return ""
 
 
 def _spark_type(data_type: str) -> str:
@@ -223,7 +262,7 @@ def _connector_class() -> type:
             if run.cancelled.is_set():
                 raise QueryFailed("The query was cancelled and stopped on the Spark cluster.")
             if "error" in outcome:
-                raise outcome["error"]
+                raise _unreadable_files(outcome["error"], self.spark, prepared) or outcome["error"]
             table = outcome["table"]
             return table if table.num_columns else pa.table({})
 

@@ -232,6 +232,18 @@ def test_reading_a_saved_result_counts_what_it_holds(alice):
     needs_bulk_approval(alice, "SELECT * FROM bulk_saved")  # 600 received + 600 again
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM bulk_twice UNION ALL SELECT * FROM bulk_twice",
+        "SELECT a.ssn, b.ssn AS ssn2 FROM bulk_twice AS a JOIN bulk_twice AS b USING (ssn)",
+    ],
+)
+def test_a_saved_result_read_twice_in_one_statement_counts_twice(alice, sql):
+    alice.sql("SELECT ssn FROM customers LIMIT 400", name="bulk_twice")  # 400 received
+    needs_bulk_approval(alice, sql)  # 400 + 2 x 400, not 400 + 400
+
+
 def test_masked_pages_never_add_up(session_for):
     bob = session_for("bob")
     for offset in (0, 1000, 2000):

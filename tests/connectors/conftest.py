@@ -1,11 +1,13 @@
 """The demo data set loaded into every live engine, once per test session.
 
 DuckDB builds it in memory (``duckdb:demo``); PostgreSQL gets it in the schema
-``jupyter_gov_demo`` of database ``test`` (ADBC bulk ingest), MariaDB in the database
-``jupyter_gov_demo``, SQLite in a temporary file, Spark in the ``default`` schema of the
-session's one Spark Connect server (``tests/spark_server.py``). Each engine also gets a
-copy of the first customers in a second schema, ``jupyter_gov_analytics`` (not SQLite: one
-schema per file), to prove that schemas other than the default are governed.
+``jupyter_gov_demo_<run>`` of database ``test`` (ADBC bulk ingest), MariaDB in the database
+``jupyter_gov_demo_<run>``, SQLite in a temporary file, Spark in the ``default`` schema of
+the session's one Spark Connect server (``tests/spark_server.py``). Each engine also gets a
+copy of the first customers in a second schema, ``jupyter_gov_analytics_<run>`` (not SQLite:
+one schema per file), to prove that schemas other than the default are governed. ``<run>``
+is this test session's own suffix (``loaded.RUN``): suites running at once on one machine
+load, read and drop their own schemas, which are dropped when the session ends.
 
 A test asks for ``engine``, parametrised over :data:`ENGINES`; an engine is loaded the
 first time a test asks for it (so a run without Spark tests starts no JVM), and one whose
@@ -34,11 +36,11 @@ from jupyter_gov.demo import demo_tables
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.policy import Policy
 from tests.conftest import require_server
-from tests.connectors.loaded import LOADED
+from tests.connectors.loaded import LOADED, RUN
 
 ENGINES = ("duckdb", "postgres", "mysql", "sqlite", "spark")
-DEMO = "jupyter_gov_demo"
-OTHER = "jupyter_gov_analytics"
+DEMO = f"jupyter_gov_demo_{RUN}"
+OTHER = f"jupyter_gov_analytics_{RUN}"
 OTHER_ROWS = 100
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 MY_SERVER = "mysql://root@127.0.0.1:3306"
@@ -184,6 +186,29 @@ def _spark(url: str) -> Engine:
     return Engine("spark", url, registry.profiles()["spark"].open(_connection(url)), OTHER)
 
 
+def _drop_postgres() -> None:
+    import adbc_driver_postgresql.dbapi as adbc
+
+    with adbc.connect(PG_SERVER, autocommit=True) as con, con.cursor() as cursor:
+        for schema in (DEMO, OTHER):
+            cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def _drop_mysql() -> None:
+    import pymysql
+
+    con = pymysql.connect(host="127.0.0.1", user="root", autocommit=True)
+    try:
+        for schema in (DEMO, OTHER):
+            con.cursor().execute(f"DROP DATABASE IF EXISTS `{schema}`")
+    finally:
+        con.close()
+
+
+#: What a loaded engine leaves on a shared server, dropped when the test session ends.
+_DROPS: dict[str, Callable[[], None]] = {"postgres": _drop_postgres, "mysql": _drop_mysql}
+
+
 def _connection(url: str, read_only: bool = False) -> Any:
     from jupyter_gov.policy.model import Connection
 
@@ -238,9 +263,12 @@ class LiveEngines(dict):  # type: ignore[type-arg]
 def live_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEngines]:
     """Every engine, loaded when first asked for; closed once at the end of the session."""
     yield LiveEngines(tmp_path_factory.mktemp("engines"))
-    for engine in _LOADED.values():
+    for name, engine in _LOADED.items():
         if not isinstance(engine, str):
             engine.connector.close()
+            if name in _DROPS:
+                with contextlib.suppress(Exception):  # a server gone since: nothing to drop
+                    _DROPS[name]()
     _LOADED.clear()
 
 

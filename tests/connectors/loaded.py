@@ -9,7 +9,14 @@ This module is always imported by the one name, so there is one registry.
 
 from __future__ import annotations
 
+import os
+import secrets
 from typing import Any
 
 #: Engines loaded in this test session (or why one could not be), by name.
 LOADED: dict[str, Any] = {}
+
+#: This run's suffix of the schemas it loads on the shared servers (PostgreSQL, MariaDB):
+#: two suites running at once on one machine then never drop or fill each other's. Here,
+#: not in the conftest, so both of the conftest's names see the same one.
+RUN = f"{os.getpid()}_{secrets.token_hex(3)}"

@@ -182,6 +182,38 @@ def test_query_error_does_not_echo_a_value_from_the_statement(reference: Engine)
     assert "ravi.olsen67@example.com" not in redact(message, [])
 
 
+#: Statements an administrator (raw values) runs whose server error quotes a value: a
+#: name from a row (PostgreSQL's cast), a literal in the statement text (MariaDB's syntax
+#: error quotes the statement from the error on, literal spelt in hex and all).
+QUOTING = {
+    "postgres": (
+        "SELECT CAST(full_name AS INTEGER) AS n FROM customers WHERE customer_id = 1 LIMIT 1"
+    ),
+    "mysql": (
+        "SELECT CAST(full_name AS JSON) AS j, 'Hana400000 Nguyen' AS v FROM customers "
+        "WHERE customer_id = 1 LIMIT 1"
+    ),
+}
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mysql"], indirect=True)
+def test_server_error_quoting_a_value_shows_and_audits_no_part_of_it(engine: Engine) -> None:
+    session = engine.session("alice")
+    raw = session.sql(
+        "SELECT full_name FROM customers WHERE customer_id = 1 LIMIT 1"
+    ).to_arrow_table()
+    name = raw.column("full_name")[0].as_py()
+    with pytest.raises(QueryFailed) as error:
+        session.sql(QUOTING[engine.name]).to_arrow_table()
+    message = str(error.value)
+    audited = session.audit.events()[0]["error"]
+    forbidden = [name, *name.split(), "Hana400000", "Nguyen", b"Hana400000 Nguyen".hex()]
+    for shown in (message, audited):
+        assert "rejected the governed statement" in shown
+        assert not [v for v in forbidden if v.lower() in shown.lower()], shown
+        assert "'?'" in shown or '"?"' in shown
+
+
 def test_a_database_connector_never_holds_saved_results(
     live_engines: dict[str, Any],
 ) -> None:

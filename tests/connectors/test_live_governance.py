@@ -20,7 +20,8 @@ from jupyter_gov.demo import demo_tables
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.errors import GovError
 from jupyter_gov.result import QueryDenied
-from tests.connectors.conftest import DEMO, OTHER_ROWS, Engine
+from tests.connectors.conftest import DEMO, OTHER, OTHER_ROWS, Engine
+from tests.connectors.loaded import RUN
 
 PII = ("full_name", "email", "phone", "ssn", "credit_card", "street_address")
 
@@ -230,3 +231,12 @@ def run_raw(engine: Engine, sql: str) -> None:
         con.execute(sql)
         con.commit()
         con.close()
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mysql"], indirect=True)
+def test_demo_schemas_on_a_shared_server_are_this_test_runs_own(engine: Engine) -> None:
+    """Two suites at once on one server never drop or refill each other's demo data."""
+    catalog = engine.connector.catalog()
+    assert catalog.default_schema == DEMO == f"jupyter_gov_demo_{RUN}"
+    assert engine.other_schema == OTHER == f"jupyter_gov_analytics_{RUN}"
+    assert catalog.get("customers", OTHER) is not None

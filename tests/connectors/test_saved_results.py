@@ -251,3 +251,17 @@ def test_role_kept_to_one_connection_reads_its_saved_results(engines) -> None:
     session._connectors["pg"] = pg.connector
     session.sql("SELECT customer_id FROM customers LIMIT 4", connection="pg", name="mine")
     assert session.sql("SELECT count(*) FROM mine", connection="scratch").fetchall() == [(4,)]
+
+
+@pytest.mark.parametrize("name", ["MyPeople", "PG_People", "DuckDB_Settings", "Sqlite_Master"])
+def test_a_result_saved_under_a_name_with_capitals_reads_back_in_any_case(
+    session_for: Any, name: str
+) -> None:
+    """Names are case-insensitive in SQL: ``PG_People <<`` must not become a system relation
+    (nor ``MyPeople`` an unknown table) when read back."""
+    bob = session_for("bob")
+    bob.sql("SELECT customer_id FROM customers WHERE customer_id < 4", name=name)
+    for spelt in (name, name.lower(), name.upper()):
+        assert len(bob.sql(f"SELECT * FROM {spelt}").to_arrow_table()) == 3
+        scratch = bob.sql(f"SELECT count(*) AS n FROM {spelt}", connection="scratch")
+        assert scratch.to_arrow_table().column("n")[0].as_py() == 3

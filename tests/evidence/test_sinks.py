@@ -442,3 +442,20 @@ def test_a_webhook_sink_signs_each_body_when_given_a_secret(
             assert hmac.compare_digest(sent, "sha256=" + expected.hexdigest())
     finally:
         finish(session)
+
+
+def test_sinks_export_the_store_assigned_to_the_session_and_no_longer_the_first(
+    sinks_for, tmp_path
+):
+    from jupyter_gov.audit import AuditStore
+
+    sinks = sinks_for("jsonl")
+    first = sinks.session.audit
+    first_ids = [e["id"] for e in sinks.events()]
+    sinks.session.audit = AuditStore(tmp_path / "second.sqlite")
+    run_queries(sinks.session)
+    first.append("attempt", query_id="written-to-the-first-store-afterwards")
+    exported = sinks.events()[len(first_ids) :]
+    assert_chain_continues(exported, stored_ids(sinks.session))
+    assert "written-to-the-first-store-afterwards" not in json.dumps(exported)
+    first.close()
