@@ -190,11 +190,11 @@ class _Pending(BufferedStream):
     server mid-statement (a finalizer cancels it when the engine drops the reader).
     """
 
+    connector: DBAPIConnector
+
     def __init__(self, connector: DBAPIConnector, streamed: Streamed) -> None:
         super().__init__(connector)
         self.source = streamed.reader
-        self._say = connector._say
-        self._title = connector.profile.title
         self._finish = streamed.finish
         self._finalizer = weakref.finalize(self, _abandon, connector._lock, streamed)
 
@@ -205,7 +205,8 @@ class _Pending(BufferedStream):
             raise
         except Exception as error:
             raise QueryFailed(
-                f"{self._title} rejected the governed statement: {self._say(error)}"
+                f"{self.connector.profile.title} rejected the governed statement: "
+                f"{self.connector._say(error)}"
             ) from None
 
     def _release(self, failed: bool) -> None:
