@@ -17,7 +17,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -qq -e ".[test,dev]"
 	@touch $(STAMP)
 
-install: $(STAMP)
+# The sidebar's node packages (jest for its tests); the editable install above runs
+# `jlpm install` only when it builds the extension, so a changed package.json lands here.
+LABDEPS := labextension/node_modules/.yarn-state.yml
+$(LABDEPS): labextension/package.json labextension/yarn.lock | $(STAMP)
+	@if command -v node >/dev/null 2>&1; then \
+	  cd labextension && $(abspath $(BIN))/jlpm install; \
+	else echo "make: node is missing; the sidebar's jest tests will be skipped"; fi
+
+install: $(STAMP) $(LABDEPS)
 
 demo: install
 	@$(BIN)/jupyter-gov demo notebooks/quickstart.ipynb

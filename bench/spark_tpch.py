@@ -18,11 +18,7 @@ query and the ratio of the totals. ``python bench/spark_tpch.py [--sf 1] [--repe
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,61 +36,21 @@ from bench.run import DATA, POLICY, ensure_tpch, tpch_extension, tpch_queries  #
 TABLES = ("region", "nation", "supplier", "customer", "part", "partsupp", "orders", "lineitem")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def spark_server(work: Path) -> Iterator[str]:
-    """A local Spark Connect server from the pyspark wheel, stopped on exit."""
-    import pyspark
+    """A local Spark Connect server from the pyspark wheel (the tests' start-up), stopped
+    on exit; four shuffle partitions and a 4 GB driver for SF 1."""
+    from jupyter_gov.connectors.spark_local import ServerFailed, local_server, missing
 
-    if shutil.which("java") is None:
-        sys.exit("Spark needs a Java runtime (java is not on PATH).")
-    home = Path(pyspark.__file__).parent
-    port = _free_port()
-    conf = {
-        "spark.connect.grpc.binding.address": "127.0.0.1",
-        "spark.connect.grpc.binding.port": str(port),
-        "spark.driver.host": "127.0.0.1",
-        "spark.driver.bindAddress": "127.0.0.1",
-        "spark.ui.enabled": "false",
-        "spark.sql.shuffle.partitions": "4",
-        "spark.driver.memory": "4g",
-        "spark.sql.warehouse.dir": str(work / "warehouse"),
-        "spark.sql.catalogImplementation": "in-memory",
-        "spark.driver.extraJavaOptions": f"-Djava.io.tmpdir={work}",
-    }
-    command = [str(home / "bin" / "spark-submit"), "--master", "local[2]"]
-    command += ["--class", "org.apache.spark.sql.connect.service.SparkConnectServer"]
-    for key, value in conf.items():
-        command += ["--conf", f"{key}={value}"]
-    command += ["--name", "jupyter-gov-bench", "spark-internal"]
-    env = {**os.environ, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": "127.0.0.1"}
-    log = (work / "server.log").open("wb")
-    server = subprocess.Popen(
-        command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    reason = missing()
+    if reason:
+        sys.exit(f"{reason}.")
+    conf = {"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "4g"}
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None:
-                    sys.exit(f"the Spark Connect server exited ({server.returncode})")
-                time.sleep(0.2)
-        yield f"sc://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+        with local_server(work, name="jupyter-gov-bench", conf=conf) as url:
+            yield url
+    except ServerFailed as error:
+        sys.exit(str(error))
 
 
 def export_parquet(source: Path, sf: float) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -43,6 +43,8 @@ class PlannedStatement:
     filters: tuple[str, ...] = ()
     placeholders: tuple[str, ...] = ()  # every bound name the final SQL uses
     audited_sql: str = ""  # ``sql`` with literals replaced by ?, for the audit
+    #: The tree ``sql`` is rendered from (a copy: ``info`` keeps the statement as written).
+    rewritten: exp.Expr | None = None
 
     @property
     def returns_rows(self) -> bool:
@@ -266,8 +268,8 @@ def _rewrite(
 ) -> list[Finding]:
     """Substitute every catalog table scan with its masked source; bind parameters."""
     findings: list[Finding] = []
-    info = statement.info
-    tree = info.expression  # describe() walked this tree; we rewrite it in place
+    info = _own_copy(statement.info)  # the plan keeps the statement as written
+    tree = info.expression
     results = frozenset(r.name for r in info.tables if r.kind == "result")
     raw = exposure.raw_columns(ctx.policy, ctx.roles, unmask)
     references = _referenced_columns(tree, catalog, ctx.dialect, raw, results, limit)
@@ -373,9 +375,41 @@ def _rewrite(
     if limit is not None and info.is_read:
         final = exp.select("*").from_(tree.subquery("_gov_limited")).limit(limit)
     statement.placeholders = tuple(dict.fromkeys(_placeholders(final)))
+    statement.rewritten = final
     statement.sql = final.sql(dialect=ctx.dialect)
     statement.audited_sql = analysis.parameterize_literals(final, ctx.dialect)
     return findings
+
+
+def _own_copy(info: StatementInfo) -> StatementInfo:
+    """``info`` over a copy of its tree, each table reference pointing at its copy.
+
+    Why: the rewrite replaces scans and renames placeholders in place, and the cached plan's
+    ``info`` must stay the statement as written (lineage and a re-plan read it). One copy,
+    and each reference is found in it by its path from the root (a few steps, not a walk).
+    """
+    root = info.expression
+    tree = root.copy()
+    return replace(
+        info,
+        expression=tree,
+        tables=[replace(ref, node=_same_node(ref.node, root, tree)) for ref in info.tables],
+    )
+
+
+def _same_node(node: exp.Expr, root: exp.Expr, copy: exp.Expr) -> Any:
+    """The node of ``copy`` at the place ``node`` has in ``root`` (``copy`` is a copy)."""
+    steps: list[tuple[str, int | None]] = []
+    while node is not root:
+        parent = node.parent
+        if parent is None:
+            raise ValueError("a table reference outside its statement")
+        steps.append((node.arg_key, node.index))
+        node = parent
+    for key, index in reversed(steps):
+        child = copy.args[key]
+        copy = child[index] if index is not None else child
+    return copy
 
 
 def _column_key(statement: PlannedStatement, table: str, column: str, spec: MaskSpec) -> str:

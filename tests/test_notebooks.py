@@ -75,15 +75,15 @@ def _servers_down() -> str | None:
 def test_databases_notebook_governs_duckdb_postgres_mariadb_and_spark_side_by_side(
     monkeypatch, request
 ):
+    from jupyter_gov.connectors.spark_local import missing
     from tests.conftest import require_server
-    from tests.spark_server import _missing
 
     down = _servers_down()
     if down:
         require_server(down)
     # the kernel imports the jupyter_gov under test, not whichever one is installed
     monkeypatch.setenv("PYTHONPATH", str(NOTEBOOKS.parent))
-    spark_missing = _missing()
+    spark_missing = missing()
     if spark_missing is None:  # the test session's one Spark Connect server
         monkeypatch.setenv("JUPYTER_GOV_NB_SPARK", request.getfixturevalue("spark_server"))
     elif os.environ.get("CI") == "true":

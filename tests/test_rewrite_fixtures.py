@@ -154,8 +154,8 @@ def rendered_rewrite(profile: Profile, text: str) -> RenderedSQL | str:
     if plan.decision != "allow":
         return f"DENIED {' '.join(plan.rules)}"
     (statement,) = plan.statements
-    tree = statement.info.expression  # the planner rewrites it in place
-    assert tree.sql(dialect=profile.dialect) == statement.sql, "plan no longer rewrites in place"
+    tree = statement.rewritten
+    assert tree is not None and tree.sql(dialect=profile.dialect) == statement.sql
     return profile.render(tree)
 
 

@@ -259,3 +259,33 @@ def test_postgres_stream_dropped_unread_frees_the_connection(postgres_connector)
     del reader  # cancelled and rolled back, not read to the end
     got = postgres_connector.execute("SELECT 2 AS two", {}).read_all()
     assert got.column(0).to_pylist() == [2]
+
+
+#: Fails well after the first batch (ADBC's batches are ~16 MB: ~75,000 of these rows) and
+#: not at plan time: a cast of a text that holds an email address, on row 250,000.
+_PG_FAILS_LATE = (
+    "SELECT CAST(CASE WHEN i = 250000 THEN 'hana' || '@example.com' ELSE i::text END AS INT) "
+    "AS v, repeat('x', 200) AS pad FROM generate_series(1, 300000) AS i"
+)
+
+
+def test_postgres_error_while_streaming_is_one_redacted_sentence(postgres_connector) -> None:
+    reader = postgres_connector.execute(_PG_FAILS_LATE, {})
+    with pytest.raises(QueryFailed, match=r"^PostgreSQL rejected") as failed:
+        for _ in reader:
+            pass
+    assert "hana" not in str(failed.value)
+    got = postgres_connector.execute("SELECT 3 AS three", {}).read_all()  # rolled back
+    assert got.column(0).to_pylist() == [3]
+
+
+def test_postgres_failing_stream_moved_aside_still_raises_after_its_rows(
+    postgres_connector,
+) -> None:
+    failing = postgres_connector.execute(_PG_FAILS_LATE, {})
+    assert postgres_connector.execute("SELECT 1 AS one", {}).read_all().num_rows == 1
+    rows = 0
+    with pytest.raises(QueryFailed):
+        for batch in failing:
+            rows += batch.num_rows
+    assert 0 < rows < 250_000

@@ -76,7 +76,7 @@ def test_threads_of_one_kernel_share_the_store_without_forking_it(team_url):
 
 def test_an_edited_approval_row_is_found_by_verify(team_url, demo_connector):
     alice = GovernedSession(None, "alice", audit=team_url)
-    alice._connectors["demo"] = demo_connector
+    alice.use_connector("demo", demo_connector)
     request = alice.request_approval(UPDATE, justification="customer called")
     raw_sql(alice.audit, f"UPDATE approvals SET state = 'approved' WHERE id = '{request.id}'")
     report = alice.audit.verify()
@@ -85,7 +85,7 @@ def test_an_edited_approval_row_is_found_by_verify(team_url, demo_connector):
 
 def test_a_forged_approval_in_the_team_store_does_not_run(team_url, demo_connector):
     alice = GovernedSession(None, "alice", audit=team_url)
-    alice._connectors["demo"] = demo_connector
+    alice.use_connector("demo", demo_connector)
     request = alice.request_approval(UPDATE, justification="customer called")
     raw_sql(alice.audit, f"UPDATE approvals SET state = 'approved' WHERE id = '{request.id}'")
     with pytest.raises(ApprovalError, match="cannot be trusted"):
@@ -95,7 +95,8 @@ def test_a_forged_approval_in_the_team_store_does_not_run(team_url, demo_connect
 def test_kernels_on_two_machines_share_one_approval_queue(team_url, demo_connector):
     alice = GovernedSession(None, "alice", audit=team_url)
     dave = GovernedSession(alice.policy, "dave", audit=team_url)  # another connection
-    alice._connectors["demo"] = dave._connectors["demo"] = demo_connector
+    alice.use_connector("demo", demo_connector)
+    dave.use_connector("demo", demo_connector)
     request = alice.request_approval(UPDATE, justification="customer called")
     assert [r.id for r in dave.approvals.actionable_by(dave.identity)] == [request.id]
     dave.approve(request.id, "checked")

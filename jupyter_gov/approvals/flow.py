@@ -136,7 +136,6 @@ class ApprovalWorkflow:
         A refused approval (used, expired, revoked, another binding, not backed by the
         chain) is recorded as a ``deny`` decision with its rule before the error is raised.
         """
-        policy = self.session.policy
         binding = self.binding(plan, text, params, identity, unmask, limit)
         try:
             if approval_id:
@@ -146,29 +145,7 @@ class ApprovalWorkflow:
                     f": {request.comment}" if request.comment else "."
                 )
             else:
-                if agents.is_agent(identity):
-                    raise ApprovalRefused(
-                        "Agents cannot break glass; request an approval instead.",
-                        "break-glass-not-allowed",
-                    )
-                if not set(plan.roles) & set(policy.break_glass_roles):
-                    raise ApprovalRefused(
-                        "Break-glass is not enabled for your roles; request an approval instead.",
-                        "break-glass-not-allowed",
-                    )
-                request = self.store.create(
-                    binding=binding,
-                    requester=identity,
-                    statement=plan.normalized,
-                    rules=plan.rules,
-                    reasons=plan.reasons,
-                    approvers=[],
-                    justification=break_glass or "",
-                    ttl_seconds=policy.approval_ttl,
-                    break_glass=True,
-                    audit_fields={"query_id": base["query_id"]},
-                )
-                self.store.consume(request.id, identity, binding)
+                request = self._break_glass(plan, binding, identity, break_glass, base)
                 rule = f"break-glass:{request.id}"
                 reason = f"BREAK-GLASS by {identity.display_name}: {request.justification}"
         except ApprovalError as error:
@@ -181,3 +158,38 @@ class ApprovalWorkflow:
             decision="allow",
             findings=[*plan.findings, Finding("allow", rule, reason)],
         )
+
+    def _break_glass(
+        self,
+        plan: Plan,
+        binding: Binding,
+        identity: Identity,
+        justification: str | None,
+        base: dict[str, Any],
+    ) -> ApprovalRequest:
+        """File and consume a break-glass request at once, where the policy allows one."""
+        policy = self.session.policy
+        if agents.is_agent(identity):
+            refusal = "Agents cannot break glass"
+        elif not set(plan.roles) & set(policy.break_glass_roles):
+            refusal = "Break-glass is not enabled for your roles"
+        else:
+            refusal = None
+        if refusal is not None:
+            raise ApprovalRefused(
+                f"{refusal}; request an approval instead.", "break-glass-not-allowed"
+            )
+        request = self.store.create(
+            binding=binding,
+            requester=identity,
+            statement=plan.normalized,
+            rules=plan.rules,
+            reasons=plan.reasons,
+            approvers=[],
+            justification=justification or "",
+            ttl_seconds=policy.approval_ttl,
+            break_glass=True,
+            audit_fields={"query_id": base["query_id"]},
+        )
+        self.store.consume(request.id, identity, binding)
+        return request

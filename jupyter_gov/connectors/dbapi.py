@@ -30,6 +30,7 @@ from sqlglot import exp
 
 from jupyter_gov.connectors.base import Catalog, no_rows, table_reader
 from jupyter_gov.connectors.profile import Profile
+from jupyter_gov.connectors.streaming import BufferedStream, HoldsStream
 from jupyter_gov.errors import ConnectionFailed, QueryFailed
 from jupyter_gov.policy import Connection
 
@@ -191,80 +192,35 @@ class Streamed(NamedTuple):
     finish: Callable[[bool], None]
 
 
-class _Pending:
-    """The batches of one streamed result, read under the connector's lock.
+class _Pending(BufferedStream):
+    """A result streamed from the server (see :class:`BufferedStream`).
 
-    Why: the reader the engine holds must stay valid after the connection moves on
-    (``detach`` reads the rest into memory first), every driver error raised while
-    fetching must become the same redacted :class:`QueryFailed` as one from ``execute``,
-    and an abandoned stream must not leave the server mid-statement (a finalizer cancels
-    it when the engine drops the reader).
+    Why more: a driver error raised while fetching becomes the same redacted
+    :class:`QueryFailed` as one from ``execute``, and an abandoned stream must not leave the
+    server mid-statement (a finalizer cancels it when the engine drops the reader).
     """
 
+    connector: DBAPIConnector
+
     def __init__(self, connector: DBAPIConnector, streamed: Streamed) -> None:
-        self.connector = connector
-        self.reader: pa.RecordBatchReader | None = streamed.reader
-        self.first: pa.RecordBatch | None = None
-        self.buffered: list[pa.RecordBatch] | None = None
-        self.failure: QueryFailed | None = None
+        super().__init__(connector)
+        self.source = streamed.reader
         self._finish = streamed.finish
-        self._finished = False
         self._finalizer = weakref.finalize(self, _abandon, connector._lock, streamed)
 
-    def __iter__(self) -> _Pending:
-        return self
-
-    def __next__(self) -> pa.RecordBatch:
-        if self.first is not None:
-            batch, self.first = self.first, None
-            return batch
-        with self.connector._lock:
-            if self.buffered is not None:
-                if self.buffered:
-                    return self.buffered.pop(0)
-                if self.failure is not None:
-                    raise self.failure
-                raise StopIteration
-            return self.fetch()
-
-    def fetch(self) -> pa.RecordBatch:
-        """The next batch from the server; ends the statement at the end or on an error."""
-        if self.reader is None:
-            raise StopIteration
+    def _read(self, source: pa.RecordBatchReader) -> pa.RecordBatch:
         try:
-            return self.reader.read_next_batch()
+            return source.read_next_batch()
         except StopIteration:
-            self.end(failed=False)
             raise
-        except BaseException as error:
-            self.end(failed=True)
-            if isinstance(error, Exception):
-                raise QueryFailed(
-                    f"{self.connector.profile.title} rejected the governed statement: "
-                    f"{self.connector._say(error)}"
-                ) from None
-            raise
+        except Exception as error:
+            raise QueryFailed(
+                f"{self.connector.profile.title} rejected the governed statement: "
+                f"{self.connector._say(error)}"
+            ) from None
 
-    def detach(self) -> None:
-        """Read what is left into memory (the connection is about to run something else)."""
-        rest: list[pa.RecordBatch] = []
-        try:
-            while True:
-                rest.append(self.fetch())
-        except StopIteration:
-            pass
-        except QueryFailed as failure:
-            self.failure = failure
-        self.buffered = rest
-
-    def end(self, failed: bool) -> None:
-        if self._finished:
-            return
-        self._finished = True
+    def _release(self, failed: bool) -> None:
         self._finalizer.detach()
-        self.reader = None
-        if self.connector._pending is not None and self.connector._pending() is self:
-            self.connector._pending = None
         self._finish(failed)
 
 
@@ -274,7 +230,7 @@ def _abandon(lock: threading.RLock, streamed: Streamed) -> None:
         streamed.finish(True)
 
 
-class DBAPIConnector:
+class DBAPIConnector(HoldsStream):
     """The parts of a PEP 249 connector every engine shares: catalog cache, errors, locking."""
 
     profile: Profile
@@ -288,7 +244,7 @@ class DBAPIConnector:
         self._lock = threading.RLock()
         self._catalog: Catalog | None = None
         self._prepared: dict[str, Prepared] = {}  # by the engine's SQL: plans repeat
-        self._pending: weakref.ref[_Pending] | None = None  # a result still streaming
+        self._pending = None  # a result still streaming (HoldsStream)
         self.default_schema = self.profile.default_schema
         try:
             self._open(connection)
@@ -370,22 +326,7 @@ class DBAPIConnector:
             pending.first = pending.fetch()
         except StopIteration:
             return pa.RecordBatchReader.from_batches(streamed.reader.schema, [])
-        self._pending = weakref.ref(pending)
-        return pa.RecordBatchReader.from_batches(streamed.reader.schema, pending)
-
-    def _abandon_pending(self) -> None:
-        """End a result still streaming without reading it (the connection closes)."""
-        pending = self._pending() if self._pending is not None else None
-        self._pending = None
-        if pending is not None:
-            pending.end(failed=True)
-
-    def _detach(self) -> None:
-        """Read a result still streaming into memory before the connection runs more."""
-        pending = self._pending() if self._pending is not None else None
-        self._pending = None
-        if pending is not None:
-            pending.detach()
+        return self._hand_over(pending, streamed.reader.schema)
 
     def register_result(self, name: str, table: pa.Table) -> None:
         # The engine keeps saved results on the kernel's scratch DuckDB, never on a server.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from sqlglot import exp
 from jupyter_gov import functions
 from jupyter_gov.connectors.base import BATCH_ROWS, Catalog, no_rows, safe_error
 from jupyter_gov.connectors.profile import Capabilities, MaskDialect, Profile, call
+from jupyter_gov.connectors.streaming import BufferedStream, HoldsStream
 from jupyter_gov.errors import ConnectionFailed, QueryFailed
 from jupyter_gov.policy import Connection
 from jupyter_gov.scrub import scrub_text
@@ -71,7 +71,7 @@ ORDER BY table_schema, table_name, ordinal_position
 """
 
 
-class DuckDBConnector:
+class DuckDBConnector(HoldsStream):
     """A governed DuckDB connection: ``duckdb:demo``, ``duckdb:memory`` or ``duckdb:///path``."""
 
     dialect = "duckdb"
@@ -88,7 +88,7 @@ class DuckDBConnector:
         self.url = url
         shown = self.policy_url = policy_url or url
         self._lock = threading.RLock()
-        self._pending: weakref.ref[_Stream] | None = None
+        self._pending = None  # a result still streaming (HoldsStream)
         self._catalog: Catalog | None = None
         self.timeout_s: float | None = None  # the policy's; DuckDB has no server-side one
         target = url.removeprefix("duckdb:")
@@ -161,18 +161,9 @@ class DuckDBConnector:
                 stream.end()
                 return pa.RecordBatchReader.from_batches(schema, [])
             except BaseException:
-                stream.end()
+                stream.end(failed=True)
                 raise
-            # Weakly: a reader the engine dropped (a closed result) is not read to the end.
-            self._pending = weakref.ref(stream)
-            return pa.RecordBatchReader.from_batches(stream.source.schema, stream)
-
-    def _detach(self) -> None:
-        """Read a stream still open on this connection into memory before reusing it."""
-        pending = self._pending() if self._pending is not None else None
-        self._pending = None
-        if pending is not None:
-            pending.detach()
+            return self._hand_over(stream, stream.source.schema)
 
     def _names(self) -> set[str]:
         """Catalog tables and columns: the names an error message may keep."""
@@ -191,77 +182,26 @@ class DuckDBConnector:
 
     def close(self) -> None:
         with self._lock:
-            pending = self._pending() if self._pending is not None else None
-            if pending is not None:
-                pending.end()
+            self._abandon_pending()
             self.con.close()
 
 
-class _Stream:
-    """The batches of one DuckDB result, read under the connector's lock.
+class _Stream(BufferedStream):
+    """A DuckDB result (see :class:`BufferedStream`): each read runs under what is left of
+    the policy's statement timeout, and DuckDB's errors become one redacted sentence."""
 
-    Why a class: the reader the engine holds must keep working after the connection moves
-    on (``detach`` reads the rest into memory), and every DuckDB error raised while
-    fetching must become the same redacted :class:`QueryFailed` as one raised by
-    ``execute``, never the engine's message with a value in it.
-    """
+    connector: DuckDBConnector
 
     def __init__(self, connector: DuckDBConnector, timeout_s: float | None) -> None:
-        self.connector = connector
+        super().__init__(connector)
         #: Seconds of engine work left under the policy's statement timeout: only time
         #: spent executing and fetching counts, not time the reader waits between batches.
         self.budget = timeout_s
         self.timed_out = False
-        self.source: pa.RecordBatchReader | None = None
-        self.first: pa.RecordBatch | None = None
-        self.buffered: list[pa.RecordBatch] | None = None  # set when detached
-        self.failure: QueryFailed | None = None  # raised after the buffered batches
 
-    def __iter__(self) -> _Stream:
-        return self
-
-    def __next__(self) -> pa.RecordBatch:
-        if self.first is not None:
-            batch, self.first = self.first, None
-            return batch
-        if self.buffered is not None:
-            if self.buffered:
-                return self.buffered.pop(0)
-            if self.failure is not None:
-                raise self.failure
-            raise StopIteration
-        with self.connector._lock:
-            if self.buffered is not None:  # detached while we waited
-                return self.__next__()
-            return self._fetch()
-
-    def _fetch(self) -> pa.RecordBatch:
-        if self.source is None:
-            raise StopIteration
-        try:
-            with self.running():
-                return self.source.read_next_batch()
-        except BaseException:
-            self.end()
-            raise
-
-    def detach(self) -> None:
-        """Read what is left into memory (the connection is about to run something else)."""
-        rest: list[pa.RecordBatch] = []
-        try:
-            while True:
-                rest.append(self._fetch())
-        except StopIteration:
-            pass
-        except QueryFailed as failure:
-            self.failure = failure  # raised to the reader after the rows before it
-        self.buffered = rest
-
-    def end(self) -> None:
-        self.source = None
-        pending = self.connector._pending
-        if pending is not None and pending() is self:
-            self.connector._pending = None
+    def _read(self, source: pa.RecordBatchReader) -> pa.RecordBatch:
+        with self.running():
+            return source.read_next_batch()
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:

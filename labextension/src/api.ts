@@ -101,6 +101,44 @@ export interface IPolicySummary {
     need_approval?: string[];
     error?: string;
   };
+  /** Columns `unclassified: auto` found (present when there are any). */
+  pii_findings?: IPiiFinding[];
+}
+
+/** One column PII detection found and nobody classified (the server reads it from the audit). */
+export interface IPiiFinding {
+  connection?: string | null;
+  table: string;
+  column: string;
+  tag: string;
+  confidence?: number | null;
+  sample_size?: number | null;
+  proposed?: boolean;
+}
+
+/** What `GET report?format=json` answers (the fields the sidebar's summary shows). */
+export interface IReport {
+  since: number;
+  until: number;
+  totals: Record<string, number>;
+  chain: {
+    ok: boolean;
+    rows: number;
+    reason: string;
+    broken_at: number | null;
+  };
+  pii_reads: {
+    subject: string;
+    connection: string;
+    tag: string;
+    state: string;
+    reads: number;
+    rows: number;
+  }[];
+  denials: { rule: string; connection: string; attempts: number }[];
+  unmask_approvals: unknown[];
+  write_approvals: unknown[];
+  break_glass: unknown[];
 }
 
 /**
@@ -157,18 +195,9 @@ export class ApiError extends Error {
 /** Query parameters: empty values are left out. */
 export type Params = Record<string, string | number | undefined | null>;
 
-/**
- * Call `{baseUrl}/jupyter-gov/api/{path}` and decode the JSON answer.
- *
- * @throws ApiError with the HTTP status (0 for a network failure) and the server's message.
- */
-export async function requestAPI<T>(
-  path: string,
-  params: Params = {},
-  init: RequestInit = {}
-): Promise<T> {
-  const settings = ServerConnection.makeSettings();
-  const query = Object.entries(params)
+/** `a=1&b=x%20y` from `params`, leaving out empty values (`''` when none is left). */
+export function queryString(params: Params): string {
+  return Object.entries(params)
     .filter(
       ([, value]) => value !== undefined && value !== null && value !== ''
     )
@@ -177,9 +206,52 @@ export async function requestAPI<T>(
         `${encodeURIComponent(key)}=${encodeURIComponent(String(value))}`
     )
     .join('&');
-  const url =
+}
+
+/**
+ * The URL of `{baseUrl}/jupyter-gov/api/{path}?{params}`, also for links the browser
+ * follows itself (it sends the session cookie).
+ */
+export function apiURL(
+  path: string,
+  params: Params = {},
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): string {
+  const query = queryString(params);
+  return (
     URLExt.join(settings.baseUrl, 'jupyter-gov', 'api', path) +
-    (query ? `?${query}` : '');
+    (query ? `?${query}` : '')
+  );
+}
+
+/** The one sentence the server gave for a failed answer, else its status line. */
+export function errorMessage(
+  status: number,
+  statusText: string,
+  body: unknown
+): string {
+  const message =
+    body && typeof body === 'object'
+      ? (body as { message?: unknown }).message
+      : undefined;
+  return typeof message === 'string' && message
+    ? message
+    : `${status} ${statusText}`;
+}
+
+/**
+ * Call `{baseUrl}/jupyter-gov/api/{path}` and decode the JSON answer.
+ *
+ * @param settings the server connection (tests pass one with their own `fetch`).
+ * @throws ApiError with the HTTP status (0 for a network failure) and the server's message.
+ */
+export async function requestAPI<T>(
+  path: string,
+  params: Params = {},
+  init: RequestInit = {},
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<T> {
+  const url = apiURL(path, params, settings);
   let response: Response;
   try {
     response = await ServerConnection.makeRequest(url, init, settings);
@@ -190,7 +262,7 @@ export async function requestAPI<T>(
     );
   }
   const text = await response.text();
-  let body: any = null;
+  let body: unknown = null;
   if (text) {
     try {
       body = JSON.parse(text);
@@ -199,10 +271,27 @@ export async function requestAPI<T>(
     }
   }
   if (!response.ok) {
-    const message =
-      (body && typeof body.message === 'string' && body.message) ||
-      `${response.status} ${response.statusText}`;
-    throw new ApiError(response.status, message);
+    throw new ApiError(
+      response.status,
+      errorMessage(response.status, response.statusText, body)
+    );
   }
   return body as T;
+}
+
+/** One sentence for a panel from whatever failed. */
+export function explainError(error: unknown): string {
+  if (error instanceof ApiError) {
+    if (error.status === 404) {
+      return (
+        'The jupyter-gov server extension is not enabled on this Jupyter server ' +
+        '(enable it with jupyter server extension enable jupyter_gov, then restart).'
+      );
+    }
+    if (error.status === 403) {
+      return 'The server refused the request: sign in to Jupyter again.';
+    }
+    return error.message;
+  }
+  return String(error);
 }

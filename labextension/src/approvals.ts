@@ -18,6 +18,7 @@ import {
   requestAPI
 } from './api';
 import { formatFullTime, formatTime, h, setText } from './dom';
+import { pollFrequency } from './panel';
 
 /** Requests per page. */
 export const APPROVALS_PAGE = 50;
@@ -152,14 +153,7 @@ export class ApprovalsPanel extends Widget {
     this._poll = new Poll({
       auto: false,
       factory: () => this._refresh(),
-      frequency: {
-        interval: refreshInterval > 0 ? refreshInterval * 1000 : Poll.NEVER,
-        max:
-          refreshInterval > 0
-            ? Math.max(60_000, refreshInterval * 6000)
-            : Poll.NEVER,
-        backoff: refreshInterval > 0
-      },
+      frequency: pollFrequency(refreshInterval),
       name: 'jupyter-gov:approvals',
       standby: () => !this.isVisible || 'when-hidden'
     });
@@ -172,14 +166,7 @@ export class ApprovalsPanel extends Widget {
   onActionable: ((count: number) => void) | null = null;
 
   set refreshInterval(seconds: number) {
-    this._poll.frequency =
-      seconds > 0
-        ? {
-            interval: seconds * 1000,
-            max: Math.max(60_000, seconds * 6000),
-            backoff: true
-          }
-        : { interval: Poll.NEVER, max: Poll.NEVER, backoff: false };
+    this._poll.frequency = pollFrequency(seconds);
   }
 
   dispose(): void {

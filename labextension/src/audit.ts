@@ -6,7 +6,7 @@ import { Debouncer, Poll } from '@lumino/polling';
 import { Widget } from '@lumino/widgets';
 
 import {
-  ApiError,
+  explainError,
   type IAuditEvent,
   type IAuditPage,
   type IStats,
@@ -24,6 +24,7 @@ import {
   setAttr,
   setText
 } from './dom';
+import { pollFrequency } from './panel';
 
 export interface IAuditOptions {
   /** Seconds between polls; 0 polls only on demand. */
@@ -229,27 +230,10 @@ export class AuditPanel extends Widget {
     this._poll = new Poll({
       auto: false,
       factory: () => this._refresh(),
-      frequency: AuditPanel.frequency(this._options.refreshInterval),
+      frequency: pollFrequency(this._options.refreshInterval),
       name: 'jupyter-gov:audit',
       standby: () => !this.isVisible || 'when-hidden'
     });
-  }
-
-  /** Poll frequency for a refresh interval in seconds (0 means only on demand). */
-  static frequency(seconds: number): {
-    interval: number;
-    max: number;
-    backoff: boolean;
-  } {
-    if (!seconds || seconds <= 0) {
-      return { interval: Poll.NEVER, max: Poll.NEVER, backoff: false };
-    }
-    const interval = seconds * 1000;
-    return {
-      interval,
-      max: Math.max(interval, 60_000, interval * 6),
-      backoff: true
-    };
   }
 
   get options(): IAuditOptions {
@@ -260,9 +244,7 @@ export class AuditPanel extends Widget {
     const before = this._options;
     this._options = { ...before, ...options };
     if (before.refreshInterval !== this._options.refreshInterval) {
-      this._poll.frequency = AuditPanel.frequency(
-        this._options.refreshInterval
-      );
+      this._poll.frequency = pollFrequency(this._options.refreshInterval);
     }
     if (
       before.pageSize !== this._options.pageSize ||
@@ -350,7 +332,7 @@ export class AuditPanel extends Widget {
       );
     } catch (error) {
       if (request === this._requests) {
-        this._showMessage(AuditPanel.explain(error));
+        this._showMessage(explainError(error));
         setText(this._status, 'Not updated: see the message above.');
       }
       throw error; // lets the poll back off
@@ -386,11 +368,7 @@ export class AuditPanel extends Widget {
         );
       }
     } catch (error) {
-      this._setIntegrity(
-        'unknown',
-        'Chain not checked',
-        AuditPanel.explain(error)
-      );
+      this._setIntegrity('unknown', 'Chain not checked', explainError(error));
     }
   }
 
@@ -402,23 +380,6 @@ export class AuditPanel extends Widget {
       'title',
       `${detail ? `${detail} ` : ''}Click to verify again.`
     );
-  }
-
-  /** One sentence for the panel from whatever failed. */
-  static explain(error: unknown): string {
-    if (error instanceof ApiError) {
-      if (error.status === 404) {
-        return (
-          'The jupyter-gov server extension is not enabled on this Jupyter server ' +
-          '(enable it with jupyter server extension enable jupyter_gov, then restart).'
-        );
-      }
-      if (error.status === 403) {
-        return 'The server refused the request: sign in to Jupyter again.';
-      }
-      return error.message;
-    }
-    return String(error);
   }
 
   private _showMessage(text: string | null): void {

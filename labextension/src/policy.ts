@@ -4,28 +4,13 @@
  * It reads `GET policy`; its `you` part says what applies to the current user first:
  * their roles, the mask they get for each tag, and the approval rules that concern them.
  */
-import { Widget } from '@lumino/widgets';
-
 import { type IPolicySummary, requestAPI } from './api';
-import { AuditPanel } from './audit';
-import { h, replaceChildren } from './dom';
+import { h } from './dom';
+import { LoadedPanel } from './panel';
 
-/** One column PII detection found (the server reads it from the audit). */
-interface IPiiFinding {
-  connection?: string | null;
-  table: string;
-  column: string;
-  tag: string;
-  confidence?: number | null;
-  sample_size?: number | null;
-  proposed?: boolean;
-}
-
-export class PolicyPanel extends Widget {
+export class PolicyPanel extends LoadedPanel<IPolicySummary> {
   constructor() {
-    super();
-    this.addClass('jp-gov-policy');
-    this._body = h('div', { class: 'jp-gov-policy-body' });
+    super('jp-gov-policy');
     const refresh = h(
       'button',
       {
@@ -38,34 +23,16 @@ export class PolicyPanel extends Widget {
     refresh.addEventListener('click', () => void this.load());
     this.node.append(
       h('div', { class: 'jp-gov-policy-header' }, refresh),
-      this._body
+      this.body
     );
   }
 
-  /** Fetch and show the policy summary (the tab loads it when first shown). */
-  async load(): Promise<void> {
-    let summary: IPolicySummary;
-    try {
-      summary = await requestAPI<IPolicySummary>('policy');
-    } catch (error) {
-      replaceChildren(
-        this._body,
-        h(
-          'div',
-          { class: 'jp-gov-message', role: 'status' },
-          AuditPanel.explain(error)
-        )
-      );
-      return;
-    }
-    this._loaded = true;
-    replaceChildren(this._body, ...PolicyPanel.render(summary));
+  protected fetch(): Promise<IPolicySummary> {
+    return requestAPI<IPolicySummary>('policy');
   }
 
-  protected onAfterShow(): void {
-    if (!this._loaded) {
-      void this.load();
-    }
+  protected render(summary: IPolicySummary): Node[] {
+    return PolicyPanel.render(summary);
   }
 
   static render(summary: IPolicySummary): Node[] {
@@ -247,8 +214,7 @@ export class PolicyPanel extends Widget {
       );
     }
     // pii: columns nobody classified that unclassified: auto found (from the audit)
-    const found = (summary as IPolicySummary & { pii_findings?: IPiiFinding[] })
-      .pii_findings;
+    const found = summary.pii_findings;
     if (found && found.length) {
       out.push(
         h('h4', {}, 'Found by PII detection'),
@@ -274,7 +240,4 @@ export class PolicyPanel extends Widget {
     }
     return out;
   }
-
-  private _body: HTMLElement;
-  private _loaded = false;
 }

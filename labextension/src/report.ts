@@ -6,38 +6,9 @@
  * The summary is built from `format=json` with DOM nodes only (no innerHTML); the HTML page
  * is the server's, served with a CSP that forbids scripts and remote loads.
  */
-import { URLExt } from '@jupyterlab/coreutils';
-import { ServerConnection } from '@jupyterlab/services';
-import { Widget } from '@lumino/widgets';
-
-import { requestAPI } from './api';
-import { AuditPanel } from './audit';
-import { h, replaceChildren } from './dom';
-
-/** What `GET report?format=json` answers (the fields the summary shows). */
-export interface IReport {
-  since: number;
-  until: number;
-  totals: Record<string, number>;
-  chain: {
-    ok: boolean;
-    rows: number;
-    reason: string;
-    broken_at: number | null;
-  };
-  pii_reads: {
-    subject: string;
-    connection: string;
-    tag: string;
-    state: string;
-    reads: number;
-    rows: number;
-  }[];
-  denials: { rule: string; connection: string; attempts: number }[];
-  unmask_approvals: unknown[];
-  write_approvals: unknown[];
-  break_glass: unknown[];
-}
+import { apiURL, type IReport, requestAPI } from './api';
+import { h } from './dom';
+import { LoadedPanel } from './panel';
 
 const WINDOWS: [string, string][] = [
   ['7d', 'last 7 days'],
@@ -47,17 +18,13 @@ const WINDOWS: [string, string][] = [
 
 /** The URL of the report in one format, for links (the browser sends the session cookie). */
 export function reportURL(since: string, format: string): string {
-  const settings = ServerConnection.makeSettings();
-  return (
-    URLExt.join(settings.baseUrl, 'jupyter-gov', 'api', 'report') +
-    `?since=${encodeURIComponent(since)}&format=${encodeURIComponent(format)}`
-  );
+  return apiURL('report', { since, format });
 }
 
-export class ReportPanel extends Widget {
+export class ReportPanel extends LoadedPanel<IReport> {
   constructor() {
-    super();
-    this.addClass('jp-gov-report');
+    super('jp-gov-report');
+    this.body.setAttribute('data-testid', 'report-summary');
     this._window = h(
       'select',
       {
@@ -93,10 +60,6 @@ export class ReportPanel extends Widget {
       { class: 'jp-gov-link', 'data-testid': 'report-md', download: '' },
       'Markdown'
     );
-    this._body = h('div', {
-      class: 'jp-gov-report-body',
-      'data-testid': 'report-summary'
-    });
     this.node.append(
       h(
         'div',
@@ -106,7 +69,7 @@ export class ReportPanel extends Widget {
         this._csv,
         this._md
       ),
-      this._body
+      this.body
     );
     this._links();
   }
@@ -118,31 +81,15 @@ export class ReportPanel extends Widget {
   /** Fetch the report's figures for the chosen window and show them. */
   async load(): Promise<void> {
     this._links();
-    let report: IReport;
-    try {
-      report = await requestAPI<IReport>('report', {
-        since: this.since,
-        format: 'json'
-      });
-    } catch (error) {
-      replaceChildren(
-        this._body,
-        h(
-          'div',
-          { class: 'jp-gov-message', role: 'status' },
-          AuditPanel.explain(error)
-        )
-      );
-      return;
-    }
-    this._loaded = true;
-    replaceChildren(this._body, ...ReportPanel.render(report));
+    await super.load();
   }
 
-  protected onAfterShow(): void {
-    if (!this._loaded) {
-      void this.load();
-    }
+  protected fetch(): Promise<IReport> {
+    return requestAPI<IReport>('report', { since: this.since, format: 'json' });
+  }
+
+  protected render(report: IReport): Node[] {
+    return ReportPanel.render(report);
   }
 
   private _links(): void {
@@ -220,6 +167,4 @@ export class ReportPanel extends Widget {
   private _open: HTMLButtonElement;
   private _csv: HTMLAnchorElement;
   private _md: HTMLAnchorElement;
-  private _body: HTMLDivElement;
-  private _loaded = false;
 }

@@ -94,7 +94,7 @@ def team(store_url, demo_connector):
     """alice and dave in this process, the racers in others: one store (SQLite or team PG)."""
     policy = two_approver_policy()
     alice = GovernedSession(policy, "alice", audit=store_url)
-    alice._connectors["demo"] = demo_connector
+    alice.use_connector("demo", demo_connector)
     dave = GovernedSession(policy, "dave", audit=alice.audit)
     racers = Racers(alice.audit.url, policy)
     yield alice, dave, racers

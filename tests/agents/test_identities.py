@@ -6,11 +6,12 @@ import json
 
 import pytest
 
-from jupyter_gov.approvals import ApprovalForbidden
+from jupyter_gov.approvals import ApprovalForbidden, ApprovalRefused
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.errors import IdentityError
 from jupyter_gov.identity.factory import provider_from_config
 from jupyter_gov.identity.service import agent_identity
+from jupyter_gov.policy import Policy
 from jupyter_gov.result import QueryDenied
 
 from .conftest import AGENT_TOKEN, SERVICE_TOKEN
@@ -191,3 +192,21 @@ def test_user_cannot_approve_what_their_agent_requested(agent_session, session_f
     alice.audit = agent.audit
     with pytest.raises(ApprovalForbidden, match="their own request"):
         alice.approve(request.id)
+
+
+def test_agent_cannot_break_glass_even_where_the_users_roles_may(
+    demo_connector, local_user
+) -> None:
+    from .conftest import agents_policy_data
+
+    data = agents_policy_data()
+    data["approvals"]["break_glass"] = {"roles": ["admin"]}
+    policy = Policy(data, "<agents policy with break-glass>")
+    agent = GovernedSession(
+        policy, agent_identity(policy.agents, "jupyternaut", local_user("alice"))
+    )
+    agent.use_connector("demo", demo_connector)
+    with pytest.raises(ApprovalRefused, match="Agents cannot break glass"):
+        agent.sql("SELECT birth_date FROM customers", break_glass="INC-7: model outage")
+    (refusal,) = [e for e in agent.audit.events(limit=20) if e["decision"] == "deny"]
+    assert refusal["rules"] == ["break-glass-not-allowed"]

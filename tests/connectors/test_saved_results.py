@@ -57,7 +57,8 @@ def session_as(engines: tuple[Engine, Engine, Engine]):
 
     def make(user: str) -> GovernedSession:
         session = GovernedSession(policy, user)
-        session._connectors.update(demo=duck.connector, pg=pg.connector, maria=maria.connector)
+        for name, live in (("demo", duck), ("pg", pg), ("maria", maria)):
+            session.use_connector(name, live.connector)
         return session
 
     return make
@@ -140,7 +141,7 @@ def test_another_identity_cannot_read_a_saved_result(session_as) -> None:
     alice.sql("SELECT customer_id, email FROM customers LIMIT 3", connection="pg", name="alice_raw")
     eve = session_as("eve")
     eve._results = alice._results  # same kernel
-    eve._connectors["scratch"] = alice.connector("scratch")
+    eve.use_connector("scratch", alice.connector("scratch"))
     with pytest.raises(QueryDenied):
         eve.sql("SELECT * FROM alice_raw", connection="scratch")
 
@@ -184,7 +185,7 @@ def test_connection_scoped_rule_follows_rows_to_scratch(engines) -> None:
         }
     )
     session = GovernedSession(Policy(data), "alice")
-    session._connectors["pg"] = pg.connector
+    session.use_connector("pg", pg.connector)
     session.sql(
         "SELECT email FROM customers ORDER BY customer_id LIMIT 8", connection="pg", name="few"
     )
@@ -224,7 +225,7 @@ def test_approval_binds_to_the_content_of_a_saved_result(engines) -> None:
     )
     policy = Policy(data)
     bob, dave = GovernedSession(policy, "bob"), GovernedSession(policy, "dave")
-    bob._connectors["pg"] = pg.connector
+    bob.use_connector("pg", pg.connector)
     dave.approvals = bob.approvals
     bob.sql("SELECT customer_id FROM customers WHERE customer_id < 4", connection="pg", name="ids")
     sql = "SELECT * FROM ids"
@@ -248,7 +249,7 @@ def test_role_kept_to_one_connection_reads_its_saved_results(engines) -> None:
     data["connections"]["pg"] = {"url": pg.url}
     data["roles"]["analyst"]["connections"] = ["pg"]
     session = GovernedSession(Policy(data), "bob")
-    session._connectors["pg"] = pg.connector
+    session.use_connector("pg", pg.connector)
     session.sql("SELECT customer_id FROM customers LIMIT 4", connection="pg", name="mine")
     assert session.sql("SELECT count(*) FROM mine", connection="scratch").fetchall() == [(4,)]
 

@@ -47,7 +47,7 @@ def both(live_engines: dict[str, Any], pg8000_connector: Any):
 
     def make(user: str) -> tuple[GovernedSession, GovernedSession]:
         through = GovernedSession(native.policy(), user)
-        through._connectors["demo"] = pg8000_connector
+        through.use_connector("demo", pg8000_connector)
         return through, native.session(user)
 
     return make
