@@ -64,7 +64,7 @@ def spark_jobs(spark_server: str, spark_ui_port: int) -> Callable[[str], dict[in
     base = f"http://127.0.0.1:{spark_ui_port}/api/v1/applications"
 
     def get(url: str) -> Any:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(url, timeout=60)  # the UI answers slowly on a loaded machine as response:
             return json.load(response)
 
     def jobs(tag: str) -> dict[int, str]:
