@@ -87,7 +87,11 @@ def assert_same(kernel: Observed, gateway: Observed, *, ordered: bool, sql: str 
     """The gateway showed exactly what the kernel showed: plan, refusal, names, types, rows
     (as a list when ``ordered``, else as a multiset: an engine may order ties either way)."""
     assert gateway.error == kernel.error, f"{sql}: {gateway.error} vs {kernel.error}"
-    assert gateway.plan == kernel.plan, f"{sql}: plans differ"
+    if gateway.plan != kernel.plan:
+        assert gateway.plan is not None and kernel.plan is not None, sql
+        differ = {k: (gateway.plan.get(k), kernel.plan.get(k)) for k in kernel.plan}
+        differ = {k: v for k, v in differ.items() if v[0] != v[1]}
+        raise AssertionError(f"{sql}: plans differ (gateway, kernel): {differ}")
     if kernel.table is None:
         assert gateway.table is None, sql
         return
