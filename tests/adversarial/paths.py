@@ -83,9 +83,12 @@ def observe(run: Callable[[], Any], *, ids: dict[str, str] | None = None) -> Obs
     return Observed(view, None, table)
 
 
-def assert_same(kernel: Observed, gateway: Observed, *, ordered: bool, sql: str = "") -> None:
+def assert_same(
+    kernel: Observed, gateway: Observed, *, ordered: bool, sql: str = "", which_rows: bool = True
+) -> None:
     """The gateway showed exactly what the kernel showed: plan, refusal, names, types, rows
-    (as a list when ``ordered``, else as a multiset: an engine may order ties either way)."""
+    (as a list when ``ordered``, else as a multiset: an engine may order ties either way;
+    only as many when ``which_rows`` is False: a LIMIT without a total order picks any)."""
     assert gateway.error == kernel.error, f"{sql}: {gateway.error} vs {kernel.error}"
     if gateway.plan != kernel.plan:
         assert gateway.plan is not None and kernel.plan is not None, sql
@@ -100,7 +103,9 @@ def assert_same(kernel: Observed, gateway: Observed, *, ordered: bool, sql: str 
     assert gateway.table.schema.types == kernel.table.schema.types, (
         f"{sql}: {gateway.table.schema} vs {kernel.table.schema}"
     )
-    if ordered:
+    if not which_rows:
+        assert gateway.table.num_rows == kernel.table.num_rows, sql
+    elif ordered:
         assert gateway.table.equals(kernel.table), f"{sql}: rows differ"
     elif not gateway.table.equals(kernel.table):
         assert_same_answer(gateway.table, kernel.table, sql=sql)
@@ -118,10 +123,15 @@ class Paths:
         return self.kernel if path == KERNEL else self.gateway
 
     def both(
-        self, attempt: Callable[[Any], Any], *, ordered: bool = False, sql: str = ""
+        self,
+        attempt: Callable[[Any], Any],
+        *,
+        ordered: bool = False,
+        sql: str = "",
+        which_rows: bool = True,
     ) -> Observed:
         """``attempt(session)`` on each path; asserts they agree; the gateway's observation."""
         kernel = observe(lambda: attempt(self.kernel))
         gateway = observe(lambda: attempt(self.gateway))
-        assert_same(kernel, gateway, ordered=ordered, sql=sql)
+        assert_same(kernel, gateway, ordered=ordered, sql=sql, which_rows=which_rows)
         return gateway
