@@ -96,7 +96,9 @@ def test_every_shape_on_every_column_alike_through_the_gateway(paths, user, atta
     _both_ways(paths, user, attack)
 
 
-@pytest.mark.parametrize("name", sorted(set(ANALYTICS) - {h[10:] for h in KNOWN_HOLES}))
+@pytest.mark.parametrize(
+    "name", sorted(n for n in ANALYTICS if f"analytics:{n}" not in KNOWN_HOLES)
+)
 @pytest.mark.parametrize("user", ["bob", "carol"])
 def test_ordinary_analytics_run_alike_through_the_gateway(paths, user, name):
     sql = ANALYTICS[name]
