@@ -36,7 +36,7 @@ test: install
 # The adversarial suites at full length: every masking shape on every classified column for
 # every demo user, 5,000 fuzzed statements, the live engines. About 15-25 minutes on 2 cores.
 stress: install
-	JUPYTER_GOV_STRESS=1 $(BIN)/python -m pytest tests/adversarial -q
+	JUPYTER_GOV_STRESS=1 $(BIN)/python -m pytest tests/adversarial tests/gateway/test_suite_*.py -q
 
 lab: install
 	$(BIN)/jupyter lab notebooks/

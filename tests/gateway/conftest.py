@@ -14,6 +14,7 @@ and the tests that need the OS boundary skip with the reason (they fail when ``C
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
@@ -32,6 +33,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.adversarial.conftest import pytest_collection_modifyitems  # noqa: F401 (stress)
 from tests.identity.conftest import OidcServer, oidc_server  # noqa: F401  (the fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -516,3 +518,130 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield Served(process, address, pg_host, int(pg_port), home)
     finally:
         stop(process)
+
+
+# -- the suites' seam: one identity, in the kernel and through the gateway ---------------
+
+#: The demo users of the governance suites (tests/adversarial/conftest.py), as claims the
+#: test provider issues: the same roles and attributes the local demo policy gives them.
+SUITE_CLAIMS: dict[str, dict[str, Any]] = {
+    "alice": {"name": "Alice", "groups": ["admins"]},
+    "bob": {"name": "Bob", "groups": ["analysts"]},
+    "carol": {"name": "Carol", "groups": ["analysts"], "region": "EMEA"},
+    "dave": {"name": "Dave", "groups": ["approvers"]},
+    "eve": {"name": "Eve", "groups": []},
+}
+
+
+class PathFactory:
+    """``paths("bob")``: bob's :class:`~tests.adversarial.paths.Paths`, a kernel session and
+    a gateway session of one identity, proven by one token of the test provider.
+
+    The kernel side validates that token with the gateway's own authenticator, reads the
+    gateway's policy, shares its masking key and reads the same demo data (``connector``, a
+    DuckDB demo database: the shared one, or a private one for a suite that writes). Each
+    factory signs its users in under fresh subjects, so the gateway's per-identity session
+    (plan cache, saved results, bulk-export accounting) starts as empty as the kernel's
+    does; both then see the same statements in the same order.
+    """
+
+    def __init__(self, gateway: Gateway, connector: Any, home: Path, audit: Any) -> None:
+        from jupyter_gov.gateway.auth import Authenticator
+        from jupyter_gov.policy import Policy
+
+        self.gateway = gateway
+        self.policy = Policy.load(gateway.policy_path)
+        self.authenticator = Authenticator(self.policy)
+        self.connector = connector
+        self.home = home
+        self.audit = audit
+        self.tag = secrets.token_hex(3)
+        self.made: dict[str, Any] = {}
+        self.references: dict[str, Any] = {}
+
+    def reference(self, user: str) -> Any:
+        """The oracle's plain database of ``user``'s view under the gateway's key (None: the
+        user sees nothing), read in the kernel with the approval rules left out."""
+        from jupyter_gov.demo.data import TABLE_NAMES
+        from jupyter_gov.errors import GovError
+        from tests.adversarial.conftest import without_approvals
+        from tests.adversarial.oracle import Reference
+
+        if user not in self.references:
+            session = self.kernel(user, without_approvals(self.policy))
+            try:
+                self.references[user] = Reference.materialize(
+                    lambda sql: session.sql(sql).arrow(), TABLE_NAMES
+                )
+            except GovError:
+                self.references[user] = None
+        return self.references[user]
+
+    def subject(self, user: str) -> str:
+        return f"suite-{self.tag}-{user}"
+
+    def token(self, user: str) -> str:
+        import requests
+
+        sub = self.subject(user)
+        if sub not in self.gateway.tokens:
+            claims = {**SUITE_CLAIMS[user], "tid": TENANT}
+            authority = self.gateway.oidc.authority("tenant1")
+            requests.put(f"{authority}/users/{sub}", json=claims, timeout=10).raise_for_status()
+        return self.gateway.token(sub)
+
+    def kernel(self, user: str, policy: Any = None) -> Any:
+        """An in-kernel session of ``user``'s identity (``policy``: another view of the same
+        policy, as the oracle's references use)."""
+        from jupyter_gov.engine import GovernedSession
+
+        identity = self.authenticator.identify(f"Bearer {self.token(user)}")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("JUPYTER_GOV_HOME", str(self.home))
+            patch.setenv("JUPYTER_GOV_MASK_KEY", self.gateway.mask_key)
+            session = GovernedSession(policy or self.policy, identity, audit=self.audit)
+            session.keys.params()  # the gateway's key, resolved now and kept
+        session.use_connector("demo", self.connector)
+        return session
+
+    def __call__(self, user: str) -> Any:
+        from tests.adversarial.paths import Paths
+
+        if user not in self.made:
+            kernel = self.kernel(user)  # signs the subject in first
+            self.made[user] = Paths(user, kernel, self.gateway.session(self.subject(user)))
+        return self.made[user]
+
+    def close(self) -> None:
+        for reference in self.references.values():
+            if reference is not None:
+                reference.con.close()
+        for paths in self.made.values():  # kernel sessions share the demo database and the
+            paths.gateway.close()  # audit store, which their owners close
+
+
+@contextlib.contextmanager
+def path_factory(gateway: Gateway, connector: Any, home: Path) -> Iterator[PathFactory]:
+    """A :class:`PathFactory` on ``connector`` whose kernel sessions share one audit (and
+    approval) store under ``home``."""
+    from jupyter_gov.audit import AuditStore
+
+    audit = AuditStore(f"sqlite:///{home / 'audit.sqlite'}")
+    factory = PathFactory(gateway, connector, home, audit)
+    try:
+        yield factory
+    finally:
+        factory.close()
+        audit.close()
+
+
+@pytest.fixture(scope="session")
+def paths(
+    gateway: Gateway, demo_connector: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PathFactory]:
+    """The governance suites' seam (see :class:`PathFactory`) on the shared, read-only demo
+    database, for the whole test session: the gateway builds a demo database per identity
+    it serves, so the read-only suites share five identities (each side keeps one session
+    per identity, as the gateway does, and sees every statement the other sees)."""
+    with path_factory(gateway, demo_connector, tmp_path_factory.mktemp("paths")) as factory:
+        yield factory
