@@ -64,7 +64,8 @@ def spark_jobs(spark_server: str, spark_ui_port: int) -> Callable[[str], dict[in
     base = f"http://127.0.0.1:{spark_ui_port}/api/v1/applications"
 
     def get(url: str) -> Any:
-        with urllib.request.urlopen(url, timeout=60)  # the UI answers slowly on a loaded machine as response:
+        # The UI answers slowly on a loaded machine; a slow answer is not a failed cancel.
+        with urllib.request.urlopen(url, timeout=60) as response:
             return json.load(response)
 
     def jobs(tag: str) -> dict[int, str]:
