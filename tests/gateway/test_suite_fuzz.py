@@ -123,6 +123,7 @@ TYPES = (
     "SELECT [1, 2, NULL] a, {'k': 1, 'v': [1]} b, MAP {'a': 1, 'b': 2} c, "
     "[[1], []] d, [{'x': 'y'}] e, [1, 2]::INTEGER[2] f",
     "SELECT customer_id, email, birth_date FROM customers WHERE false",
+    "SELECT 'a'::ENUM('a', 'b') AS f, ['b'::ENUM('a', 'b')] AS g",
     "SELECT order_id, amount, order_date FROM orders UNION ALL SELECT order_id, amount, "
     "order_date FROM orders ORDER BY order_id, amount",
     "SELECT sum(customer_id) s, avg(amount) a, list(DISTINCT status ORDER BY status) l, "
@@ -131,12 +132,8 @@ TYPES = (
 
 
 #: Differences found between the paths, each a strict xfail until the gateway is fixed.
-GATEWAY_HOLES = {
-    "SELECT 'a'::ENUM('a', 'b') AS f": (
-        "a dictionary-typed result (DuckDB ENUM) cannot cross Flight's GeneratorStream, "
-        "which sends no dictionary batch: the kernel gets GatewayUnavailable (fails closed)"
-    ),
-}
+#: Statements known to differ through the gateway (a strict xfail each); none today.
+GATEWAY_HOLES: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(
