@@ -43,7 +43,10 @@ def column(dump: dict[str, Any]) -> dict[str, str]:
     raw = [_med(q["raw"]) for q in ok]
     over = [q for q in ok if _med(q["governed"]) / _med(q["raw"]) > 1.10]
     return {
-        "timed runs per query (after one warm-up)": dump["args"]["repeat"],
+        "timed runs per query, interleaved": dump["args"]["repeat"]
+        + (
+            " after one warm-up" if dump["args"].get("warmup", "True") == "True" else ", no warm-up"
+        ),
         "queries allowed and run": f"{len(ok)} of {len(dump['tpch'])}",
         "total of per-query medians, raw": f"{sum(raw):,.2f} s",
         "median query, raw": f"{_med(raw) * 1000:,.1f} ms",
