@@ -915,6 +915,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=",".join(map(str, JUPYSQL_QUERIES)),
         help="TPC-H query numbers also run through JupySQL ('' to skip)",
     )
+    parser.add_argument(
+        "--queries", default="", help="only these TPC-H query numbers, e.g. 2,10,22 (all 22)"
+    )
     parser.add_argument("--scrub-values", type=int, default=None, help="texts to scrub (100k)")
     parser.add_argument("--no-scrub", action="store_true", help="skip the scrub benchmark")
     parser.add_argument(
@@ -964,6 +967,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     extension = tpch_extension()
     queries = tpch_queries(extension)
+    if args.queries:
+        chosen = {int(n) for n in args.queries.split(",") if n.strip()}
+        queries = [(n, q) for n, q in queries if n in chosen]
     data = ensure_tpch(args.sf, extension)
     ensure_keys(data)
     wanted = [int(n) for n in args.jupysql.split(",") if n.strip()]

@@ -671,12 +671,101 @@ def late_columns(
                 substitutions.append((index, ref, real, spec))
             for index in ordered.get(key, []):
                 order_substitutions.append((index, ref, real, spec))
+    if (
+        substitutions
+        and not order_substitutions
+        and _mask_above_the_limit(tree, qualified, substitutions, catalog, sources, dialect)
+    ):
+        return late
     for index, ref, real, spec in substitutions:
         _mask_projection(tree, index, ref, real, spec, catalog, sources, dialect)
     for index, ref, real, spec in order_substitutions:
         ordering = tree.args["order"].expressions[index]
         ordering.set("this", _late_mask(ref, real, spec, catalog, sources, dialect))
     return late
+
+
+def _mask_above_the_limit(
+    tree: exp.Select,
+    qualified: exp.Select,
+    substitutions: list[tuple[int, Any, str, MaskSpec]],
+    catalog: Catalog,
+    sources: Mapping[int, tuple[masking.MaskedSource, dict[str, Any]]],
+    dialect: str,
+) -> bool:
+    """With ``ORDER BY ... LIMIT`` on columns that are not masked late, mask the rows the
+    limit keeps, not every row (or group) before it: the statement becomes
+    ``SELECT <masks of its outputs> FROM (<the statement, outputs raw>) AS _gov_late ORDER
+    BY <its keys, by output name>``. The inner statement picks the same rows either way (its
+    sort keys are not the late columns); the outer one only masks and re-sorts them.
+
+    Only when every projection has a distinct name and every ORDER BY key is an output;
+    otherwise (False) the masks stay on the projections.
+    """
+    order, qorder = tree.args.get("order"), qualified.args.get("order")
+    if tree.args.get("limit") is None or order is None or qorder is None:
+        return False
+    names: list[exp.Identifier] = []
+    for projection in tree.expressions:
+        if isinstance(projection, exp.Alias) and isinstance(
+            projection.args.get("alias"), exp.Identifier
+        ):
+            names.append(projection.args["alias"])
+        elif isinstance(projection, exp.Column) and isinstance(projection.this, exp.Identifier):
+            names.append(projection.this)
+        else:
+            return False
+    if len({n.name.lower() for n in names}) != len(names):
+        return False
+    outputs = [p.alias_or_name.lower() for p in qualified.expressions]
+    outer_order = []
+    for ordering in qorder.expressions:
+        column = ordering.this if isinstance(ordering, exp.Ordered) else None
+        if not isinstance(column, exp.Column):
+            return False
+        if column.table:
+            found = [
+                i
+                for i, p in enumerate(qualified.expressions)
+                if isinstance(bare := (p.this if isinstance(p, exp.Alias) else p), exp.Column)
+                and bare.table.lower() == column.table.lower()
+                and bare.name.lower() == column.name.lower()
+            ]
+        else:
+            found = [i for i, name in enumerate(outputs) if name == column.name.lower()]
+        if len(found) != 1:
+            return False
+        outer = ordering.copy()
+        outer.set("this", exp.Column(this=names[found[0]].copy(), table=_LATE_ALIAS.copy()))
+        outer_order.append(outer)
+    masked = {index: (ref, real, spec) for index, ref, real, spec in substitutions}
+    projections: list[exp.Expr] = []
+    for index, name in enumerate(names):
+        carried = exp.Column(this=name.copy(), table=_LATE_ALIAS.copy())
+        if index in masked:
+            ref, real, spec = masked[index]
+            carried = _late_mask(ref, real, spec, catalog, sources, dialect, carried)
+        projections.append(exp.alias_(carried, name.copy()))
+    inner = exp.Select()
+    with_ = tree.args.get("with_")
+    for key, value in list(tree.args.items()):
+        if key != "with_" and value:
+            inner.set(key, value)
+    for key in list(tree.args):
+        tree.set(key, None)
+    tree.set("expressions", projections)
+    tree.set(
+        "from_",
+        exp.From(this=exp.Subquery(this=inner, alias=exp.TableAlias(this=_LATE_ALIAS.copy()))),
+    )
+    tree.set("order", exp.Order(expressions=outer_order))
+    if with_:
+        tree.set("with_", with_)
+    return True
+
+
+#: The name of the subquery whose kept rows late masks are computed on.
+_LATE_ALIAS = exp.to_identifier("_gov_late")
 
 
 def _ordered_keys(
@@ -790,15 +879,18 @@ def _late_mask(
     catalog: Catalog,
     sources: Mapping[int, tuple[masking.MaskedSource, dict[str, Any]]],
     dialect: str,
+    reference: exp.Expr | None = None,
 ) -> exp.Expr:
-    """The mask of ``alias.column`` over the raw column the scan carries up."""
+    """The mask of ``alias.column`` (or ``reference``, where the raw value is carried under
+    another name) over the raw column the scan carries up."""
     entry = catalog.get(ref.name, ref.schema)
     assert entry is not None
     source, _ = sources[id(ref)]
     tags = source.tags.get(column)
-    reference = exp.Column(
-        this=exp.to_identifier(column, quoted=True), table=_alias_for(ref.node).this.copy()
-    )
+    if reference is None:
+        reference = exp.Column(
+            this=exp.to_identifier(column, quoted=True), table=_alias_for(ref.node).this.copy()
+        )
     return masking.mask_expression(
         spec,
         reference,

@@ -114,6 +114,22 @@ LATE_SHAPES: dict[str, tuple[str, bool, bool]] = {
         False,
         False,
     ),
+    # ORDER BY ... LIMIT on other columns: masked on the rows the limit keeps.
+    "masked_after_the_limit": (
+        "SELECT c.customer_id, c.full_name, c.phone, sum(o.amount) AS total FROM customers c "
+        "JOIN orders o ON o.customer_id = c.customer_id GROUP BY c.customer_id, c.full_name, "
+        "c.phone ORDER BY total DESC, c.customer_id LIMIT 15",
+        True,
+        True,
+    ),
+    "masked_after_the_limit_and_offset": (
+        "WITH recent AS (SELECT customer_id, max(order_date) AS last FROM orders "
+        "GROUP BY customer_id) SELECT c.customer_id, c.email AS mail, c.ssn, r.last "
+        "FROM customers c JOIN recent r ON r.customer_id = c.customer_id "
+        "ORDER BY r.last DESC, c.customer_id LIMIT 10 OFFSET 5",
+        True,
+        True,
+    ),
     # EXISTS (SELECT * ...) reads no column of the outer query.
     "beside_exists_star": (
         "SELECT c.email, c.phone FROM customers c WHERE EXISTS "
