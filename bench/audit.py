@@ -6,8 +6,10 @@ from several at once, and the chain verified afterwards.
 
 Each process appends ``--events`` decision-sized events as fast as it can, one commit per
 event (``--batch 1``, how a result event is written) or per pair (``--batch 2``, how a
-statement's attempt and decision are written). A PostgreSQL URL gets a throw-away schema
-``perf_audit_<random>``, dropped at the end. Prints one Markdown table row per run.
+statement's attempt and decision are written), or ``append_many`` batches of any size. The
+clock starts once every process has connected and written a first event. A PostgreSQL URL
+gets a throw-away schema ``perf_audit_<random>``, dropped at the end. Prints one Markdown
+table row per run.
 """
 
 from __future__ import annotations
@@ -49,9 +51,10 @@ def _event(worker: int, n: int) -> dict[str, Any]:
     }
 
 
-def _work(url: str, worker: int, events: int, batch: int, start: Any, out: Any) -> None:
+def _work(url: str, worker: int, events: int, batch: int, ready: Any, start: Any, out: Any) -> None:
     store = AuditStore(url)
     store.append("attempt", subject="warm-up")  # connect outside the timed part
+    ready.put(worker)
     start.wait()
     began = time.perf_counter()
     for n in range(0, events, batch):
@@ -66,14 +69,15 @@ def _work(url: str, worker: int, events: int, batch: int, start: Any, out: Any) 
 def run(url: str, processes: int, events: int, batch: int) -> tuple[float, float, bool, int]:
     """Events/s over the whole run (wall time of the slowest process), median per process."""
     ctx = mp.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
+    start, ready, out = ctx.Event(), ctx.Queue(), ctx.Queue()
     workers = [
-        ctx.Process(target=_work, args=(url, w, events, batch, start, out))
+        ctx.Process(target=_work, args=(url, w, events, batch, ready, start, out))
         for w in range(processes)
     ]
     for worker in workers:
         worker.start()
-    time.sleep(0.5 + 0.2 * processes)  # let every worker connect before the gun
+    for _ in workers:  # every worker imported, connected and warm before the gun
+        ready.get(timeout=600)
     began = time.perf_counter()
     start.set()
     spans = [out.get(timeout=600) for _ in workers]

@@ -51,6 +51,7 @@ class MaskedSource:
     #: column -> why its mask cannot be rendered for this engine; the column is projected as
     #: NULL and a statement that reads it is denied when the plan is built.
     unrenderable: dict[str, str] = field(default_factory=dict)
+    digest: str = "sha256"  # the policy's keyed digest for hash and token masks
 
 
 def masking_keys(policy: Policy, environ: Mapping[str, str], home: Path) -> dict[str, str]:
@@ -74,7 +75,7 @@ def masked_source(
     masks above the scan instead (:func:`jupyter_gov.plan.late_columns` proved the statement
     reads them only there); the scan carries them raw and ``masks`` still lists them.
     """
-    source = MaskedSource(subquery=exp.select())
+    source = MaskedSource(subquery=exp.select(), digest=policy.mask_digest)
     projections = []
     for column, dtype in table.columns.items():
         spec, tags = policy.column_mask(table.name, column, roles, table.schema)
@@ -90,7 +91,12 @@ def masked_source(
             source.masks[column] = spec
             try:
                 masked = mask_expression(
-                    spec, ref, dtype, tag=tags[0] if tags else "value", dialect=dialect
+                    spec,
+                    ref,
+                    dtype,
+                    tag=tags[0] if tags else "value",
+                    dialect=dialect,
+                    digest=policy.mask_digest,
                 )
             except MaskUnsupported as error:
                 source.unrenderable[column] = str(error)
@@ -163,16 +169,25 @@ def mask_dialect(dialect: str) -> MaskDialect:
     return profile.masks
 
 
-def _keyed_hash(blocks: MaskDialect, text: exp.Expr) -> exp.Expr:
-    """Keyed SHA-256 in lower-case hex, ``sha256(k || value)``, with a 256-bit key bound as a
-    parameter: the same digest on every engine for the same key and value.
+def _keyed_hash(blocks: MaskDialect, text: exp.Expr, digest: str = "sha256") -> exp.Expr:
+    """Keyed SHA-256 (or MD5, ``masking.digest: md5``) in lower-case hex,
+    ``digest(k || value)``, with a 256-bit key bound as a parameter: the same digest on every
+    engine for the same key and value.
 
     A secret prefix makes the digest a keyed pseudonym: without the key, short values
     (SSNs, phones) cannot be brute-forced from the output. Length extension lets nobody
     learn the key or a value, so the cheaper single hash is enough for masking (HMAC's
-    nested form costs twice as much on every row of every masked scan).
+    nested form costs twice as much on every row of every masked scan). MD5's broken
+    collision resistance lets someone who knows the key make two values share a pseudonym;
+    it does not help anyone without the key invert one or learn the key (no preimage
+    attack better than brute force over the 256-bit key is known).
     """
-    return blocks.sha256_hex(blocks.concat(exp.Placeholder(this="g_k1"), text))
+    keyed = blocks.concat(exp.Placeholder(this="g_k1"), text)
+    if digest == "md5":
+        return blocks.md5_hex(keyed)
+    if digest != "sha256":
+        raise PolicyError(f"Unknown masking digest {digest!r}; use sha256 or md5.")
+    return blocks.sha256_hex(keyed)
 
 
 def _when_not_null(ref: exp.Expr, masked: exp.Expr) -> exp.Expr:
@@ -183,7 +198,12 @@ def _when_not_null(ref: exp.Expr, masked: exp.Expr) -> exp.Expr:
 
 
 def mask_expression(
-    spec: MaskSpec, ref: exp.Expr, dtype: exp.DataType, tag: str, dialect: str = "duckdb"
+    spec: MaskSpec,
+    ref: exp.Expr,
+    dtype: exp.DataType,
+    tag: str,
+    dialect: str = "duckdb",
+    digest: str = "sha256",
 ) -> exp.Expr:
     """The sqlglot expression that masks ``ref`` (a column of type ``dtype``) per ``spec``.
 
@@ -203,7 +223,7 @@ def mask_expression(
             "jupyter-gov profile speaks; set the connection's dialect to a supported one."
         )
     try:
-        return _mask(spec, ref, dtype, tag, profile.masks)
+        return _mask(spec, ref, dtype, tag, profile.masks, digest)
     except MaskUnsupported as error:
         raise MaskUnsupported(
             f"The {function} mask cannot be rendered for {profile.title} ({error}); "
@@ -212,7 +232,12 @@ def mask_expression(
 
 
 def _mask(
-    spec: MaskSpec, ref: exp.Expr, dtype: exp.DataType, tag: str, blocks: MaskDialect
+    spec: MaskSpec,
+    ref: exp.Expr,
+    dtype: exp.DataType,
+    tag: str,
+    blocks: MaskDialect,
+    digest: str = "sha256",
 ) -> exp.Expr:
     function = spec.function
     if function in ("null", "deny"):
@@ -222,11 +247,11 @@ def _mask(
             return _when_not_null(ref, exp.Literal.string(spec.value or _REDACTED))
         return blocks.typed_null(dtype)
     if function == "hash":
-        return _when_not_null(ref, _keyed_hash(blocks, blocks.as_text(ref, dtype)))
+        return _when_not_null(ref, _keyed_hash(blocks, blocks.as_text(ref, dtype), digest))
     if function == "token":
         prefix = (spec.value or tag).replace(" ", "_")
         digest = blocks.substring(
-            _keyed_hash(blocks, blocks.as_text(ref, dtype)), exp.Literal.number(1), 12
+            _keyed_hash(blocks, blocks.as_text(ref, dtype), digest), exp.Literal.number(1), 12
         )
         return _when_not_null(ref, blocks.concat(exp.Literal.string(f"{prefix}_"), digest))
     if function == "replace":  # presidio's replace operator: <EMAIL_ADDRESS> for a whole value

@@ -616,10 +616,12 @@ def late_columns(
     the scan; ``tree``'s projections are rewritten to mask them. Keyed by ``id(TableRef)``.
 
     A column qualifies when every reference to it, anywhere in the statement, is a bare
-    projection of the outermost SELECT (or a bare GROUP BY key there, under a hash or token
-    mask, whose groups are those of the raw values). Joins, filters and aggregates then never
-    see the column, so masking after them gives each output row the value masking first gives
-    it. Anything not proven falls back to masking in the scan (docs/security.md).
+    projection of the outermost SELECT, a bare ORDER BY key there (rewritten to order by the
+    mask), or a bare GROUP BY key there under a hash or token mask (whose groups are those of
+    the raw values) or beside its table's primary key (whose groups it does not split). Joins,
+    filters and aggregates then never see the column, so masking after them gives each output
+    row the value masking first gives it. Anything not proven falls back to masking in the
+    scan (docs/security.md, "Late masking").
     """
     if not _late_shape(tree) or not _late_shape(qualified):
         return {}
@@ -655,6 +657,11 @@ def late_columns(
         return {}  # a table alias used as a value (its whole row), or a struct path
     group = qualified.args.get("group")
     grouped = {id(c) for c in (group.expressions if group else [])}
+    group_keys = {
+        (c.table.lower(), c.name.lower())
+        for c in (group.expressions if group else [])
+        if isinstance(c, exp.Column) and c.table
+    }
     projected: dict[tuple[str, str], list[int]] = {}
     allowed: dict[tuple[str, str], set[int]] = {}
     for index, projection in enumerate(qualified.expressions):
@@ -666,31 +673,182 @@ def late_columns(
     for column in group.expressions if group else []:
         if isinstance(column, exp.Column) and column.table:
             allowed.setdefault((column.table.lower(), column.name.lower()), set()).add(id(column))
+    ordered = _ordered_keys(tree, qualified, allowed)
     late: dict[int, set[str]] = {}
     substitutions: list[tuple[int, Any, str, MaskSpec]] = []
+    order_substitutions: list[tuple[int, Any, str, MaskSpec]] = []
     for alias, (ref, specs) in candidates.items():
+        entry = catalog.get(ref.name, ref.schema)
+        assert entry is not None
+        source, _ = sources[id(ref)]
         for column_name, spec in specs.items():
             key = (alias, column_name)
             if key not in projected:
                 continue
             # Every column spelled like it or like its output names must be one of its bare
-            # uses: another table's column of that name, or ORDER BY its output name, is not.
+            # uses: another table's column of that name, or an ORDER BY on an expression of
+            # it, is not.
             names = {column_name} | {qualified.expressions[i].alias_or_name.lower()
                                      for i in projected[key]}  # fmt: skip
             safe = allowed.get(key, set())
             if any(id(c) not in safe for c in columns if c.name.lower() in names):
                 continue
-            if safe & grouped and spec.function not in _INJECTIVE:
+            if (
+                safe & grouped
+                and spec.function not in _INJECTIVE
+                and not _determined_by_a_grouped_key(alias, entry, source, group_keys)
+            ):
                 continue
-            entry = catalog.get(ref.name, ref.schema)
-            assert entry is not None
             real = _match_case(entry, column_name)
             late.setdefault(id(ref), set()).add(real)
             for index in projected[key]:
                 substitutions.append((index, ref, real, spec))
+            for index in ordered.get(key, []):
+                order_substitutions.append((index, ref, real, spec))
+    if (
+        substitutions
+        and not order_substitutions
+        and _mask_above_the_limit(tree, qualified, substitutions, catalog, sources, dialect)
+    ):
+        return late
     for index, ref, real, spec in substitutions:
         _mask_projection(tree, index, ref, real, spec, catalog, sources, dialect)
+    for index, ref, real, spec in order_substitutions:
+        ordering = tree.args["order"].expressions[index]
+        ordering.set("this", _late_mask(ref, real, spec, catalog, sources, dialect))
     return late
+
+
+def _mask_above_the_limit(
+    tree: exp.Select,
+    qualified: exp.Select,
+    substitutions: list[tuple[int, Any, str, MaskSpec]],
+    catalog: Catalog,
+    sources: Mapping[int, tuple[masking.MaskedSource, dict[str, Any]]],
+    dialect: str,
+) -> bool:
+    """With ``ORDER BY ... LIMIT`` on columns that are not masked late, mask the rows the
+    limit keeps, not every row (or group) before it: the statement becomes
+    ``SELECT <masks of its outputs> FROM (<the statement, outputs raw>) AS _gov_late ORDER
+    BY <its keys, by output name>``. The inner statement picks the same rows either way (its
+    sort keys are not the late columns); the outer one only masks and re-sorts them.
+
+    Only when every projection has a distinct name and every ORDER BY key is an output;
+    otherwise (False) the masks stay on the projections.
+    """
+    order, qorder = tree.args.get("order"), qualified.args.get("order")
+    if tree.args.get("limit") is None or order is None or qorder is None:
+        return False
+    names: list[exp.Identifier] = []
+    for projection in tree.expressions:
+        if isinstance(projection, exp.Alias) and isinstance(
+            projection.args.get("alias"), exp.Identifier
+        ):
+            names.append(projection.args["alias"])
+        elif isinstance(projection, exp.Column) and isinstance(projection.this, exp.Identifier):
+            names.append(projection.this)
+        else:
+            return False
+    if len({n.name.lower() for n in names}) != len(names):
+        return False
+    outputs = [p.alias_or_name.lower() for p in qualified.expressions]
+    outer_order = []
+    for ordering in qorder.expressions:
+        column = ordering.this if isinstance(ordering, exp.Ordered) else None
+        if not isinstance(column, exp.Column):
+            return False
+        if column.table:
+            found = [
+                i
+                for i, p in enumerate(qualified.expressions)
+                if isinstance(bare := (p.this if isinstance(p, exp.Alias) else p), exp.Column)
+                and bare.table.lower() == column.table.lower()
+                and bare.name.lower() == column.name.lower()
+            ]
+        else:
+            found = [i for i, name in enumerate(outputs) if name == column.name.lower()]
+        if len(found) != 1:
+            return False
+        outer = ordering.copy()
+        outer.set("this", exp.Column(this=names[found[0]].copy(), table=_LATE_ALIAS.copy()))
+        outer_order.append(outer)
+    masked = {index: (ref, real, spec) for index, ref, real, spec in substitutions}
+    projections: list[exp.Expr] = []
+    for index, name in enumerate(names):
+        carried = exp.Column(this=name.copy(), table=_LATE_ALIAS.copy())
+        if index in masked:
+            ref, real, spec = masked[index]
+            carried = _late_mask(ref, real, spec, catalog, sources, dialect, carried)
+        projections.append(exp.alias_(carried, name.copy()))
+    inner = exp.Select()
+    with_ = tree.args.get("with_")
+    for key, value in list(tree.args.items()):
+        if key != "with_" and value:
+            inner.set(key, value)
+    for key in list(tree.args):
+        tree.set(key, None)
+    tree.set("expressions", projections)
+    tree.set(
+        "from_",
+        exp.From(this=exp.Subquery(this=inner, alias=exp.TableAlias(this=_LATE_ALIAS.copy()))),
+    )
+    tree.set("order", exp.Order(expressions=outer_order))
+    if with_:
+        tree.set("with_", with_)
+    return True
+
+
+#: The name of the subquery whose kept rows late masks are computed on.
+_LATE_ALIAS = exp.to_identifier("_gov_late")
+
+
+def _ordered_keys(
+    tree: exp.Select, qualified: exp.Select, allowed: dict[tuple[str, str], set[int]]
+) -> dict[tuple[str, str], list[int]]:
+    """ORDER BY keys of the outermost SELECT that are a bare projected column, by the
+    column's ``(alias, name)``: its own reference or the unambiguous output name of a bare
+    projection of it. Each is allowed (its id added to ``allowed``) because the plan orders
+    by the mask computed at the output, which is the value scan masking orders by.
+    """
+    order, qorder = tree.args.get("order"), qualified.args.get("order")
+    if order is None or qorder is None or len(order.expressions) != len(qorder.expressions):
+        return {}
+    outputs = [p.alias_or_name.lower() for p in qualified.expressions]
+    found: dict[tuple[str, str], list[int]] = {}
+    for index, ordering in enumerate(qorder.expressions):
+        column = ordering.this if isinstance(ordering, exp.Ordered) else None
+        if not isinstance(column, exp.Column) or not isinstance(
+            order.expressions[index], exp.Ordered
+        ):
+            continue
+        if column.table:
+            key = (column.table.lower(), column.name.lower())
+        else:
+            if outputs.count(column.name.lower()) != 1:
+                continue  # ambiguous, or not an output name: not proven
+            projection = qualified.expressions[outputs.index(column.name.lower())]
+            bare = projection.this if isinstance(projection, exp.Alias) else projection
+            if not isinstance(bare, exp.Column) or not bare.table:
+                continue
+            key = (bare.table.lower(), bare.name.lower())
+        if key not in allowed:
+            continue  # not projected bare: the mask stays in the scan
+        found.setdefault(key, []).append(index)
+        allowed[key].add(id(column))
+    return found
+
+
+def _determined_by_a_grouped_key(
+    alias: str, entry: Any, source: masking.MaskedSource, group_keys: set[tuple[str, str]]
+) -> bool:
+    """Whether the GROUP BY holds every column of a primary key of this same table instance,
+    none of them masked: within a group every row then comes from one row of the table, so
+    grouping by the raw column or by its mask (any mask) makes the same groups."""
+    masked = {c.lower() for c in source.masks}
+    return any(
+        all((alias, c.lower()) in group_keys and c.lower() not in masked for c in key)
+        for key in entry.keys
+    )
 
 
 def _late_shape(tree: exp.Expr) -> bool:
@@ -709,13 +867,28 @@ def _late_shape(tree: exp.Expr) -> bool:
     for node in tree.walk():
         if isinstance(node, _BY_POSITION_OR_PATTERN):
             return False
-        if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
+        if (
+            isinstance(node, exp.Star)
+            and not isinstance(node.parent, exp.Count)
+            and not _exists_projection(node)
+        ):
             return False
         if isinstance(node, exp.Join) and any(
             v for k, v in node.args.items() if v and k not in _JOIN_ARGS
         ):
             return False
     return True
+
+
+def _exists_projection(star: exp.Star) -> bool:
+    """``EXISTS (SELECT * ...)``: a star EXISTS ignores, which expands to the subquery's own
+    sources only (never to an outer, correlated relation), so it reads no column."""
+    select = star.parent
+    return (
+        isinstance(select, exp.Select)
+        and select.expressions == [star]
+        and isinstance(select.parent, exp.Exists)
+    )
 
 
 def _root_tables(tree: exp.Select) -> list[exp.Table] | None:
@@ -733,6 +906,35 @@ def _root_tables(tree: exp.Select) -> list[exp.Table] | None:
     return tables
 
 
+def _late_mask(
+    ref: Any,
+    column: str,
+    spec: MaskSpec,
+    catalog: Catalog,
+    sources: Mapping[int, tuple[masking.MaskedSource, dict[str, Any]]],
+    dialect: str,
+    reference: exp.Expr | None = None,
+) -> exp.Expr:
+    """The mask of ``alias.column`` (or ``reference``, where the raw value is carried under
+    another name) over the raw column the scan carries up."""
+    entry = catalog.get(ref.name, ref.schema)
+    assert entry is not None
+    source, _ = sources[id(ref)]
+    tags = source.tags.get(column)
+    if reference is None:
+        reference = exp.Column(
+            this=exp.to_identifier(column, quoted=True), table=_alias_for(ref.node).this.copy()
+        )
+    return masking.mask_expression(
+        spec,
+        reference,
+        entry.columns[column],
+        tag=tags[0] if tags else "value",
+        dialect=dialect,
+        digest=source.digest,
+    )
+
+
 def _mask_projection(
     tree: exp.Select,
     index: int,
@@ -745,16 +947,7 @@ def _mask_projection(
 ) -> None:
     """Replace projection ``index`` (a bare column) with its mask, keeping its output name."""
     projection = tree.expressions[index]
-    entry = catalog.get(ref.name, ref.schema)
-    assert entry is not None
-    source, _ = sources[id(ref)]
-    tags = source.tags.get(column)
-    reference = exp.Column(
-        this=exp.to_identifier(column, quoted=True), table=_alias_for(ref.node).this.copy()
-    )
-    masked = masking.mask_expression(
-        spec, reference, entry.columns[column], tag=tags[0] if tags else "value", dialect=dialect
-    )
+    masked = _late_mask(ref, column, spec, catalog, sources, dialect)
     if isinstance(projection, exp.Alias):
         projection.set("this", masked)
     else:

@@ -9,6 +9,15 @@ next holder's statements see the previous holder's commit, because PostgreSQL pu
 commit before it releases the transaction's locks. ``verify`` reads from one REPEATABLE
 READ snapshot and takes no lock.
 
+Appends go through a server-side function, ``jupyter_gov_append``: it takes the lock, reads
+the head, hashes and inserts, so one append is one round trip that returns only after its
+commit (autocommit), and ``append_many`` sends all of its calls and the commit in one
+pipelined round trip. Each statement inside the function takes a fresh snapshot after the
+lock (a VOLATILE PL/pgSQL function), so it reads the head the previous holder committed.
+The client sends the JSON of the event's fields it hashed; the server adds the head in
+front (``'[' || to_json(prev) || ',' || rest``), so the digest is exactly
+:func:`~jupyter_gov.audit.chain.row_hash`'s and ``verify`` checks it in Python as before.
+
 Driver: psycopg 3 (the ``postgres`` extra), for its plain transactions, ``rowcount`` on a
 compare-and-set ``UPDATE`` and per-statement bound parameters; the connectors' ADBC driver
 is built for moving Arrow result sets, not for short locked transactions.
@@ -22,6 +31,7 @@ name the store by its URL with the password and every expanded value left out.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import threading
@@ -30,7 +40,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from jupyter_gov.audit.chain import _REAL_FIELDS, FIELDS
+from jupyter_gov.audit.chain import _REAL_FIELDS, FIELDS, GENESIS, _canonical, _record
 from jupyter_gov.audit.store import AuditStore
 from jupyter_gov.errors import AuditError
 from jupyter_gov.policy.model import env_references
@@ -57,6 +67,35 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS events_query ON events(query_id)",
     "CREATE INDEX IF NOT EXISTS events_subject ON events(subject)",
     "CREATE INDEX IF NOT EXISTS events_ts ON events(ts)",
+)
+
+_TYPES = ["DOUBLE PRECISION" if name in _REAL_FIELDS else "TEXT" for name in FIELDS]
+#: One append: lock, head, hash, insert (see the module's docstring). ``rest`` is the JSON
+#: array of the event's fields without its opening bracket.
+_APPEND_FUNCTION = f"""CREATE OR REPLACE FUNCTION jupyter_gov_append(
+    lock_key BIGINT, rest TEXT, {", ".join(f"p_{n} {t}" for n, t in zip(FIELDS, _TYPES))}
+) RETURNS TABLE (new_id BIGINT, new_prev TEXT, new_hash TEXT)
+LANGUAGE plpgsql VOLATILE AS $jg$
+DECLARE
+    head TEXT;
+    digest TEXT;
+    inserted BIGINT;
+BEGIN
+    PERFORM pg_advisory_xact_lock(lock_key);
+    SELECT e.hash INTO head FROM events AS e ORDER BY e.id DESC LIMIT 1;
+    head := coalesce(head, '{GENESIS}');
+    digest := encode(sha256('\\x00'::bytea
+        || convert_to('[' || to_json(head)::text || ',' || rest, 'UTF8')), 'hex');
+    INSERT INTO events ({", ".join((*FIELDS, "prev_hash", "hash"))})
+    VALUES ({", ".join(f"p_{n}" for n in FIELDS)}, head, digest)
+    RETURNING events.id INTO inserted;
+    RETURN QUERY SELECT inserted, head, digest;
+END
+$jg$"""
+_CALL = (
+    "SELECT new_id, new_prev, new_hash FROM jupyter_gov_append(%s::BIGINT, %s::TEXT, "
+    + ", ".join(f"%s::{'DOUBLE PRECISION' if t != 'TEXT' else 'TEXT'}" for t in _TYPES)
+    + ")"
 )
 
 
@@ -156,6 +195,7 @@ class PostgresAuditStore(AuditStore):
                     )
                 for statement in _SCHEMA:
                     db.execute(statement)
+                db.execute(_APPEND_FUNCTION)
         except psycopg.Error as error:
             raise AuditError(
                 f"The team audit store at {self.path} cannot be reached ({self._safe(error)}); "
@@ -223,9 +263,60 @@ class PostgresAuditStore(AuditStore):
             db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield db
 
+    def _call_args(self, record: Mapping[str, Any]) -> list[Any]:
+        """The function's arguments: the lock key, the hashed JSON after its ``[``, fields."""
+        body = json.dumps(
+            [_canonical(record.get(name)) for name in FIELDS],
+            sort_keys=True,
+            separators=(",", ":"),
+            default=str,
+        )
+        return [self._lock_key, body[1:], *(record[name] for name in FIELDS)]
+
     def _insert(self, db: Any, record: Mapping[str, Any]) -> int:
-        sql, values = self._linked_insert(db, record)
-        return int(db.execute(f"{sql} RETURNING id", values).fetchone()[0])
+        return self._append_row(db, record, [])
+
+    def _append_row(
+        self, db: Any, record: Mapping[str, Any], committed: list[dict[str, Any]]
+    ) -> int:
+        event_id, prev_hash, hash_ = db.conn.execute(_CALL, self._call_args(record)).fetchone()
+        if getattr(self, "_subscribers", ()):
+            committed.append({"id": event_id, **record, "prev_hash": prev_hash, "hash": hash_})
+        return int(event_id)
+
+    def _insert_collected(
+        self, db: Any, record: Mapping[str, Any], committed: list[dict[str, Any]]
+    ) -> int:
+        return self._append_row(db, record, committed)
+
+    def append(self, kind: str, **event: Any) -> int:
+        """One round trip: the function's statement commits on its own (autocommit)."""
+        return self.append_many([(kind, event)])[0]
+
+    def append_many(self, events: Sequence[tuple[str, Mapping[str, Any]]]) -> list[int]:
+        """Every event's call and the commit, pipelined: one round trip, all or none."""
+        records = [_record(kind, dict(event)) for kind, event in events]
+        committed: list[dict[str, Any]] = []
+        try:
+            db = self._connect()
+            if len(records) == 1:
+                ids = [self._append_row(db, records[0], committed)]
+            else:
+                with db.conn.pipeline(), db.conn.transaction():
+                    cursors = [
+                        db.conn.execute(_CALL, self._call_args(record)) for record in records
+                    ]
+                rows = [cursor.fetchone() for cursor in cursors]
+                ids = [int(row[0]) for row in rows]
+                if getattr(self, "_subscribers", ()):
+                    committed = [
+                        {"id": row[0], **record, "prev_hash": row[1], "hash": row[2]}
+                        for row, record in zip(rows, records, strict=True)
+                    ]
+        except (OSError, *self._errors) as error:
+            raise self._write_error(error, "the statement was not run.") from error
+        self._publish(committed)
+        return ids
 
     def _slot_sql(self) -> str:
         return "CAST(floor(ts / ?) AS BIGINT)"

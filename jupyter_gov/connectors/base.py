@@ -22,6 +22,9 @@ class TableEntry:
     schema: str
     name: str
     columns: Mapping[str, exp.DataType]
+    #: Column sets the engine enforces as unique and not null (primary keys), spelt as in
+    #: ``columns``: late masking may group by a masked column that one of them determines.
+    keys: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass
@@ -37,12 +40,20 @@ class Catalog:
 
     @classmethod
     def from_rows(
-        cls, rows: list[tuple[str, str, str, str]], default_schema: str, dialect: str = "duckdb"
+        cls,
+        rows: list[tuple[str, str, str, str]],
+        default_schema: str,
+        dialect: str = "duckdb",
+        keys: Iterable[tuple[str, str, Iterable[str]]] = (),
     ) -> Catalog:
         """Build from ``(schema, table, column, type)`` rows in ordinal order.
 
         Types are read in the engine's own dialect (a MySQL ``TINYINT(1)`` is not DuckDB's).
+        ``keys`` are ``(schema, table, columns)`` primary keys the engine enforces.
         """
+        key_sets: dict[tuple[str, str], list[tuple[str, ...]]] = {}
+        for schema, table, key_columns in keys:
+            key_sets.setdefault((schema, table), []).append(tuple(key_columns))
         grouped: dict[tuple[str, str], dict[str, exp.DataType]] = {}
         for schema, table, column, data_type in rows:
             grouped.setdefault((schema, table), {})[column] = _parse_type(data_type, dialect)
@@ -51,11 +62,14 @@ class Catalog:
             (s for s, _ in grouped if s.lower() == default_schema.lower()), default_schema
         )
         for (schema, table), columns in grouped.items():
-            entry = TableEntry(schema=schema, name=table, columns=columns)
+            known = [k for k in key_sets.get((schema, table), []) if k and set(k) <= set(columns)]
+            entry = TableEntry(schema=schema, name=table, columns=columns, keys=tuple(known))
             catalog.tables[f"{schema}.{table}".lower()] = entry
             if schema.lower() == default_schema.lower():
                 catalog.tables.setdefault(table.lower(), entry)
-        digest = hashlib.sha256(repr(sorted(rows)).encode()).hexdigest()[:16]
+        # Keys are part of the version: a plan that relied on a dropped key is not reused.
+        shape = (sorted(rows), sorted((k, sorted(v)) for k, v in key_sets.items()))
+        digest = hashlib.sha256(repr(shape if key_sets else sorted(rows)).encode()).hexdigest()[:16]
         catalog.version = digest
         return catalog
 

@@ -70,6 +70,13 @@ WHERE table_catalog = current_database()
 ORDER BY table_schema, table_name, ordinal_position
 """
 
+#: Primary keys (DuckDB enforces them: unique and not null).
+_KEYS_SQL = """
+SELECT schema_name, table_name, constraint_column_names
+FROM duckdb_constraints()
+WHERE constraint_type = 'PRIMARY KEY' AND database_name = current_database()
+"""
+
 
 class DuckDBConnector(HoldsStream):
     """A governed DuckDB connection: ``duckdb:demo``, ``duckdb:memory`` or ``duckdb:///path``."""
@@ -123,13 +130,17 @@ class DuckDBConnector(HoldsStream):
                 self._detach()
                 try:
                     rows = self.con.execute(PROFILE.catalog_query).fetchall()
+                    keys = self.con.execute(_KEYS_SQL).fetchall()
                 except duckdb.Error as error:
                     raise ConnectionFailed(
                         f"Could not read the catalog of connection {self.name!r}: "
                         f"{safe_error(str(error), self.policy_url)}"
                     ) from None
                 self._catalog = Catalog.from_rows(
-                    rows, default_schema=PROFILE.default_schema, dialect=PROFILE.dialect
+                    rows,
+                    default_schema=PROFILE.default_schema,
+                    dialect=PROFILE.dialect,
+                    keys=keys,
                 )
             return self._catalog
 
@@ -250,6 +261,9 @@ class _Stream(BufferedStream):
 
 class DuckDBMasks(MaskDialect):
     """DuckDB's ``regexp_replace`` replaces the first match unless given the ``'g'`` option."""
+
+    def md5_hex(self, text: exp.Expr) -> exp.Expr:
+        return call("MD5", text)  # lower-case hex of the UTF-8 bytes, as DuckDB's
 
     def regexp_replace_all(self, text: exp.Expr, pattern: str, replacement: str) -> exp.Expr:
         return call(

@@ -60,6 +60,9 @@ ORDER BY table_schema, table_name, ordinal_position
 
 
 class MySQLMasks(MaskDialect):
+    def md5_hex(self, text: exp.Expr) -> exp.Expr:
+        return call("MD5", text)  # lower-case hex of the UTF-8 bytes, as DuckDB's
+
     def year_start(self, ref: exp.Expr, dtype: exp.DataType) -> exp.Expr:
         first_day = call("MAKEDATE", call("YEAR", ref), exp.Literal.number(1))
         return exp.cast(first_day, dtype.copy())

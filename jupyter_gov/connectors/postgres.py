@@ -46,6 +46,9 @@ class PostgresMasks(MaskDialect):
         utf8 = call("CONVERT_TO", text, exp.Literal.string("UTF8"))
         return call("ENCODE", call("SHA256", utf8), exp.Literal.string("hex"))
 
+    def md5_hex(self, text: exp.Expr) -> exp.Expr:
+        return call("MD5", call("CONVERT_TO", text, exp.Literal.string("UTF8")))
+
     def regexp_replace_all(self, text: exp.Expr, pattern: str, replacement: str) -> exp.Expr:
         return call(
             "REGEXP_REPLACE",

@@ -68,6 +68,11 @@ class MaskDialect:
         """The lower-case hex SHA-256 digest of the UTF-8 bytes of ``text``."""
         return exp.SHA2(this=text, length=exp.Literal.number(256))
 
+    def md5_hex(self, text: exp.Expr) -> exp.Expr:
+        """The lower-case hex MD5 digest of the UTF-8 bytes of ``text`` (``masking.digest:
+        md5``). Only engines whose spelling is checked against DuckDB's value override it."""
+        raise MaskUnsupported("no MD5 digest is known to match DuckDB's on this engine")
+
     def concat(self, left: exp.Expr, right: exp.Expr) -> exp.Expr:
         """Text concatenation that is NULL when either side is."""
         return exp.DPipe(this=left, expression=right)

@@ -79,6 +79,9 @@ _CHATTY_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
 
 
 class SparkMasks(MaskDialect):
+    def md5_hex(self, text: exp.Expr) -> exp.Expr:
+        return call("MD5", text)  # lower-case hex of the UTF-8 bytes, as DuckDB's
+
     def regexp_replace_all(self, text: exp.Expr, pattern: str, replacement: str) -> exp.Expr:
         literal = replacement.replace("\\", "\\\\").replace("$", "\\$")
         return call(

@@ -52,6 +52,11 @@ def sha256_hex(text: object) -> str | None:
     return None if text is None else hashlib.sha256(str(text).encode()).hexdigest()
 
 
+def md5_hex(text: object) -> str | None:
+    """``gov_md5``: lower-case hex MD5 of the UTF-8 text, as DuckDB's ``md5``."""
+    return None if text is None else hashlib.md5(str(text).encode()).hexdigest()
+
+
 @lru_cache(maxsize=64)
 def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
@@ -67,6 +72,9 @@ def regexp_replace(text: object, pattern: str, replacement: str) -> str | None:
 class SQLiteMasks(MaskDialect):
     def sha256_hex(self, text: exp.Expr) -> exp.Expr:
         return call("gov_sha256", text)
+
+    def md5_hex(self, text: exp.Expr) -> exp.Expr:
+        return call("gov_md5", text)
 
     def regexp_replace_all(self, text: exp.Expr, pattern: str, replacement: str) -> exp.Expr:
         return call(
@@ -219,6 +227,10 @@ PROFILE = Profile(
         "load_extension": False,
         "limit_attached": 0,
     },
-    udfs={"gov_sha256": (1, sha256_hex), "gov_regexp_replace": (3, regexp_replace)},
+    udfs={
+        "gov_sha256": (1, sha256_hex),
+        "gov_md5": (1, md5_hex),
+        "gov_regexp_replace": (3, regexp_replace),
+    },
     connect=_connect,
 )

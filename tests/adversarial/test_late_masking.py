@@ -2,17 +2,23 @@
 answer scan masking gives, and the oracle still finds no raw value in it.
 
 Every fast statement of :mod:`tests.adversarial.test_masking_oracle`, plus the shapes below
-that late masking is meant for, is planned both ways. Where the two plans are the same SQL
-the answers are the same by construction, and the test pins which statements those are;
-where they differ, both run (for ``bob``, and ``carol`` whose row filter applies) and must
-give identical answers, the late one also passing the oracle. With late masking the
-default, ``test_masking_oracle`` itself runs every shape under it.
+that late masking is meant for, is planned both ways, on the demo database with its primary
+keys declared (``customer_id``, ``order_id``, ``ticket_id``: the functional-dependency rule
+needs them). Where the two plans are the same SQL the answers are the same by construction,
+and the test pins which statements those are; where they differ, both run (for ``bob``, and
+``carol`` whose row filter applies) and must give identical answers, the late one also
+passing the oracle. With late masking the default, ``test_masking_oracle`` itself runs every
+shape under it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import pytest
 
+from jupyter_gov.connectors.duckdb import DuckDBConnector
+from jupyter_gov.engine import GovernedSession
 from jupyter_gov.policy import Policy
 from tests.adversarial.oracle import assert_same_answer, attempt, check
 from tests.adversarial.test_masking_oracle import FAST, Attack
@@ -47,14 +53,94 @@ LATE_SHAPES: dict[str, tuple[str, bool, bool]] = {
         False,
         True,
     ),
+    # ORDER BY a projected masked column: ordered by its mask computed at the output.
     "order_by_its_output_name": (
         "SELECT email FROM customers ORDER BY email, customer_id LIMIT 20",
         True,
-        False,
+        True,
     ),
     "order_by_its_alias": (
         "SELECT c.email AS e FROM customers c ORDER BY e, c.customer_id LIMIT 20",
         True,
+        True,
+    ),
+    "order_by_its_column_desc": (
+        "SELECT c.phone, c.customer_id FROM customers c ORDER BY c.phone DESC NULLS FIRST, "
+        "c.customer_id LIMIT 30",
+        True,
+        True,
+    ),
+    "token_grouped_and_ordered": (
+        "SELECT c.full_name, count(*) AS n FROM customers c JOIN orders o "
+        "ON o.customer_id = c.customer_id GROUP BY c.full_name "
+        "ORDER BY n DESC, c.full_name LIMIT 25",
+        True,
+        True,
+    ),
+    "order_by_an_expression_of_it": (
+        "SELECT email FROM customers ORDER BY lower(email), customer_id LIMIT 20",
+        True,
+        False,
+    ),
+    "order_by_it_unprojected": (
+        "SELECT customer_id FROM customers ORDER BY email, customer_id LIMIT 20",
+        True,
+        False,
+    ),
+    # GROUP BY a masked column beside the primary key of the same table: the key's groups.
+    "partial_grouped_with_its_key": (
+        "SELECT customer_id, phone, ssn, count(*) AS n FROM customers "
+        "GROUP BY customer_id, phone, ssn",
+        False,
+        True,
+    ),
+    "email_and_year_grouped_with_its_key_after_a_join": (
+        "SELECT c.customer_id, c.email, c.birth_date, count(o.order_id) AS n, "
+        "sum(o.amount) AS total FROM customers c LEFT JOIN orders o "
+        "ON o.customer_id = c.customer_id GROUP BY c.customer_id, c.email, c.birth_date "
+        "ORDER BY total DESC NULLS LAST, c.customer_id LIMIT 40",
+        True,
+        True,
+    ),
+    "partial_grouped_with_another_tables_key": (
+        "SELECT o.order_id, c.phone FROM orders o JOIN customers c "
+        "ON c.customer_id = o.customer_id GROUP BY o.order_id, c.phone",
+        False,
+        False,
+    ),
+    "partial_grouped_with_the_key_of_another_alias": (
+        "SELECT b.customer_id, a.phone, count(*) AS n FROM customers a JOIN customers b "
+        "ON a.country = b.country AND b.customer_id < 5 GROUP BY b.customer_id, a.phone",
+        False,
+        False,
+    ),
+    # ORDER BY ... LIMIT on other columns: masked on the rows the limit keeps.
+    "masked_after_the_limit": (
+        "SELECT c.customer_id, c.full_name, c.phone, sum(o.amount) AS total FROM customers c "
+        "JOIN orders o ON o.customer_id = c.customer_id GROUP BY c.customer_id, c.full_name, "
+        "c.phone ORDER BY total DESC, c.customer_id LIMIT 15",
+        True,
+        True,
+    ),
+    "masked_after_the_limit_and_offset": (
+        "WITH recent AS (SELECT customer_id, max(order_date) AS last FROM orders "
+        "GROUP BY customer_id) SELECT c.customer_id, c.email AS mail, c.ssn, r.last "
+        "FROM customers c JOIN recent r ON r.customer_id = c.customer_id "
+        "ORDER BY r.last DESC, c.customer_id LIMIT 10 OFFSET 5",
+        True,
+        True,
+    ),
+    # EXISTS (SELECT * ...) reads no column of the outer query.
+    "beside_exists_star": (
+        "SELECT c.email, c.phone FROM customers c WHERE EXISTS "
+        "(SELECT * FROM orders o WHERE o.customer_id = c.customer_id AND o.amount > 900)",
+        False,
+        True,
+    ),
+    "exists_star_reading_it": (
+        "SELECT c.email FROM customers c WHERE EXISTS "
+        "(SELECT * FROM orders o WHERE o.customer_id = c.customer_id AND c.email LIKE 'a%')",
+        False,
         False,
     ),
     "filtered_on_itself": ("SELECT email FROM customers WHERE email LIKE '%a%'", False, False),
@@ -96,9 +182,36 @@ def policies(demo_policy: Policy) -> dict[bool, Policy]:
     return {late: _with_late(demo_policy, late) for late in (False, True)}
 
 
+#: The demo tables' keys, declared the way a warehouse declares them.
+PRIMARY_KEYS = {"customers": "customer_id", "orders": "order_id", "support_tickets": "ticket_id"}
+
+
+@pytest.fixture(scope="module")
+def keyed() -> Iterator[DuckDBConnector]:
+    """The demo database (the oracle's references hold for it) with primary keys declared."""
+    connector = DuckDBConnector("demo", "duckdb:demo")
+    for table, key in PRIMARY_KEYS.items():
+        connector.con.execute(f'ALTER TABLE "{table}" ADD PRIMARY KEY ("{key}")')
+    yield connector
+    connector.close()
+
+
+@pytest.fixture
+def session_for(keyed: DuckDBConnector) -> Callable[[str, Policy], GovernedSession]:
+    """``session_for(user, policy)``: a governed session on the keyed demo database."""
+
+    def make(user: str, policy: Policy) -> GovernedSession:
+        session = GovernedSession(policy, user)
+        session.use_connector("demo", keyed)
+        return session
+
+    return make
+
+
 def test_late_masking_moves_masks_only_on_the_proven_shapes(session_for, policies):
-    """Which statements mask late: those that only project (or group under a hash or token
-    mask) a masked column; every other statement is rewritten exactly as before."""
+    """Which statements mask late: those that only project, order by (or group under a hash
+    or token mask, or beside their table's primary key) a masked column; every other
+    statement is rewritten exactly as before."""
     scan, late = session_for("bob", policies[False]), session_for("bob", policies[True])
     moved = {
         a.name
@@ -126,3 +239,18 @@ def test_late_masking_answers_as_scan_masking_does(
     assert scan.table is not None and late.table is not None
     assert late.table.column_names == scan.table.column_names
     assert_same_answer(late.table, scan.table, sql=attack.sql, ordered=attack.ordered)
+
+
+def test_grouping_beside_a_key_moves_no_mask_when_no_key_is_declared(
+    demo_connector: DuckDBConnector, policies
+):
+    """The functional dependency is taken only from a primary key the engine enforces: on
+    the same data without declared keys, a partial mask grouped beside ``customer_id``
+    stays in the scan."""
+    sql = LATE_SHAPES["partial_grouped_with_its_key"][0]
+    plans = {}
+    for late in (False, True):
+        session = GovernedSession(policies[late], "bob")
+        session.use_connector("demo", demo_connector)
+        plans[late] = session.explain(sql).rewritten_sql
+    assert plans[True] == plans[False]
