@@ -95,8 +95,16 @@ class MaskDialect:
         return exp.Right(this=text, expression=exp.Literal.number(count))
 
     def position(self, text: exp.Expr, needle: str) -> exp.Expr:
-        """1-based character position of the first ``needle`` in ``text``; 0 when absent."""
-        return exp.StrPosition(this=text, substr=exp.Literal.string(needle))
+        """1-based character position of the first ``needle`` in ``text``; 0 when absent.
+
+        A control character is spelt ``CHR(n)``: a raw newline or tab inside the rewritten
+        SQL would reach the audit and the golden fixtures as a broken line.
+        """
+        if len(needle) == 1 and not needle.isprintable():
+            literal: exp.Expr = exp.Chr(expressions=[exp.Literal.number(ord(needle))])
+        else:
+            literal = exp.Literal.string(needle)
+        return exp.StrPosition(this=text, substr=literal)
 
     def substring(self, text: exp.Expr, start: exp.Expr, length: int | None = None) -> exp.Expr:
         """Characters from 1-based ``start``, to the end or ``length`` of them."""
