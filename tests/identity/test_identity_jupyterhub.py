@@ -81,6 +81,14 @@ def test_jupyterhub_user_env_cannot_choose_the_identity(
     assert identity.attributes == {"hub_admin": False}
 
 
+def test_token_owner_is_the_identity_even_with_jupyterhub_user_alice(
+    jupyterhub_server: RealHub,  # noqa: F811
+) -> None:
+    token = jupyterhub_server.issue_token("root")
+    env = hub_env(jupyterhub_server, token, JUPYTERHUB_USER="alice")
+    assert JupyterHubProvider(env=env).current().subject == "root"
+
+
 def test_a_made_up_token_is_refused_in_one_sentence_without_the_token(
     jupyterhub_server: RealHub,  # noqa: F811
 ) -> None:
