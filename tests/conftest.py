@@ -131,4 +131,8 @@ def raw_sql(store: Any, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any,
 
 # One Spark Connect server per test session, shared by tests/connectors (Spark in the engine
 # matrix), tests/spark and the notebook tests; it starts only when a test asks for it.
+# One JupyterHub per test session (registered here, once: a session fixture imported into
+# several modules would start one Hub per module), for tests/identity, tests/gateway and
+# tests/adversarial; it starts only when a test asks for it.
+from tests.hub_server import jupyterhub_server  # noqa: E402, F401
 from tests.spark_server import spark_jobs, spark_server, spark_ui_port  # noqa: E402, F401

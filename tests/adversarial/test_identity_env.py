@@ -14,12 +14,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from identity.conftest import hub_server, oidc_server  # noqa: F401  (fixtures)
+from identity.conftest import oidc_server  # noqa: F401  (the fixture)
 
 from jupyter_gov.engine import GovernedSession
 from jupyter_gov.errors import IdentityError
 from jupyter_gov.identity.oidc import TokenValidator
 from jupyter_gov.policy import Policy
+from tests.hub_server import RealHub
 
 PROXY_VARS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 
@@ -60,9 +61,9 @@ def lying_hub() -> Iterator[str]:
         thread.join(5)
 
 
-def hub_session(hub: Any, demo_connector: Any, monkeypatch: pytest.MonkeyPatch, **env: str):
+def hub_session(hub: RealHub, demo_connector: Any, monkeypatch: pytest.MonkeyPatch, **env: str):
     monkeypatch.setenv("JUPYTERHUB_API_URL", hub.api_url)
-    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "good-token")  # alice's server token
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", hub.issue_token("alice"))  # her server's token
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     session = GovernedSession(hub_policy())
@@ -71,11 +72,11 @@ def hub_session(hub: Any, demo_connector: Any, monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_jupyterhub_user_root_in_the_kernel_env_stays_alice_and_masked(
-    hub_server: Any,  # noqa: F811
+    jupyterhub_server: RealHub,
     demo_connector: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    session = hub_session(hub_server, demo_connector, monkeypatch, JUPYTERHUB_USER="root")
+    session = hub_session(jupyterhub_server, demo_connector, monkeypatch, JUPYTERHUB_USER="root")
     result = session.sql("SELECT email FROM customers LIMIT 1")
     assert result.identity.subject == "alice" and result.masked_columns == {"email": "email"}
     (decision,) = session.audit.events(kinds=["decision"])
@@ -83,7 +84,7 @@ def test_jupyterhub_user_root_in_the_kernel_env_stays_alice_and_masked(
 
 
 def test_proxy_in_the_kernel_env_cannot_answer_for_the_hub(
-    hub_server: Any,  # noqa: F811
+    jupyterhub_server: RealHub,
     lying_hub: str,
     demo_connector: Any,
     monkeypatch: pytest.MonkeyPatch,
@@ -91,7 +92,7 @@ def test_proxy_in_the_kernel_env_cannot_answer_for_the_hub(
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     session = hub_session(
-        hub_server, demo_connector, monkeypatch, **dict.fromkeys(PROXY_VARS, lying_hub)
+        jupyterhub_server, demo_connector, monkeypatch, **dict.fromkeys(PROXY_VARS, lying_hub)
     )
     result = session.sql("SELECT email FROM customers LIMIT 1")
     assert result.identity.subject == "alice" and result.masked_columns == {"email": "email"}

@@ -15,14 +15,14 @@ import yaml
 
 from jupyter_gov.errors import IdentityError
 from jupyter_gov.gateway.server import GatewayServer
-from tests.hub_server import RealHub, jupyterhub_server  # noqa: F401  (the fixture)
+from tests.hub_server import RealHub
 
 pytestmark = pytest.mark.server
 
 
 @pytest.fixture
 def start_gateway(
-    jupyterhub_server: RealHub,  # noqa: F811
+    jupyterhub_server: RealHub,
     tmp_path: Path,
 ) -> Iterator[Callable[..., GatewayServer]]:
     """Start a gateway on the demo policy that accepts Hub tokens, with the Hub's answers
@@ -60,7 +60,7 @@ def session(server: GatewayServer, token: str) -> Any:
 
 def test_a_hub_token_is_its_owner_with_the_hubs_groups(
     hub_gateway: GatewayServer,
-    jupyterhub_server: RealHub,  # noqa: F811
+    jupyterhub_server: RealHub,
 ) -> None:
     alice = session(hub_gateway, jupyterhub_server.issue_token("alice"))
     result = alice.sql("SELECT email FROM customers LIMIT 1")
@@ -70,7 +70,7 @@ def test_a_hub_token_is_its_owner_with_the_hubs_groups(
 
 def test_the_hubs_answer_is_kept_for_the_cache_ttl(
     hub_gateway: GatewayServer,
-    jupyterhub_server: RealHub,  # noqa: F811
+    jupyterhub_server: RealHub,
 ) -> None:
     """Within ``cache_ttl`` (60 s here) the gateway does not ask the Hub again: a token
     revoked meanwhile still works until then (the documented price of the cache)."""
@@ -83,7 +83,7 @@ def test_the_hubs_answer_is_kept_for_the_cache_ttl(
 
 def test_a_revoked_hub_token_is_refused_once_the_cache_has_expired(
     start_gateway: Callable[..., GatewayServer],
-    jupyterhub_server: RealHub,  # noqa: F811
+    jupyterhub_server: RealHub,
 ) -> None:
     gateway = start_gateway(cache_ttl=0)
     token = jupyterhub_server.issue_token("alice")
@@ -104,7 +104,7 @@ def test_a_revoked_hub_token_is_refused_once_the_cache_has_expired(
 )
 def test_tokens_the_hub_does_not_vouch_for_are_refused(
     hub_gateway: GatewayServer,
-    jupyterhub_server: RealHub,  # noqa: F811
+    jupyterhub_server: RealHub,
     token: str,
     sentence: str,
 ) -> None:
@@ -116,7 +116,7 @@ def test_tokens_the_hub_does_not_vouch_for_are_refused(
 
 def test_a_hub_token_signs_in_at_the_pg_door_beside_flight_as_its_owner(
     hub_gateway: GatewayServer,
-    jupyterhub_server: RealHub,  # noqa: F811
+    jupyterhub_server: RealHub,
 ) -> None:
     """``gateway serve --pg-listen`` shares the Flight door's authenticator: a Hub token as
     the password is the Hub's answer about its owner, as it is over Flight."""

@@ -1,4 +1,7 @@
-"""A real OIDC provider over TLS on 127.0.0.1 for the identity tests, and a small JupyterHub.
+"""A real OIDC provider over TLS on 127.0.0.1 for the identity tests.
+
+The real JupyterHub of the Hub identity tests is ``tests/hub_server.py`` (registered in
+``tests/conftest.py``).
 
 ``oidc-provider-mock`` (a Flask app built on authlib) is mounted twice, under ``/tenant1`` and
 ``/tenant2`` (each with its own signing key), behind a ``trustme`` CA that
@@ -18,7 +21,6 @@
 from __future__ import annotations
 
 import collections
-import http.server
 import json
 import os
 import secrets
@@ -30,7 +32,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 
@@ -405,102 +406,3 @@ class Clock:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-# -- JupyterHub ---------------------------------------------------------------------------
-
-HUB_USERS = {
-    "alice": {
-        "kind": "user",
-        "name": "alice",
-        "admin": False,
-        "groups": ["analysts"],
-        "roles": ["user"],
-        "server": "/user/alice/",
-        "pending": None,
-    },
-    "root": {
-        "kind": "user",
-        "name": "root",
-        "admin": True,
-        "groups": ["admins"],
-        "roles": ["admin", "user"],
-        "server": None,
-        "pending": None,
-    },
-}
-#: token -> (owner, scope): "full" may read the owner's groups and roles, "none" nothing.
-HUB_TOKENS = {
-    "good-token": ("alice", "full"),
-    "root-token": ("root", "full"),
-    "weak-token": ("alice", "none"),
-    "service-token": ("announcer", "service"),
-}
-
-
-@dataclass
-class HubServer:
-    api_url: str
-    requests: list[str]
-
-
-@pytest.fixture
-def hub_server() -> Iterator[HubServer]:
-    """The documented Hub API subset, with token auth: ``GET /hub/api/user`` (the token's
-    owner) and ``GET /hub/api/users/{name}``."""
-    seen: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            auth = self.headers.get("Authorization", "")
-            owner, scope = (
-                HUB_TOKENS.get(auth.removeprefix("token "), (None, None))
-                if auth.startswith("token ")
-                else (None, None)
-            )
-            path = urlparse(self.path).path
-            if scope is None:
-                return self._json(403, {"status": 403, "message": "Missing or invalid token"})
-            if scope == "none":
-                return self._json(
-                    403,
-                    {
-                        "status": 403,
-                        "message": "Action is not authorized with current "
-                        "scopes; requires any of [read:users]",
-                    },
-                )
-            if path == "/hub/api/user":
-                if scope == "service":
-                    return self._json(200, {"kind": "service", "name": owner, "roles": []})
-                return self._json(200, HUB_USERS[owner])
-            name = path.removeprefix("/hub/api/users/")
-            if not path.startswith("/hub/api/users/") or name not in HUB_USERS:
-                return self._json(404, {"status": 404, "message": "Not Found"})
-            return self._json(200, HUB_USERS[name])
-
-        def _json(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-    )
-    thread.start()
-    try:
-        yield HubServer(
-            api_url=f"http://127.0.0.1:{server.server_address[1]}/hub/api", requests=seen
-        )
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)

@@ -132,10 +132,12 @@ def test_device_login_widget_shows_code_then_the_signed_in_name(oidc_server, msa
     assert session.audit.events(kinds=["sign_in"])[0]["subject"] == "alice"
 
 
-def test_jupyterhub_identity_is_verified_in_the_audit(hub_server, demo_connector, monkeypatch):
+def test_jupyterhub_identity_is_verified_in_the_audit(
+    jupyterhub_server, demo_connector, monkeypatch
+):
     monkeypatch.setenv("JUPYTERHUB_USER", "alice")
-    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "good-token")
-    monkeypatch.setenv("JUPYTERHUB_API_URL", hub_server.api_url)
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", jupyterhub_server.issue_token("alice"))
+    monkeypatch.setenv("JUPYTERHUB_API_URL", jupyterhub_server.api_url)
     data = json.loads(json.dumps(Policy.load().data))
     data["identity"] = {"provider": "jupyterhub"}
     session = session_with(Policy(data), JupyterHubProvider(), demo_connector)

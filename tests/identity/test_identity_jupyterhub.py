@@ -19,7 +19,7 @@ import pytest
 from jupyter_gov.errors import IdentityError
 from jupyter_gov.identity.factory import provider_from_config
 from jupyter_gov.identity.jupyterhub import JupyterHubProvider
-from tests.hub_server import RealHub, jupyterhub_server  # noqa: F401  (the fixture)
+from tests.hub_server import RealHub
 
 pytestmark = pytest.mark.server
 
@@ -29,13 +29,13 @@ def hub_env(hub: RealHub, token: str, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def alice_token(jupyterhub_server: RealHub) -> str:  # noqa: F811
+def alice_token(jupyterhub_server: RealHub) -> str:
     """A fresh API token of alice, as the Hub gives her single-user server."""
     return jupyterhub_server.issue_token("alice")
 
 
 def test_a_user_token_is_its_owner_with_the_hubs_groups_and_roles(
-    jupyterhub_server: RealHub,  # noqa: F811
+    jupyterhub_server: RealHub,
     alice_token: str,
 ) -> None:
     identity = JupyterHubProvider(env=hub_env(jupyterhub_server, alice_token)).current()
@@ -47,7 +47,7 @@ def test_a_user_token_is_its_owner_with_the_hubs_groups_and_roles(
 
 
 def test_a_hub_admin_token_carries_the_admin_role_and_flag(
-    jupyterhub_server: RealHub,  # noqa: F811
+    jupyterhub_server: RealHub,
 ) -> None:
     token = jupyterhub_server.issue_token("root")
     root = JupyterHubProvider(env=hub_env(jupyterhub_server, token)).current()
@@ -56,7 +56,7 @@ def test_a_hub_admin_token_carries_the_admin_role_and_flag(
 
 
 def test_hub_groups_map_to_the_demo_policys_roles(
-    jupyterhub_server: RealHub,  # noqa: F811
+    jupyterhub_server: RealHub,
     alice_token: str,
 ) -> None:
     """The Hub group ``analysts`` is the demo policy's ``analyst`` role; the Hub's own role
@@ -71,7 +71,7 @@ def test_hub_groups_map_to_the_demo_policys_roles(
 
 
 def test_jupyterhub_user_env_cannot_choose_the_identity(
-    jupyterhub_server: RealHub,  # noqa: F811
+    jupyterhub_server: RealHub,
     alice_token: str,
 ) -> None:
     """alice's token with JUPYTERHUB_USER=root is still alice, with alice's groups."""
@@ -82,7 +82,7 @@ def test_jupyterhub_user_env_cannot_choose_the_identity(
 
 
 def test_token_owner_is_the_identity_even_with_jupyterhub_user_alice(
-    jupyterhub_server: RealHub,  # noqa: F811
+    jupyterhub_server: RealHub,
 ) -> None:
     token = jupyterhub_server.issue_token("root")
     env = hub_env(jupyterhub_server, token, JUPYTERHUB_USER="alice")
@@ -90,7 +90,7 @@ def test_token_owner_is_the_identity_even_with_jupyterhub_user_alice(
 
 
 def test_a_made_up_token_is_refused_in_one_sentence_without_the_token(
-    jupyterhub_server: RealHub,  # noqa: F811
+    jupyterhub_server: RealHub,
 ) -> None:
     token = "made-up-" + "0" * 24
     provider = JupyterHubProvider(env=hub_env(jupyterhub_server, token))
@@ -99,7 +99,7 @@ def test_a_made_up_token_is_refused_in_one_sentence_without_the_token(
     assert token not in str(error.value) and str(error.value).count(". ") == 0
 
 
-def test_a_revoked_token_is_refused(jupyterhub_server: RealHub) -> None:  # noqa: F811
+def test_a_revoked_token_is_refused(jupyterhub_server: RealHub) -> None:
     token = jupyterhub_server.issue_token("alice")
     assert JupyterHubProvider(env=hub_env(jupyterhub_server, token)).current().subject == "alice"
     jupyterhub_server.revoke_token(token)
@@ -108,7 +108,7 @@ def test_a_revoked_token_is_refused(jupyterhub_server: RealHub) -> None:  # noqa
 
 
 def test_a_revoked_token_is_honoured_only_until_the_cache_ttl_ends(
-    jupyterhub_server: RealHub,  # noqa: F811
+    jupyterhub_server: RealHub,
 ) -> None:
     """The answer is kept for ``cache_ttl``; the first ask after it hears of the revocation."""
     token = jupyterhub_server.issue_token("alice")
@@ -125,7 +125,7 @@ def test_a_revoked_token_is_honoured_only_until_the_cache_ttl_ends(
         provider.current()
 
 
-def test_service_token_is_not_a_user(jupyterhub_server: RealHub) -> None:  # noqa: F811
+def test_service_token_is_not_a_user(jupyterhub_server: RealHub) -> None:
     env = hub_env(jupyterhub_server, jupyterhub_server.service_token)
     with pytest.raises(IdentityError, match="belongs to a Hub service, not a user"):
         JupyterHubProvider(env=env).current()
@@ -146,7 +146,7 @@ def test_unreachable_hub_fails_closed() -> None:
 
 
 def test_policy_can_pin_the_hub_api_url(
-    jupyterhub_server: RealHub,  # noqa: F811
+    jupyterhub_server: RealHub,
     alice_token: str,
 ) -> None:
     """A JUPYTERHUB_API_URL pointing at a fake Hub is ignored when the policy pins it."""
@@ -185,7 +185,7 @@ def lying_proxy() -> Iterator[dict[str, Any]]:
 
 
 def test_proxy_env_vars_cannot_answer_for_the_hub(
-    jupyterhub_server: RealHub,  # noqa: F811
+    jupyterhub_server: RealHub,
     alice_token: str,
     lying_proxy: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
