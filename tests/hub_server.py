@@ -9,7 +9,8 @@ the fixture uses to issue and revoke user tokens through the Hub's REST API, and
 ``announcer`` with a token of its own. Skipped with the reason when jupyterhub or
 configurable-http-proxy is missing (a failure when ``CI=true``).
 
-Conftests that need it import it: ``from tests.hub_server import jupyterhub_server``.
+It is registered once, in ``tests/conftest.py``: a session fixture imported into several
+modules would start one Hub per module. Tests import only :class:`RealHub` from here.
 """
 
 from __future__ import annotations
