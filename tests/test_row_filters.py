@@ -12,19 +12,20 @@ def carol(session_for):
     return session_for("carol")
 
 
-@pytest.mark.parametrize(
-    "sql",
-    [
-        "SELECT DISTINCT region FROM orders",
-        "SELECT DISTINCT o.region FROM orders o",
-        "WITH x AS (SELECT * FROM orders) SELECT DISTINCT region FROM x",
-        "SELECT DISTINCT region FROM (SELECT * FROM orders) t",
-        "SELECT DISTINCT region FROM orders WHERE region <> 'EMEA' OR 1=1",
-        "SELECT region FROM orders UNION SELECT region FROM orders",
-        "SELECT DISTINCT o.region FROM customers c JOIN orders o USING (customer_id)",
-        "SELECT DISTINCT first_value(region) OVER (PARTITION BY customer_id) FROM orders",
-    ],
+#: Statements whose only regions must be EMEA for carol (also run through the gateway).
+EMEA_ONLY = (
+    "SELECT DISTINCT region FROM orders",
+    "SELECT DISTINCT o.region FROM orders o",
+    "WITH x AS (SELECT * FROM orders) SELECT DISTINCT region FROM x",
+    "SELECT DISTINCT region FROM (SELECT * FROM orders) t",
+    "SELECT DISTINCT region FROM orders WHERE region <> 'EMEA' OR 1=1",
+    "SELECT region FROM orders UNION SELECT region FROM orders",
+    "SELECT DISTINCT o.region FROM customers c JOIN orders o USING (customer_id)",
+    "SELECT DISTINCT first_value(region) OVER (PARTITION BY customer_id) FROM orders",
 )
+
+
+@pytest.mark.parametrize("sql", EMEA_ONLY)
 def test_emea_analyst_sees_only_emea_orders(carol, sql):
     assert {row[0] for row in carol.sql(sql).fetchall()} == {"EMEA"}
 

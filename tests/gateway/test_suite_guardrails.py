@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests import test_guardrails
 from tests.gateway.conftest import PathFactory
 from tests.test_guardrails import DENIED
 
@@ -22,16 +23,7 @@ pytestmark = [
 ]
 
 DISGUISED = (
-    "/* harmless */ DROP TABLE customers",
-    "-- comment\nDROP TABLE customers",
-    "dRoP TaBlE customers",
-    "SELECT 1; DROP TABLE customers",
-    "SELECT 1;\n/* x */ drop table orders;",
-    "WITH x AS (SELECT 1) SELECT * FROM x; TRUNCATE orders",
-    "SELECT * FROM READ_CSV('/etc/passwd')",
-    "SELECT * FROM (SELECT * FROM read_text('/etc/passwd'))",
-    "WITH f AS (SELECT * FROM glob('*')) SELECT * FROM f",
-    "SELECT (SELECT count(*) FROM read_blob('/etc/passwd'))",
+    *test_guardrails.DISGUISED,
     "DELETE FROM orders WHERE order_id = 1; DROP TABLE orders",
     "SELECT 1; SELECT * FROM read_csv('x')",
 )

@@ -15,24 +15,13 @@ import pytest
 from tests.adversarial.oracle import check
 from tests.adversarial.test_row_filter_oracle import CATALOG, KNOWN_HOLES, PROBES
 from tests.gateway.conftest import PathFactory
+from tests.test_row_filters import EMEA_ONLY
 
 pytestmark = [
     pytest.mark.server,
     pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning"),
     pytest.mark.filterwarnings("ignore:response_mode='form_post'"),
 ]
-
-#: tests/test_row_filters.py's statements whose only regions must be EMEA for carol.
-EMEA_ONLY = (
-    "SELECT DISTINCT region FROM orders",
-    "SELECT DISTINCT o.region FROM orders o",
-    "WITH x AS (SELECT * FROM orders) SELECT DISTINCT region FROM x",
-    "SELECT DISTINCT region FROM (SELECT * FROM orders) t",
-    "SELECT DISTINCT region FROM orders WHERE region <> 'EMEA' OR 1=1",
-    "SELECT region FROM orders UNION SELECT region FROM orders",
-    "SELECT DISTINCT o.region FROM customers c JOIN orders o USING (customer_id)",
-    "SELECT DISTINCT first_value(region) OVER (PARTITION BY customer_id) FROM orders",
-)
 
 
 @pytest.fixture(scope="module")
