@@ -206,6 +206,8 @@ def wire_schema(schema: Any) -> Any:
             return pa.large_list(kind.value_field.with_type(plain(kind.value_type)))
         if pa.types.is_list(kind):
             return pa.list_(kind.value_field.with_type(plain(kind.value_type)))
+        if pa.types.is_fixed_size_list(kind):
+            return pa.list_(kind.value_field.with_type(plain(kind.value_type)), kind.list_size)
         if pa.types.is_struct(kind):
             return pa.struct([f.with_type(plain(f.type)) for f in kind])
         return kind

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from jupyter_gov.errors import ApprovalRequired, GovError, QueryDenied
+from jupyter_gov.gateway.protocol import wire_schema
 from tests.adversarial.oracle import assert_same_answer
 
 KERNEL, GATEWAY = "kernel", "gateway"
@@ -112,25 +113,10 @@ def assert_same(
 
 
 def decoded(table: pa.Table) -> pa.Table:
-    """``table`` with dictionaries as their values, at any depth: the gateway rebuilds a
-    dictionary (a DuckDB ENUM) from the values it sends, so an ENUM's unused members are not
-    in it; the values and the type are what must match."""
-    return table.cast(pa.schema([field.with_type(plain(field.type)) for field in table.schema]))
-
-
-def plain(type_: pa.DataType) -> pa.DataType:
-    """``type_`` with every dictionary replaced by its value type."""
-    if pa.types.is_dictionary(type_):
-        return plain(type_.value_type)
-    if pa.types.is_list(type_):
-        return pa.list_(type_.value_field.with_type(plain(type_.value_type)))
-    if pa.types.is_large_list(type_):
-        return pa.large_list(type_.value_field.with_type(plain(type_.value_type)))
-    if pa.types.is_fixed_size_list(type_):
-        return pa.list_(type_.value_field.with_type(plain(type_.value_type)), type_.list_size)
-    if pa.types.is_struct(type_):
-        return pa.struct([field.with_type(plain(field.type)) for field in type_])
-    return type_
+    """``table`` with dictionaries as their values, at any depth (the gateway's wire schema):
+    the gateway rebuilds a dictionary (a DuckDB ENUM) from the values it sends, so an ENUM's
+    unused members are not in it; the values and the type are what must match."""
+    return table.cast(wire_schema(table.schema))
 
 
 @dataclass

@@ -123,7 +123,8 @@ TYPES = (
     "SELECT [1, 2, NULL] a, {'k': 1, 'v': [1]} b, MAP {'a': 1, 'b': 2} c, "
     "[[1], []] d, [{'x': 'y'}] e, [1, 2]::INTEGER[2] f",
     "SELECT customer_id, email, birth_date FROM customers WHERE false",
-    "SELECT 'a'::ENUM('a', 'b') AS f, ['b'::ENUM('a', 'b')] AS g",
+    "SELECT 'a'::ENUM('a', 'b') AS f, ['b'::ENUM('a', 'b')] AS g, "
+    "['a'::ENUM('a', 'b')]::ENUM('a', 'b')[1] AS h",
     "SELECT order_id, amount, order_date FROM orders UNION ALL SELECT order_id, amount, "
     "order_date FROM orders ORDER BY order_id, amount",
     "SELECT sum(customer_id) s, avg(amount) a, list(DISTINCT status ORDER BY status) l, "
