@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import os
 import re
 import threading
@@ -39,6 +40,8 @@ from jupyter_gov.policy import Connection
 DEFAULT_STATEMENT_TIMEOUT_S = 300
 
 _ENV_REFERENCE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+_log = logging.getLogger(__name__)
 
 
 class Prepared(NamedTuple):
@@ -174,6 +177,15 @@ def _unique(names: Sequence[str]) -> list[str]:
     return out
 
 
+def primary_keys(rows: Iterable[Sequence[Any]]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """``(schema, table, constraint, column)`` rows, in key order, as ``(schema, table,
+    columns)`` keys for :meth:`Catalog.from_rows`: one per constraint, columns in order."""
+    keys: dict[tuple[str, str, str], list[str]] = {}
+    for schema, table, constraint, column in rows:
+        keys.setdefault((str(schema), str(table), str(constraint)), []).append(str(column))
+    return [(schema, table, tuple(columns)) for (schema, table, _), columns in keys.items()]
+
+
 def missing_driver(profile: Profile, connection: Connection) -> ConnectionFailed:
     return ConnectionFailed(
         f"Connection {connection.name!r} needs the {profile.title} driver, which is not "
@@ -234,6 +246,10 @@ class DBAPIConnector(HoldsStream):
     """The parts of a PEP 249 connector every engine shares: catalog cache, errors, locking."""
 
     profile: Profile
+    #: ``(schema, table, constraint, column)`` rows of the primary keys the engine enforces
+    #: (unique, never NULL), in key order; empty: no key is read and every mask grouped
+    #: beside a key stays in the scan (late masking's rule on keys, docs/security.md).
+    keys_query: str = ""
 
     def __init__(self, connection: Connection) -> None:
         self.name = connection.name
@@ -263,8 +279,12 @@ class DBAPIConnector(HoldsStream):
     def _open(self, connection: Connection) -> None:
         raise NotImplementedError
 
-    def _catalog_rows(self) -> list[tuple[str, str, str, str]]:
+    def _catalog_query(self, sql: str) -> list[Sequence[Any]]:
+        """The rows of one query of the engine's catalog, run as the connector's own."""
         raise NotImplementedError
+
+    def _catalog_rows(self) -> list[tuple[str, str, str, str]]:
+        return self._catalog_query(self.profile.catalog_query)  # type: ignore[return-value]
 
     def _run(self, prepared: Prepared, params: Mapping[str, Any]) -> pa.Table | Streamed:
         """Run one statement: its whole result as a table, or a :class:`Streamed` one."""
@@ -293,8 +313,30 @@ class DBAPIConnector(HoldsStream):
                     rows,  # type: ignore[arg-type]
                     default_schema=self.default_schema,
                     dialect=self.profile.dialect,
+                    keys=self._catalog_keys(),
                 )
             return self._catalog
+
+    def _catalog_keys(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """The enforced primary keys, or none when they cannot be read.
+
+        Keys only let late masking move more masks; without them every mask stays in the
+        scan, which is always correct. So a failure here does not fail the catalog read,
+        and it is logged (at debug: it changes no answer) rather than hidden.
+        """
+        if not self.keys_query:
+            return []
+        try:
+            return primary_keys(self._catalog_query(self.keys_query))
+        except Exception as error:
+            _log.debug(
+                "Could not read the primary keys of %s connection %r (%s); its masks stay "
+                "in the scan.",
+                self.profile.title,
+                self.name,
+                self._say(error, scrub=False),
+            )
+            return []
 
     def execute(self, sql: str, params: Mapping[str, Any]) -> pa.RecordBatchReader:
         """Run one statement; the driver fetches its rows at once, handed over as batches."""

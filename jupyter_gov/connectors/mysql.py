@@ -58,6 +58,21 @@ WHERE table_schema NOT IN ('information_schema', 'mysql', 'performance_schema', 
 ORDER BY table_schema, table_name, ordinal_position
 """
 
+#: Primary keys (``PRIMARY``: unique, and MySQL/MariaDB make its columns NOT NULL) of tables
+#: whose storage engine enforces them on the rows it holds; an engine that reads rows from
+#: elsewhere (FEDERATED, CONNECT, Spider, ...) declares a key it cannot enforce. Views have
+#: none.
+KEYS_SQL = """
+SELECT k.table_schema, k.table_name, k.constraint_name, k.column_name
+FROM information_schema.key_column_usage AS k
+JOIN information_schema.tables AS t
+  ON t.table_schema = k.table_schema AND t.table_name = k.table_name
+WHERE k.constraint_name = 'PRIMARY'
+  AND t.engine IN ('InnoDB', 'MyISAM', 'Aria', 'MEMORY')
+  AND k.table_schema NOT IN ('information_schema', 'mysql', 'performance_schema', 'sys')
+ORDER BY k.table_schema, k.table_name, k.ordinal_position
+"""
+
 
 class MySQLMasks(MaskDialect):
     def md5_hex(self, text: exp.Expr) -> exp.Expr:
@@ -157,6 +172,7 @@ def _connector_class() -> type:
         """A governed MySQL or MariaDB connection through PyMySQL."""
 
         profile = PROFILE
+        keys_query = KEYS_SQL
 
         def _open(self, connection: Connection) -> None:
             url = urlsplit(connection.expanded_url)
@@ -196,9 +212,9 @@ def _connector_class() -> type:
                 cursor.execute(f"SET SESSION max_execution_time = {milliseconds}")
             self._applied_timeout = self.timeout_s
 
-        def _catalog_rows(self) -> list[tuple[str, str, str, str]]:
+        def _catalog_query(self, sql: str) -> list[Any]:
             with self.con.cursor() as cursor:
-                cursor.execute(PROFILE.catalog_query)
+                cursor.execute(sql)
                 return list(cursor.fetchall())
 
         def _run(self, prepared: Prepared, params: Mapping[str, Any]) -> pa.Table:

@@ -40,6 +40,26 @@ WHERE table_catalog = current_database()
 ORDER BY table_schema, table_name, ordinal_position
 """
 
+#: Primary keys PostgreSQL enforces for every row a query of the table reads, the rule
+#: PostgreSQL's own planner uses before it trusts a key for GROUP BY: not ``DEFERRABLE``
+#: (duplicates may exist until commit), backed by a valid index, and not on a table with
+#: inheritance children (``SELECT`` from it reads theirs too, which its index does not
+#: cover); a partitioned table's key covers every partition. Views have none.
+KEYS_SQL = """
+SELECT n.nspname, c.relname, con.conname, a.attname
+FROM pg_catalog.pg_constraint AS con
+JOIN pg_catalog.pg_class AS c ON c.oid = con.conrelid
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_index AS i ON i.indexrelid = con.conindid
+CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, position)
+JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid AND a.attnum = k.attnum
+WHERE con.contype = 'p' AND NOT con.condeferrable AND i.indisvalid AND i.indisunique
+  AND n.nspname NOT IN ('information_schema', 'pg_catalog', 'pg_toast')
+  AND (c.relkind = 'p' OR NOT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_inherits AS h WHERE h.inhparent = c.oid))
+ORDER BY n.nspname, c.relname, con.conname, k.position
+"""
+
 
 class PostgresMasks(MaskDialect):
     def sha256_hex(self, text: exp.Expr) -> exp.Expr:
@@ -75,6 +95,7 @@ def _connector_class() -> type:
         """A governed PostgreSQL connection through ADBC."""
 
         profile = PROFILE
+        keys_query = KEYS_SQL
 
         def _open(self, connection: Connection) -> None:
             import adbc_driver_postgresql.dbapi as adbc
@@ -93,12 +114,17 @@ def _connector_class() -> type:
             self.default_schema = str(cursor.fetchone()[0] or "public")
             cursor.close()
 
-        def _catalog_rows(self) -> list[tuple[str, str, str, str]]:
+        def _catalog_query(self, sql: str) -> list[Any]:
             cursor = self.con.cursor()
             try:
                 cursor.execute("BEGIN READ ONLY")
-                cursor.execute(PROFILE.catalog_query)
-                rows = cursor.fetchall()
+                try:
+                    cursor.execute(sql)
+                    rows = cursor.fetchall()
+                except BaseException:
+                    with contextlib.suppress(Exception):  # the session stays usable
+                        cursor.execute("ROLLBACK")
+                    raise
                 cursor.execute("COMMIT")
                 return rows
             finally:

@@ -46,6 +46,28 @@ WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
 ORDER BY m.name, p.cid
 """
 
+#: Primary keys whose every column is never NULL. SQLite lets a PRIMARY KEY column of an
+#: ordinary (rowid) table hold NULLs unless it is declared NOT NULL (a historical bug kept
+#: for compatibility), and NULLs are distinct for uniqueness but one group for GROUP BY:
+#: rows sharing a NULL key would be one group holding several rows, whose masked column
+#: could then split it in one plan and not the other. A column is never NULL when it is
+#: declared NOT NULL (WITHOUT ROWID and STRICT tables report their key columns so), or
+#: when it is the rowid itself: the ``INTEGER PRIMARY KEY`` that has no index of its own
+#: (``INTEGER PRIMARY KEY DESC`` has one, is not the rowid, and takes NULLs). Views have
+#: no key (``pk`` is 0).
+KEYS_SQL = """
+SELECT 'main', m.name, 'primary', p.name
+FROM sqlite_schema AS m JOIN pragma_table_info(m.name) AS p
+WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND p.pk > 0
+  AND NOT EXISTS (
+    SELECT 1 FROM pragma_table_info(m.name) AS q
+    WHERE q.pk > 0 AND NOT q."notnull"
+      AND NOT (upper(q.type) = 'INTEGER' AND NOT EXISTS (
+        SELECT 1 FROM pragma_index_list(m.name) AS i WHERE i.origin = 'pk'))
+  )
+ORDER BY m.name, p.pk
+"""
+
 
 def sha256_hex(text: object) -> str | None:
     """``gov_sha256``: lower-case hex SHA-256 of the UTF-8 text, as DuckDB's ``sha256``."""
@@ -128,6 +150,7 @@ def _connector_class() -> type:
         """A governed SQLite file."""
 
         profile = PROFILE
+        keys_query = KEYS_SQL
 
         def _open(self, connection: Connection) -> None:
             target = path_of(connection.expanded_url)
@@ -173,10 +196,10 @@ def _connector_class() -> type:
         def _over_time(self) -> int:
             return 1 if time.monotonic() > self._deadline else 0
 
-        def _catalog_rows(self) -> list[tuple[str, str, str, str]]:
-            self._trusted = True  # pragma_table_info is ours, not the user's
+        def _catalog_query(self, sql: str) -> list[Any]:
+            self._trusted = True  # the pragma_ functions are ours, not the user's
             try:
-                return self.con.execute(PROFILE.catalog_query).fetchall()
+                return self.con.execute(sql).fetchall()
             finally:
                 self._trusted = False
 

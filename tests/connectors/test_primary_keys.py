@@ -1,0 +1,296 @@
+"""PostgreSQL, MariaDB and SQLite report the primary keys they enforce, and only those, so
+late masking can move a mask grouped beside its table's key above the aggregate there too.
+
+Each engine gets its own ``keys_<run>`` schema (a MariaDB database, a SQLite file) with:
+``keys_people`` (key ``id``), ``keys_visits`` (key ``(day, person_id)``, declared in that
+order), ``keys_loose`` (no key) and the view ``keys_people_view``. The demo policy masks
+every ``phone`` and ``ssn`` with ``partial`` (keep the last 4), which is not injective: a
+GROUP BY on it may move above the aggregate only beside its table's key (docs/security.md,
+"Late masking"). Each grouped statement runs under both plans, ``masking: {late: false}``
+and the default, and must give the same rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlglot
+import yaml
+from sqlglot import exp
+
+from jupyter_gov.connectors import registry
+from jupyter_gov.connectors.base import Connector
+from jupyter_gov.engine import GovernedSession
+from jupyter_gov.policy import Policy
+from jupyter_gov.policy.model import Connection
+from tests.conftest import require_server
+from tests.connectors.conftest import MY_SERVER, PG_SERVER
+from tests.connectors.loaded import RUN
+
+pytestmark = pytest.mark.server
+
+ENGINES = ("postgres", "mysql", "sqlite")
+SCHEMA = f"keys_{RUN}"
+
+#: The tables every engine holds, in portable SQL (integer keys: MariaDB cannot key TEXT).
+TABLES = (
+    "CREATE TABLE keys_people (id INTEGER PRIMARY KEY, phone VARCHAR(40), city VARCHAR(40))",
+    "CREATE TABLE keys_visits (person_id INTEGER NOT NULL, day INTEGER NOT NULL, "
+    "ssn VARCHAR(40), PRIMARY KEY (day, person_id))",
+    "CREATE TABLE keys_loose (id INTEGER, phone VARCHAR(40))",
+    "CREATE VIEW keys_people_view AS SELECT id, phone FROM keys_people",
+)
+#: Phones share their last four digits across people: scan masking and late masking group
+#: them differently unless every group is one person.
+PEOPLE = [(i, f"555-{i % 3:03d}-1234", ["Oslo", "Lima"][i % 2]) for i in range(1, 9)]
+VISITS = [(person, day, f"{person:03d}-{day:02d}-6789") for person in range(1, 9)
+          for day in range(1, person % 4 + 2)]  # fmt: skip
+LOOSE = [(1, "555-000-1234"), (1, "555-111-1234"), (2, "555-222-1234")]
+
+PEOPLE_BY_KEY = (
+    "SELECT p.id, p.phone, count(*) AS n FROM keys_people p "
+    "JOIN keys_visits v ON v.person_id = p.id GROUP BY p.id, p.phone"
+)
+VISITS_BY_COMPOSITE_KEY = (
+    "SELECT v.person_id, v.day, v.ssn, count(*) AS n FROM keys_visits v "
+    "JOIN keys_people p ON p.city <> '' GROUP BY v.person_id, v.day, v.ssn"
+)
+VISITS_BY_HALF_THE_KEY = (
+    "SELECT v.person_id, v.ssn, count(*) AS n FROM keys_visits v GROUP BY v.person_id, v.ssn"
+)
+LOOSE_BY_ID = "SELECT l.id, l.phone, count(*) AS n FROM keys_loose l GROUP BY l.id, l.phone"
+
+
+@dataclass
+class Keyed:
+    """One engine holding the ``keys_`` tables: its policy URL, connector and a raw runner."""
+
+    name: str
+    url: str
+    connector: Connector
+    run: Callable[[str], Any]  # runs DDL or DML as the server's administrator
+
+    def reopen(self, connector_class: type | None = None) -> Connector:
+        """A second connector on the same database (of ``connector_class`` if given)."""
+        connection = Connection(name="demo", url=self.url)
+        if connector_class is None:
+            return registry.profiles()[self.name].open(connection)
+        return connector_class(connection)
+
+    def policy(self, late: bool = True) -> Policy:
+        data = yaml.safe_load((files("jupyter_gov.policy") / "demo.yaml").read_text())
+        data["connections"]["demo"]["url"] = self.url
+        data["masking"] = {"late": late}
+        return Policy(data)
+
+    def session(self, late: bool = True) -> GovernedSession:
+        session = GovernedSession(self.policy(late), "bob")
+        session.use_connector("demo", self.connector)
+        return session
+
+
+def _insert_sql(table: str, width: int, style: str) -> str:
+    marks = ", ".join(["?" if style == "qmark" else "%s"] * width)
+    return f"INSERT INTO {table} VALUES ({marks})"
+
+
+def _fill(execute: Callable[..., Any], executemany: Callable[..., Any], style: str) -> None:
+    for statement in TABLES:
+        execute(statement)
+    executemany(_insert_sql("keys_people", 3, style), PEOPLE)
+    executemany(_insert_sql("keys_visits", 3, style), VISITS)
+    executemany(_insert_sql("keys_loose", 2, style), LOOSE)
+
+
+@contextlib.contextmanager
+def _postgres() -> Iterator[Keyed]:
+    import psycopg
+
+    admin = psycopg.connect(PG_SERVER, autocommit=True)
+    try:
+        admin.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        admin.execute(f"CREATE SCHEMA {SCHEMA}")
+        admin.execute(f"SET search_path = {SCHEMA}")
+        cursor = admin.cursor()
+        _fill(cursor.execute, cursor.executemany, "format")
+        url = f"{PG_SERVER}?options=-csearch_path%3D{SCHEMA}"
+        connector = registry.profiles()["postgres"].open(Connection(name="demo", url=url))
+        keyed = Keyed("postgres", url, connector, admin.execute)
+        yield keyed
+        keyed.connector.close()
+    finally:
+        admin.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        admin.close()
+
+
+@contextlib.contextmanager
+def _mysql() -> Iterator[Keyed]:
+    import pymysql
+
+    admin = pymysql.connect(host="127.0.0.1", user="root", autocommit=True)
+    cursor = admin.cursor()
+    try:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{SCHEMA}`")
+        cursor.execute(f"CREATE DATABASE `{SCHEMA}` CHARACTER SET utf8mb4")
+        cursor.execute(f"USE `{SCHEMA}`")
+        _fill(cursor.execute, cursor.executemany, "format")
+        url = f"{MY_SERVER}/{SCHEMA}"
+        connector = registry.profiles()["mysql"].open(Connection(name="demo", url=url))
+        keyed = Keyed("mysql", url, connector, cursor.execute)
+        yield keyed
+        keyed.connector.close()
+    finally:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{SCHEMA}`")
+        admin.close()
+
+
+@contextlib.contextmanager
+def _sqlite(folder: Path) -> Iterator[Keyed]:
+    path = folder / "keys.sqlite"
+    admin = sqlite3.connect(path, isolation_level=None)
+    _fill(admin.execute, admin.executemany, "qmark")
+    url = f"sqlite:///{path}"
+    connector = registry.profiles()["sqlite"].open(Connection(name="demo", url=url))
+    keyed = Keyed("sqlite", url, connector, admin.execute)
+    try:
+        yield keyed
+    finally:
+        keyed.connector.close()
+        admin.close()
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def keyed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Keyed]:
+    """Each engine in turn, holding the ``keys_`` tables (skipped when its server is down)."""
+    makers = {"postgres": _postgres, "mysql": _mysql}
+    maker = makers.get(request.param) or (lambda: _sqlite(tmp_path_factory.mktemp("keys")))
+    with contextlib.ExitStack() as stack:
+        try:
+            found = stack.enter_context(maker())
+        except Exception as error:
+            require_server(f"{request.param} on 127.0.0.1 is not available ({error})")
+        yield found
+
+
+def _keys(keyed: Keyed, table: str) -> tuple[tuple[str, ...], ...]:
+    entry = keyed.connector.catalog(refresh=True).get(table)
+    assert entry is not None, table
+    return entry.keys
+
+
+def _sorted_rows(session: GovernedSession, sql: str) -> list[tuple[Any, ...]]:
+    return sorted(session.sql(sql).fetchall())
+
+
+def _masked_outside(sql: str, dialect: str, column: str) -> bool:
+    """Whether the outermost SELECT computes ``column``'s output (a mask over the raw value)
+    rather than passing on a value already masked in the scan."""
+    tree = sqlglot.parse_one(sql, read=dialect)
+    assert isinstance(tree, exp.Select)
+    for projection in tree.expressions:
+        if projection.alias_or_name.lower() == column:
+            inner = projection.this if isinstance(projection, exp.Alias) else projection
+            return not isinstance(inner, exp.Column)
+    raise AssertionError(f"no output {column!r} in {sql}")
+
+
+# -- what the catalog reports ---------------------------------------------------------------
+
+
+def test_the_catalog_lists_a_single_column_primary_key(keyed: Keyed) -> None:
+    assert _keys(keyed, "keys_people") == (("id",),)
+
+
+def test_the_catalog_lists_a_composite_key_in_its_declared_order(keyed: Keyed) -> None:
+    assert _keys(keyed, "keys_visits") == (("day", "person_id"),)
+
+
+def test_a_table_without_a_primary_key_lists_none(keyed: Keyed) -> None:
+    assert _keys(keyed, "keys_loose") == ()
+
+
+def test_a_view_lists_no_key(keyed: Keyed) -> None:
+    assert _keys(keyed, "keys_people_view") == ()
+
+
+def test_the_catalog_version_changes_when_only_a_key_changes(keyed: Keyed) -> None:
+    """A plan cached for one version relied on the keys of that version."""
+    keyed.run("CREATE TABLE keys_later (id INTEGER NOT NULL, phone VARCHAR(40))")
+    try:
+        before = keyed.connector.catalog(refresh=True).version
+        keyed.run("DROP TABLE keys_later")
+        keyed.run("CREATE TABLE keys_later (id INTEGER NOT NULL PRIMARY KEY, phone VARCHAR(40))")
+        after = keyed.connector.catalog(refresh=True)
+        assert after.get("keys_later").keys == (("id",),)  # type: ignore[union-attr]
+        assert after.version != before
+    finally:
+        keyed.run("DROP TABLE keys_later")
+
+
+def test_a_failure_to_read_keys_leaves_the_catalog_keyless_and_is_logged(
+    keyed: Keyed, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No key is the safe default (masks stay in the scan); the connection stays usable."""
+
+    class Broken(type(keyed.connector)):  # type: ignore[misc]
+        keys_query = "SELECT no_such_column FROM keys_no_such_table"
+
+    connector = keyed.reopen(Broken)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="jupyter_gov.connectors.dbapi"):
+            catalog = connector.catalog()
+        assert catalog.get("keys_people").columns  # type: ignore[union-attr]
+        assert all(not entry.keys for entry in catalog.tables.values())
+        assert any("Could not read the primary keys" in r.getMessage() for r in caplog.records)
+        session = GovernedSession(keyed.policy(), "bob")
+        session.use_connector("demo", connector)
+        assert len(session.sql("SELECT id FROM keys_people").fetchall()) == len(PEOPLE)
+    finally:
+        connector.close()
+
+
+# -- late masking on each engine --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "column"),
+    [(PEOPLE_BY_KEY, "phone"), (VISITS_BY_COMPOSITE_KEY, "ssn")],
+    ids=["single_key", "composite_key"],
+)
+def test_a_mask_grouped_beside_its_tables_key_moves_above_the_aggregate(
+    keyed: Keyed, sql: str, column: str
+) -> None:
+    keyed.connector.catalog(refresh=True)
+    scan = keyed.session(late=False).explain(sql).rewritten_sql
+    late = keyed.session(late=True).explain(sql).rewritten_sql
+    assert not _masked_outside(scan, keyed.connector.dialect, column)
+    assert _masked_outside(late, keyed.connector.dialect, column)
+
+
+@pytest.mark.parametrize(
+    "sql", [PEOPLE_BY_KEY, VISITS_BY_COMPOSITE_KEY], ids=["single_key", "composite_key"]
+)
+def test_late_masking_beside_a_key_answers_as_scan_masking(keyed: Keyed, sql: str) -> None:
+    keyed.connector.catalog(refresh=True)
+    late = _sorted_rows(keyed.session(late=True), sql)
+    assert late == _sorted_rows(keyed.session(late=False), sql)
+    assert len(late) > 1
+
+
+@pytest.mark.parametrize(
+    "sql", [VISITS_BY_HALF_THE_KEY, LOOSE_BY_ID], ids=["half_the_key", "no_key"]
+)
+def test_a_mask_grouped_without_a_whole_key_stays_in_the_scan(keyed: Keyed, sql: str) -> None:
+    keyed.connector.catalog(refresh=True)
+    scan = keyed.session(late=False).explain(sql).rewritten_sql
+    assert keyed.session(late=True).explain(sql).rewritten_sql == scan
