@@ -16,7 +16,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -189,7 +189,7 @@ def _keys(keyed: Keyed, table: str) -> tuple[tuple[str, ...], ...]:
 
 
 def _sorted_rows(session: GovernedSession, sql: str) -> list[tuple[Any, ...]]:
-    return sorted(session.sql(sql).fetchall())
+    return sorted(session.sql(sql).fetchall(), key=repr)
 
 
 def _masked_outside(sql: str, dialect: str, column: str) -> bool:
@@ -294,3 +294,166 @@ def test_a_mask_grouped_without_a_whole_key_stays_in_the_scan(keyed: Keyed, sql:
     keyed.connector.catalog(refresh=True)
     scan = keyed.session(late=False).explain(sql).rewritten_sql
     assert keyed.session(late=True).explain(sql).rewritten_sql == scan
+
+
+# -- keys an engine declares but does not enforce for every row read: never used ------------------
+
+
+def _only(name: str) -> pytest.MarkDecorator:
+    """A test of one engine's rule: ``keyed`` is that engine alone."""
+    return pytest.mark.parametrize("keyed", [name], indirect=True)
+
+
+#: SQLite tables whose declared key may hold NULL (rowid tables, not NOT NULL, not the rowid
+#: itself), and whose key never does.
+SQLITE_NULLABLE_KEYS = {
+    "keys_text_key": "CREATE TABLE keys_text_key (code TEXT PRIMARY KEY, phone TEXT)",
+    "keys_int_key": "CREATE TABLE keys_int_key (code INT PRIMARY KEY, phone TEXT)",
+    "keys_desc_key": "CREATE TABLE keys_desc_key (code INTEGER PRIMARY KEY DESC, phone TEXT)",
+    "keys_pair_key": "CREATE TABLE keys_pair_key (code INTEGER NOT NULL, part TEXT, "
+    "phone TEXT, PRIMARY KEY (code, part))",
+}
+SQLITE_NEVER_NULL_KEYS = {
+    "keys_not_null_key": "CREATE TABLE keys_not_null_key (code TEXT NOT NULL PRIMARY KEY, "
+    "phone TEXT)",
+    "keys_without_rowid": "CREATE TABLE keys_without_rowid (code TEXT PRIMARY KEY, phone TEXT) "
+    "WITHOUT ROWID",
+    "keys_strict": "CREATE TABLE keys_strict (code TEXT PRIMARY KEY, phone TEXT) STRICT",
+}
+
+
+@_only("sqlite")
+@pytest.mark.parametrize("table", SQLITE_NULLABLE_KEYS)
+def test_sqlite_does_not_use_a_primary_key_that_may_hold_null(keyed: Keyed, table: str) -> None:
+    """SQLite lets these keys hold NULL in several rows (its documented historical bug), and
+    GROUP BY makes one group of them: the masked column beside it would split that group
+    under late masking and not under scan masking."""
+    keyed.run(SQLITE_NULLABLE_KEYS[table])
+    try:
+        assert _keys(keyed, table) == ()
+    finally:
+        keyed.run(f"DROP TABLE {table}")
+
+
+@_only("sqlite")
+@pytest.mark.parametrize("table", SQLITE_NEVER_NULL_KEYS)
+def test_sqlite_uses_a_primary_key_that_is_never_null(keyed: Keyed, table: str) -> None:
+    keyed.run(SQLITE_NEVER_NULL_KEYS[table])
+    try:
+        assert _keys(keyed, table) == (("code",),)
+    finally:
+        keyed.run(f"DROP TABLE {table}")
+
+
+#: Two rows share a NULL "key" and phones that mask alike; a third has a key.
+NULL_KEY_ROWS = (
+    "INSERT INTO keys_text_key VALUES (NULL, '555-000-1234'), (NULL, '555-111-1234'), "
+    "('a', '555-222-1234')"
+)
+NULL_KEY_GROUPED = (
+    "SELECT k.code, k.phone, count(*) AS n FROM keys_text_key k GROUP BY k.code, k.phone"
+)
+
+
+@pytest.fixture
+def null_keyed(keyed: Keyed) -> Iterator[Keyed]:
+    """SQLite holding ``keys_text_key``, whose declared key holds NULL twice."""
+    keyed.run(SQLITE_NULLABLE_KEYS["keys_text_key"])
+    keyed.run(NULL_KEY_ROWS)
+    keyed.connector.catalog(refresh=True)
+    yield keyed
+    keyed.run("DROP TABLE keys_text_key")
+    keyed.connector.catalog(refresh=True)
+
+
+@_only("sqlite")
+def test_a_mask_grouped_beside_a_key_that_holds_null_stays_in_the_scan(null_keyed: Keyed) -> None:
+    """Scan masking makes one group of the two NULL-keyed rows (their phones mask alike)."""
+    late, scan = null_keyed.session(late=True), null_keyed.session(late=False)
+    assert (
+        late.explain(NULL_KEY_GROUPED).rewritten_sql == scan.explain(NULL_KEY_GROUPED).rewritten_sql
+    )
+    assert _sorted_rows(late, NULL_KEY_GROUPED) == [
+        ("a", "********1234", 1),
+        (None, "********1234", 2),
+    ]
+
+
+@_only("sqlite")
+def test_trusting_a_key_that_holds_null_would_split_a_group(null_keyed: Keyed) -> None:
+    """Why such a key is not read: were it in the catalog, late masking would group by the raw
+    phones and show two rows where scan masking shows one (and tell that they differ)."""
+    catalog = null_keyed.connector.catalog()
+    trusting = replace(catalog.tables["keys_text_key"], keys=(("code",),))
+    catalog.tables["keys_text_key"] = catalog.tables["main.keys_text_key"] = trusting
+    late = null_keyed.session(late=True)
+    assert late.explain(NULL_KEY_GROUPED).rewritten_sql != (
+        null_keyed.session(late=False).explain(NULL_KEY_GROUPED).rewritten_sql
+    )
+    assert _sorted_rows(late, NULL_KEY_GROUPED) == [
+        ("a", "********1234", 1),
+        (None, "********1234", 1),
+        (None, "********1234", 1),
+    ]
+
+
+@_only("postgres")
+def test_postgres_does_not_use_the_key_of_a_table_with_inheritance_children(
+    keyed: Keyed,
+) -> None:
+    """A SELECT from the parent reads its children's rows, which its key's index does not
+    cover: the same key value can come back twice."""
+    keyed.run("CREATE TABLE keys_parent (id INTEGER PRIMARY KEY, phone TEXT)")
+    keyed.run("CREATE TABLE keys_child () INHERITS (keys_parent)")
+    keyed.run("INSERT INTO keys_parent VALUES (1, '555-000-1234')")
+    keyed.run("INSERT INTO keys_child VALUES (1, '555-111-1234')")
+    try:
+        assert _keys(keyed, "keys_parent") == ()
+    finally:
+        keyed.run("DROP TABLE keys_parent CASCADE")
+
+
+@_only("postgres")
+def test_postgres_does_not_use_a_deferrable_key(keyed: Keyed) -> None:
+    """Duplicates may exist until the transaction commits (PostgreSQL's own planner does not
+    trust such a key for GROUP BY either)."""
+    keyed.run("CREATE TABLE keys_deferred (id INTEGER PRIMARY KEY DEFERRABLE, phone TEXT)")
+    try:
+        assert _keys(keyed, "keys_deferred") == ()
+    finally:
+        keyed.run("DROP TABLE keys_deferred")
+
+
+@_only("postgres")
+def test_postgres_uses_the_key_of_a_partitioned_table(keyed: Keyed) -> None:
+    """A partitioned table's key holds across its partitions (it includes the partition key)."""
+    keyed.run(
+        "CREATE TABLE keys_parts (id INTEGER, year INTEGER, phone TEXT, "
+        "PRIMARY KEY (id, year)) PARTITION BY RANGE (year)"
+    )
+    keyed.run(
+        "CREATE TABLE keys_parts_2025 PARTITION OF keys_parts FOR VALUES FROM (2025) TO (2026)"
+    )
+    try:
+        assert _keys(keyed, "keys_parts") == (("id", "year"),)
+        assert _keys(keyed, "keys_parts_2025") == (("id", "year"),)
+    finally:
+        keyed.run("DROP TABLE keys_parts")
+
+
+@_only("mysql")
+def test_mysql_does_not_use_the_key_of_a_merge_table(keyed: Keyed) -> None:
+    """A MERGE table's key is declared over rows that other tables hold and check each on
+    their own: the same key comes back from two of them."""
+    for name in ("keys_merge_a", "keys_merge_b"):
+        keyed.run(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, phone VARCHAR(40)) ENGINE=MyISAM")
+        keyed.run(f"INSERT INTO {name} VALUES (1, '555-000-1234')")
+    keyed.run(
+        "CREATE TABLE keys_merged (id INTEGER PRIMARY KEY, phone VARCHAR(40)) "
+        "ENGINE=MRG_MyISAM UNION=(keys_merge_a, keys_merge_b)"
+    )
+    try:
+        assert _keys(keyed, "keys_merge_a") == (("id",),)
+        assert _keys(keyed, "keys_merged") == ()
+    finally:
+        keyed.run("DROP TABLE keys_merged, keys_merge_a, keys_merge_b")
