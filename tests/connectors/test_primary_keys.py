@@ -167,18 +167,32 @@ def _sqlite(folder: Path) -> Iterator[Keyed]:
         admin.close()
 
 
+def _require_server(name: str) -> None:
+    """Skip (fail when ``CI=true``) if ``name``'s shared server does not answer."""
+    try:
+        if name == "postgres":
+            import psycopg
+
+            psycopg.connect(PG_SERVER, connect_timeout=5).close()
+        elif name == "mysql":
+            import pymysql
+
+            pymysql.connect(host="127.0.0.1", user="root", connect_timeout=5).close()
+    except Exception as error:
+        require_server(f"{name} on 127.0.0.1 is not available ({type(error).__name__})")
+
+
 @pytest.fixture(scope="module", params=ENGINES)
 def keyed(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Keyed]:
-    """Each engine in turn, holding the ``keys_`` tables (skipped when its server is down)."""
-    makers = {"postgres": _postgres, "mysql": _mysql}
-    maker = makers.get(request.param) or (lambda: _sqlite(tmp_path_factory.mktemp("keys")))
-    with contextlib.ExitStack() as stack:
-        try:
-            found = stack.enter_context(maker())
-        except Exception as error:
-            require_server(f"{request.param} on 127.0.0.1 is not available ({error})")
+    """Each engine in turn, holding the ``keys_`` tables."""
+    _require_server(request.param)
+    if request.param == "sqlite":
+        maker = _sqlite(tmp_path_factory.mktemp("keys"))
+    else:
+        maker = {"postgres": _postgres, "mysql": _mysql}[request.param]()
+    with maker as found:
         yield found
 
 
