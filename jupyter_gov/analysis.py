@@ -444,13 +444,20 @@ def statement_fingerprint(normalized_statements: list[str]) -> str:
 # -- templates ----------------------------------------------------------------------------
 
 
+#: How a named placeholder is spelt where ``:name`` is not one everywhere.
+_NAMED_PLACEHOLDER = {"duckdb": "$"}
+
+
 def template_to_placeholders(sql: str, dialect: str) -> tuple[str, list[str]]:
     """Turn ``{{ name }}`` / ``{{ user.attr }}`` into bound placeholders, using sqlglot's tokenizer.
 
     Returns the SQL with each template replaced by ``:name`` (dots become ``__``) and the
     names found, in order. Text inside string literals and comments is never touched, and
-    values are never pasted into SQL: they are bound when the statement runs.
+    values are never pasted into SQL: they are bound when the statement runs. DuckDB gets
+    ``$name``: it reads ``name: expr`` in a SELECT list as an alias, so ``SELECT :name``
+    would not parse there.
     """
+    sigil = _NAMED_PLACEHOLDER.get(dialect, ":")
     tokenizer_class = sqlglot.Dialect.get_or_raise(dialect).tokenizer_class
     try:
         tokens = tokenizer_class().tokenize(sql)
@@ -471,7 +478,7 @@ def template_to_placeholders(sql: str, dialect: str) -> tuple[str, list[str]]:
         start, end = tokens[i].start, tokens[end_index].end
         pieces.append(sql[cursor:start])
         placeholder = dotted.replace(".", "__")
-        pieces.append(f":{placeholder}")
+        pieces.append(f"{sigil}{placeholder}")
         names.append(dotted)
         cursor = end + 1
         i = end_index + 1

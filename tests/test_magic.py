@@ -65,6 +65,12 @@ def test_template_variables_are_bound_not_pasted(shell):
     assert result.fetchall() == [(0,)]
 
 
+def test_a_template_in_the_select_list_is_bound(shell):
+    shell.user_ns["label"] = "x' OR '1'='1"
+    result = shell.run_cell_magic("gsql", "--user bob", "SELECT {{ label }} AS label")
+    assert result.fetchall() == [("x' OR '1'='1",)]
+
+
 def test_colon_variables_are_bound(shell):
     shell.user_ns["seg"] = "smb"
     result = shell.run_cell_magic(
