@@ -969,6 +969,34 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+#: The part of a report file this script owns; the rest (other benchmarks' sections,
+#: written by hand or by other scripts) is kept when the report is written again.
+BEGIN = "<!-- tpch:begin (bench/run.py) -->"
+END = "<!-- tpch:end -->"
+
+
+def write_report(path: Path, report: str) -> None:
+    """Write ``report`` between this script's markers in ``path``, keeping everything else.
+
+    docs/benchmarks.md holds every benchmark's section, so it is never overwritten whole; a
+    file of its own (``--output bench/results/...``) without the markers is replaced.
+    """
+    section = f"{BEGIN}\n{report.rstrip()}\n{END}"
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1]
+    elif text.strip() and path.resolve() == (ROOT / "docs" / "benchmarks.md").resolve():
+        sys.exit(
+            f"{path} has no {BEGIN} marker: refusing to overwrite what else it holds; "
+            "add the markers around the part bench/run.py writes or pass --output."
+        )
+    else:
+        text = section + "\n"  # a new file, or a whole earlier report of this script
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
 @contextlib.contextmanager
 def isolated_home() -> Iterator[Path]:
     """A throw-away JUPYTER_GOV_HOME (audit store, masking key) for the run."""
@@ -1029,8 +1057,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         with isolated_home():
             report += "\n" + "\n".join(run_databases(1_000_000, args.repeat)) + "\n"
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
+    write_report(args.output, report)
     log(f"wrote {args.output}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
