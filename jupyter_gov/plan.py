@@ -982,8 +982,10 @@ def narrowed_columns(
     positional or pattern columns, a table alias column list) keeps the whole mask
     (docs/security.md, "Late masking", rule 7).
     """
-    if not isinstance(tree, (exp.Select, exp.SetOperation)):
-        return {}
+    if not isinstance(tree, (exp.Select, exp.SetOperation)) or not any(
+        isinstance(call, (exp.Substring, exp.Left)) for _, call in info.functions
+    ):
+        return {}  # no prefix read at all (the common case), from the calls analysis found
     bounds: dict[int, dict[str, int]] = {}  # id(TableRef) -> column -> bound
     for ref in info.tables:
         if ref.kind != "catalog" or id(ref) not in sources:
@@ -993,65 +995,75 @@ def narrowed_columns(
             bound = masking.prefix_bound(spec)
             if bound is not None and column not in source.unrenderable:
                 bounds.setdefault(id(ref), {})[column] = bound
-    if not bounds or _reads_columns_unnamed(tree, qualified):
+    if not bounds:
         return {}
-    names = {column.lower() for columns in bounds.values() for column in columns}
-    read = _prefix_reads(names, (tree, qualified))
+    columns: list[exp.Column] = []
+    for root, as_written in ((tree, True), (qualified, False)):
+        found = _named_columns(root, as_written)
+        if found is None:
+            return {}
+        columns.extend(found)
+    names = {column.lower() for masked in bounds.values() for column in masked}
+    read = _prefix_reads(names, columns)
     narrowed: dict[int, dict[str, int]] = {}
-    for ref_id, columns in bounds.items():
-        for column, bound in columns.items():
+    for ref_id, masked in bounds.items():
+        for column, bound in masked.items():
             prefix = read.get(column.lower())
             if prefix is not None and prefix <= bound:
                 narrowed.setdefault(ref_id, {})[column] = prefix
     return narrowed
 
 
-def _reads_columns_unnamed(tree: exp.Expr, qualified: exp.Expr) -> bool:
-    """Whether a construct may read a column without a column reference spelled like it: a
-    star qualify did not expand (other than ``count(*)``), a table's row as a value, a struct
-    path, USING/NATURAL joins, a table alias column list, positional or pattern columns."""
-    for star in qualified.find_all(exp.Star):
-        if not (isinstance(star.parent, exp.Count) and star.arg_key == "this"):
-            return True
+def _named_columns(root: exp.Expr, as_written: bool) -> list[exp.Column] | None:
+    """Every column reference of ``root``, in one walk; None when a construct may read a
+    column without a reference spelled like it: a star qualify did not expand (other than
+    ``count(*)``; stars as written are judged by their expansion), a relation's row as a
+    value, a struct path, USING/NATURAL joins, a table alias column list, positional or
+    pattern columns."""
+    columns: list[exp.Column] = []
     relations: set[str] = set()
-    for root in (tree, qualified):
-        if any(root.find_all(*_UNNAMED_READS)):
-            return True
-        for table in root.find_all(exp.Table):
-            relations.update(n.lower() for n in (table.name, table.alias) if n)
-            alias = table.args.get("alias")
+    for node in root.walk():
+        if isinstance(node, exp.Column):
+            if node.args.get("db") or node.args.get("catalog"):
+                return None
+            columns.append(node)
+        elif isinstance(node, exp.Table):
+            relations.update(n.lower() for n in (node.name, node.alias) if n)
+            alias = node.args.get("alias")
             if isinstance(alias, exp.TableAlias) and alias.columns:
-                return True
-        for join in root.find_all(exp.Join):
-            if join.args.get("using") or (join.method or "").upper() == "NATURAL":
-                return True
-    for root in (tree, qualified):
-        for column in root.find_all(exp.Column):
-            if column.args.get("db") or column.args.get("catalog"):
-                return True
-            if column.name.lower() in relations:
-                return True
-    return False
+                return None
+        elif isinstance(node, exp.Star):
+            if not as_written and not (
+                isinstance(node.parent, exp.Count) and node.arg_key == "this"
+            ):
+                return None
+        elif isinstance(node, exp.Join):
+            if node.args.get("using") or (node.method or "").upper() == "NATURAL":
+                return None
+        elif isinstance(node, _UNNAMED_READS):
+            return None
+    if any(column.name.lower() in relations for column in columns):
+        return None
+    return columns
 
 
-def _prefix_reads(names: set[str], roots: Sequence[exp.Expr]) -> dict[str, int]:
-    """For each name in ``names`` read only through prefixes in every tree of ``roots``: the
-    longest prefix read. A name with any other reference (or used as a qualifier, a struct
-    column's field) is left out."""
+def _prefix_reads(names: set[str], columns: Sequence[exp.Column]) -> dict[str, int]:
+    """For each name in ``names`` whose every reference among ``columns`` is a prefix read:
+    the longest prefix read. A name with any other reference (or used as a qualifier, a
+    struct column's field) is left out."""
     longest: dict[str, int] = {}
     spoiled: set[str] = set()
-    for root in roots:
-        for column in root.find_all(exp.Column):
-            name = column.name.lower()
-            if column.table.lower() in names:
-                spoiled.add(column.table.lower())  # c.field: a path through the column
-            if name not in names:
-                continue
-            length = _prefix_length(column)
-            if length is None:
-                spoiled.add(name)
-            else:
-                longest[name] = max(longest.get(name, 0), length)
+    for column in columns:
+        name = column.name.lower()
+        if column.table.lower() in names:
+            spoiled.add(column.table.lower())  # c.field: a path through the column
+        if name not in names:
+            continue
+        length = _prefix_length(column)
+        if length is None:
+            spoiled.add(name)
+        else:
+            longest[name] = max(longest.get(name, 0), length)
     return {name: n for name, n in longest.items() if name not in spoiled}
 
 
