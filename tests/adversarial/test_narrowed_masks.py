@@ -12,16 +12,21 @@ oracle; every near miss must be rewritten exactly as scan masking rewrites it.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import duckdb
 import pytest
+from sqlglot import exp
 
+from jupyter_gov import masking
 from jupyter_gov.connectors.duckdb import DuckDBConnector
 from jupyter_gov.engine import GovernedSession
-from jupyter_gov.policy import Policy
+from jupyter_gov.policy import MaskSpec, Policy
 from tests.adversarial.oracle import assert_same_answer, attempt, check
 from tests.conftest import require_server
+from tests.connectors.conftest import PG_SERVER
 
 #: The demo's Q22: a prefix of the masked phone in a derived table's projection and WHERE,
 #: in a scalar subquery's WHERE, beside NOT EXISTS (SELECT * ...) on the row-filtered orders.
@@ -334,3 +339,113 @@ def test_narrowed_masks_answer_as_scan_masking_does_on_live_engines(
     assert rendered[0] != rendered[1]
     assert answers[0] is not None and answers[1] is not None and answers[1].num_rows > 0
     assert_same_answer(answers[1], answers[0], sql=sql, ordered=False)
+
+
+# -- the narrowed expression itself, over every length ---------------------------------------
+
+#: Values of every length from 0 to 14 (ASCII and multi-byte), and NULL.
+VALUES = [
+    None,
+    *("+1-555-0123456"[:n] for n in range(15)),
+    *("éß中🙂xyzåøæ€ÿ"[:n] for n in range(12)),
+]
+
+
+def prefixes_and_masks(dialect: str, dtype: str, keep_first: int, keep_last: int):
+    """(SELECT of every prefix of the mask, SELECT of every narrowed prefix) over ``v``."""
+    spec = MaskSpec("partial", keep_first=keep_first, keep_last=keep_last)
+    ref = exp.column("v")
+    kind = exp.DataType.build(dtype)
+    whole = masking.mask_expression(spec, ref, kind, tag="phone", dialect=dialect)
+    bound = masking.prefix_bound(spec)
+    assert bound == keep_first + 4
+    cut = [
+        exp.Substring(this=whole.copy(), start=exp.Literal.number(1), length=exp.Literal.number(n))
+        for n in range(1, bound + 1)
+    ]
+    narrow = [
+        masking.prefix_mask_expression(spec, ref, kind, n, dialect) for n in range(1, bound + 1)
+    ]
+    return [exp.select(*e).from_("t").order_by("i").sql(dialect) for e in (cut, narrow)]
+
+
+@pytest.mark.parametrize("keep_last", [0, 4])
+@pytest.mark.parametrize("keep_first", [0, 1, 3])
+def test_a_narrowed_prefix_is_the_prefix_of_the_mask_for_every_length_on_duckdb(
+    keep_first: int, keep_last: int
+):
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (i INTEGER, v VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", list(enumerate(VALUES)))
+    cut, narrow = prefixes_and_masks("duckdb", "VARCHAR", keep_first, keep_last)
+    assert con.execute(narrow).fetchall() == con.execute(cut).fetchall()
+
+
+@pytest.mark.parametrize("keep_last", [0, 4])
+@pytest.mark.parametrize("keep_first", [0, 1, 3])
+def test_a_narrowed_prefix_is_the_prefix_of_the_mask_for_every_length_on_sqlite(
+    keep_first: int, keep_last: int
+):
+    con = sqlite3.connect(":memory:")
+    con.execute("CREATE TABLE t (i INTEGER, v TEXT)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", list(enumerate(VALUES)))
+    cut, narrow = prefixes_and_masks("sqlite", "TEXT", keep_first, keep_last)
+    assert con.execute(narrow).fetchall() == con.execute(cut).fetchall()
+
+
+def test_a_narrowed_prefix_of_a_number_is_the_prefix_of_its_mask_as_text():
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (i INTEGER, v BIGINT)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", list(enumerate([None, 7, 1234567, -9876543210])))
+    cut, narrow = prefixes_and_masks("duckdb", "BIGINT", 2, 2)
+    assert con.execute(narrow).fetchall() == con.execute(cut).fetchall()
+
+
+def test_no_prefix_past_the_kept_head_and_four_stars_is_rendered():
+    spec = MaskSpec("partial", keep_first=1, keep_last=4)
+    with pytest.raises(ValueError):
+        masking.prefix_mask_expression(spec, exp.column("v"), exp.DataType.build("TEXT"), 6)
+    with pytest.raises(ValueError):
+        masking.prefix_mask_expression(
+            MaskSpec("hash"), exp.column("v"), exp.DataType.build("TEXT"), 1
+        )
+
+
+def _connect(dialect: str) -> Any:
+    """A DB-API connection to the shared server of ``dialect`` (skips when it is down)."""
+    try:
+        if dialect == "postgres":
+            import adbc_driver_postgresql.dbapi as adbc
+
+            return adbc.connect(PG_SERVER, autocommit=True)
+        import pymysql
+
+        return pymysql.connect(host="127.0.0.1", user="root", charset="utf8mb4", database="test")
+    except Exception as error:  # no driver, or no server on 127.0.0.1
+        require_server(f"{dialect} on 127.0.0.1 is not available ({type(error).__name__})")
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("dialect", ["postgres", "mysql"])
+def test_a_narrowed_prefix_is_the_prefix_of_the_mask_for_every_length_on_live_servers(
+    dialect: str,
+):
+    con = _connect(dialect)
+    marks = "$1, $2" if dialect == "postgres" else "%s, %s"
+    try:
+        cursor = con.cursor()
+        cursor.execute(  # a temporary table: the shared server keeps nothing of it
+            "CREATE TEMP TABLE t (i INTEGER, v TEXT)"
+            if dialect == "postgres"
+            else "CREATE TEMPORARY TABLE t (i INTEGER, v VARCHAR(100)) CHARACTER SET utf8mb4"
+        )
+        cursor.executemany(f"INSERT INTO t VALUES ({marks})", list(enumerate(VALUES)))
+        for keep_first in (0, 1, 3):
+            cut, narrow = prefixes_and_masks(dialect, "TEXT", keep_first, 4)
+            answers = []
+            for sql in (cut, narrow):
+                cursor.execute(sql)
+                answers.append([tuple(row) for row in cursor.fetchall()])
+            assert answers[1] == answers[0]
+    finally:
+        con.close()
