@@ -5,7 +5,9 @@
 Runs the 22 TPC-H queries as ``bob`` under ``bench/tpch_policy.yaml`` twice, once with
 ``masking: {late: false}`` (every mask in the scan) and once with late masking, on the
 benchmark's database (primary keys declared, as ``bench/run.py`` declares them), and
-prints per query which masks moved and whether the two answers are identical (rows in
+prints per query whether the rewritten SQL differs ("masks moved": a mask computed above
+the scan, or a partial mask narrowed to the prefix the query reads, rule 7 of "Late masking"
+in docs/security.md, which TPC-H Q22 is) and whether the two answers are identical (rows in
 order). Exit status 1 if any answer differs. A correctness check for the benchmark's own
 workload; the specification is ``tests/adversarial/test_late_masking.py``.
 """

@@ -67,6 +67,7 @@ def masked_source(
     dialect: str,
     unmask: frozenset[str] = frozenset(),
     late: frozenset[str] = frozenset(),
+    narrowed: Mapping[str, int] | None = None,
 ) -> tuple[MaskedSource, dict[str, Any]]:
     """Build ``SELECT <masked cols> FROM schema.table WHERE <filters>`` for these roles.
 
@@ -74,6 +75,9 @@ def masked_source(
     approval has unmasked for this one statement. ``late`` lists masked columns the plan
     masks above the scan instead (:func:`jupyter_gov.plan.late_columns` proved the statement
     reads them only there); the scan carries them raw and ``masks`` still lists them.
+    ``narrowed`` maps masked columns the statement reads only through their first ``N``
+    characters (:func:`jupyter_gov.plan.narrowed_columns`) to ``N``: the scan computes just
+    that prefix of the mask (:func:`prefix_mask_expression`); ``masks`` still lists them.
     """
     source = MaskedSource(subquery=exp.select(), digest=policy.mask_digest)
     projections = []
@@ -89,15 +93,19 @@ def masked_source(
             projections.append(ref)
         elif spec.function != "none":
             source.masks[column] = spec
+            prefix = (narrowed or {}).get(column)
             try:
-                masked = mask_expression(
-                    spec,
-                    ref,
-                    dtype,
-                    tag=tags[0] if tags else "value",
-                    dialect=dialect,
-                    digest=policy.mask_digest,
-                )
+                if prefix is not None and 1 <= prefix <= (prefix_bound(spec) or 0):
+                    masked = prefix_mask_expression(spec, ref, dtype, prefix, dialect)
+                else:
+                    masked = mask_expression(
+                        spec,
+                        ref,
+                        dtype,
+                        tag=tags[0] if tags else "value",
+                        dialect=dialect,
+                        digest=policy.mask_digest,
+                    )
             except MaskUnsupported as error:
                 source.unrenderable[column] = str(error)
                 masked = exp.cast(exp.null(), dtype.copy())
@@ -313,6 +321,62 @@ def _partial(blocks: MaskDialect, text: exp.Expr, keep_first: int, keep_last: in
             ),
         ],
         default=joined,
+    )
+
+
+def prefix_bound(spec: MaskSpec) -> int | None:
+    """How many leading characters of ``spec``'s masked value are fixed without reading the
+    value's length or tail: ``keep_first + _MIN_HIDDEN`` for ``partial``/``mask`` (the kept
+    head, then stars every value long enough to be shown has, and ``_REDACTED`` for the
+    others); None for every other mask, whose prefix is never computed on its own."""
+    if spec.function not in ("partial", "mask"):
+        return None
+    return spec.keep_first + _MIN_HIDDEN
+
+
+def prefix_mask_expression(
+    spec: MaskSpec, ref: exp.Expr, dtype: exp.DataType, prefix: int, dialect: str = "duckdb"
+) -> exp.Expr:
+    """``SUBSTRING(<spec's mask of ref>, 1, prefix)``, computed without the mask.
+
+    Why: a statement that reads a partial mask only through its first ``prefix`` characters
+    need not pay for ``REPEAT`` and ``RIGHT`` on every row (TPC-H Q22 reads two). The value
+    is the same for every input (docs/security.md, "Late masking", rule 7): NULL for NULL;
+    the first ``prefix`` characters of ``_REDACTED`` for a value too short to show; else the
+    first ``min(prefix, keep_first)`` characters of the value and then stars. Raises
+    ValueError for a mask or a prefix beyond :func:`prefix_bound` (the caller must check).
+    """
+    bound = prefix_bound(spec)
+    if bound is None or not 1 <= prefix <= bound:
+        raise ValueError(f"No prefix of {prefix} characters is fixed by the {spec.function} mask.")
+    profile = profile_for_dialect(dialect)
+    if profile is None:
+        raise MaskUnsupported(
+            f"The {spec.function} mask cannot be rendered in the {dialect!r} dialect, which "
+            "no jupyter-gov profile speaks; set the connection's dialect to a supported one."
+        )
+    blocks = profile.masks
+    text = blocks.as_text(ref, dtype)
+    short = exp.Literal.string(_REDACTED[:prefix])
+    head = min(prefix, spec.keep_first)
+    stars = "*" * (prefix - head)
+    shown: exp.Expr = exp.Literal.string(stars)
+    if head:
+        shown = blocks.left(text.copy(), head)
+        if stars:
+            shown = blocks.concat(shown, exp.Literal.string(stars))
+    elif stars == short.name:  # no kept character in the prefix: one literal, any length
+        return _when_not_null(text, shown)
+    too_short = exp.LT(
+        this=blocks.length(text.copy()),
+        expression=exp.Literal.number(spec.keep_first + spec.keep_last + _MIN_HIDDEN),
+    )
+    return exp.Case(
+        ifs=[
+            exp.If(this=exp.Is(this=text.copy(), expression=exp.null()), true=exp.null()),
+            exp.If(this=too_short, true=short),
+        ],
+        default=shown,
     )
 
 

@@ -287,8 +287,10 @@ def _rewrite(
             sources[id(ref)] = masking.masked_source(
                 entry, ctx.policy, ctx.roles, ctx.identity, ctx.dialect, unmask
             )
-    late: dict[int, dict[str, exp.Expr]] = {}
+    late: dict[int, set[str]] = {}
+    narrowed: dict[int, dict[str, int]] = {}
     if ctx.policy.late_masking and references is not None and references.qualified is not None:
+        narrowed = narrowed_columns(tree, references.qualified, info, sources)
         late = late_columns(tree, references.qualified, info, catalog, sources, ctx.dialect)
     for ref in info.tables:
         if ref.kind != "catalog":
@@ -296,7 +298,7 @@ def _rewrite(
         entry = catalog.get(ref.name, ref.schema)
         assert entry is not None
         source, params = sources[id(ref)]
-        if id(ref) in late:
+        if id(ref) in late or id(ref) in narrowed:
             source, params = masking.masked_source(
                 entry,
                 ctx.policy,
@@ -304,7 +306,8 @@ def _rewrite(
                 ctx.identity,
                 ctx.dialect,
                 unmask,
-                late=frozenset(late[id(ref)]),
+                late=frozenset(late.get(id(ref), ())),
+                narrowed=narrowed.get(id(ref)),
             )
         everything = set(entry.columns)
         used = references.read.get(id(entry), set()) if references is not None else everything
@@ -952,3 +955,142 @@ def _mask_projection(
         projection.set("this", masked)
     else:
         projection.replace(exp.alias_(masked, projection.this.copy()))
+
+
+# -- narrowed partial masks (late masking, rule 7) ------------------------------------------
+
+#: Constructs that reach a column without naming it as a column: nothing is narrowed beside them.
+_UNNAMED_READS = (*_BY_POSITION_OR_PATTERN, exp.Dot)
+
+
+def narrowed_columns(
+    tree: exp.Expr,
+    qualified: exp.Expr,
+    info: StatementInfo,
+    sources: Mapping[int, tuple[masking.MaskedSource, dict[str, Any]]],
+) -> dict[int, dict[str, int]]:
+    """Masked columns the statement reads only through a prefix short enough that the scan
+    may compute just that prefix of the mask: ``{id(TableRef): {column: N}}``.
+
+    A column spelled ``c`` qualifies when every column reference spelled ``c`` anywhere in the
+    statement, as written and as qualified (whatever table it names, in every scope), is the
+    text of ``SUBSTRING(c, 1, n)`` or ``LEFT(c, n)`` with an integer literal ``n >= 1``, and
+    the largest such ``n``, ``N``, is at most :func:`masking.prefix_bound` of the mask (a
+    ``partial``/``mask`` one). The scan then projects the first ``N`` characters of the mask
+    instead of the whole mask; each use reads the same ``n <= N`` characters of it. Anything
+    else (a bare reference, a star qualify left, a row used as a value, USING/NATURAL,
+    positional or pattern columns, a table alias column list) keeps the whole mask
+    (docs/security.md, "Late masking", rule 7).
+    """
+    if not isinstance(tree, (exp.Select, exp.SetOperation)) or not any(
+        isinstance(call, (exp.Substring, exp.Left)) for _, call in info.functions
+    ):
+        return {}  # no prefix read at all (the common case), from the calls analysis found
+    bounds: dict[int, dict[str, int]] = {}  # id(TableRef) -> column -> bound
+    for ref in info.tables:
+        if ref.kind != "catalog" or id(ref) not in sources:
+            continue
+        source, _ = sources[id(ref)]
+        for column, spec in source.masks.items():
+            bound = masking.prefix_bound(spec)
+            if bound is not None and column not in source.unrenderable:
+                bounds.setdefault(id(ref), {})[column] = bound
+    if not bounds:
+        return {}
+    columns: list[exp.Column] = []
+    for root, as_written in ((tree, True), (qualified, False)):
+        found = _named_columns(root, as_written)
+        if found is None:
+            return {}
+        columns.extend(found)
+    names = {column.lower() for masked in bounds.values() for column in masked}
+    read = _prefix_reads(names, columns)
+    narrowed: dict[int, dict[str, int]] = {}
+    for ref_id, masked in bounds.items():
+        for column, bound in masked.items():
+            prefix = read.get(column.lower())
+            if prefix is not None and prefix <= bound:
+                narrowed.setdefault(ref_id, {})[column] = prefix
+    return narrowed
+
+
+def _named_columns(root: exp.Expr, as_written: bool) -> list[exp.Column] | None:
+    """Every column reference of ``root``, in one walk; None when a construct may read a
+    column without a reference spelled like it: a star qualify did not expand (other than
+    ``count(*)``; stars as written are judged by their expansion), a relation's row as a
+    value, a struct path, USING/NATURAL joins, a table alias column list, positional or
+    pattern columns."""
+    columns: list[exp.Column] = []
+    relations: set[str] = set()
+    for node in root.walk():
+        if isinstance(node, exp.Column):
+            if node.args.get("db") or node.args.get("catalog"):
+                return None
+            columns.append(node)
+        elif isinstance(node, exp.Table):
+            relations.update(n.lower() for n in (node.name, node.alias) if n)
+            alias = node.args.get("alias")
+            if isinstance(alias, exp.TableAlias) and alias.columns:
+                return None
+        elif isinstance(node, exp.Star):
+            if not as_written and not (
+                isinstance(node.parent, exp.Count) and node.arg_key == "this"
+            ):
+                return None
+        elif isinstance(node, exp.Join):
+            if node.args.get("using") or (node.method or "").upper() == "NATURAL":
+                return None
+        elif isinstance(node, _UNNAMED_READS):
+            return None
+    if any(column.name.lower() in relations for column in columns):
+        return None
+    return columns
+
+
+def _prefix_reads(names: set[str], columns: Sequence[exp.Column]) -> dict[str, int]:
+    """For each name in ``names`` whose every reference among ``columns`` is a prefix read:
+    the longest prefix read. A name with any other reference (or used as a qualifier, a
+    struct column's field) is left out."""
+    longest: dict[str, int] = {}
+    spoiled: set[str] = set()
+    for column in columns:
+        name = column.name.lower()
+        if column.table.lower() in names:
+            spoiled.add(column.table.lower())  # c.field: a path through the column
+        if name not in names:
+            continue
+        length = _prefix_length(column)
+        if length is None:
+            spoiled.add(name)
+        else:
+            longest[name] = max(longest.get(name, 0), length)
+    return {name: n for name, n in longest.items() if name not in spoiled}
+
+
+def _prefix_length(column: exp.Column) -> int | None:
+    """``n`` when ``column`` is the text of ``SUBSTRING(column, 1, n)`` (also spelled
+    ``SUBSTR``, ``FROM 1 FOR n``) or ``LEFT(column, n)`` with an integer literal ``n >= 1``
+    and no other argument; None for any other use."""
+    parent = column.parent
+    if column.arg_key != "this" or parent is None:
+        return None
+    given = {k for k, v in parent.args.items() if v is not None and v is not False}
+    if type(parent) is exp.Substring and given == {"this", "start", "length"}:
+        if _integer_literal(parent.args["start"]) != 1:
+            return None
+        length = _integer_literal(parent.args["length"])
+    elif type(parent) is exp.Left and given == {"this", "expression"}:
+        length = _integer_literal(parent.expression)
+    else:
+        return None
+    return length if length is not None and length >= 1 else None
+
+
+def _integer_literal(node: exp.Expr) -> int | None:
+    """The value of a plain decimal integer literal (not a string, sign or expression)."""
+    if not isinstance(node, exp.Literal) or node.is_string:
+        return None
+    text = str(node.this)
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+        return None
+    return int(text)
