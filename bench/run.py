@@ -579,6 +579,11 @@ def _med(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def _ratio_text(results: Sequence[QueryResult]) -> str:
+    """The total ratio as ``1.004x``; a dash when no query is in the group."""
+    return f"{_ratio(results):.3f}x" if results else "–"
+
+
 def _ratio(results: Sequence[QueryResult]) -> float:
     raw = sum(_med(r.raw) for r in results)
     return sum(_med(r.governed) for r in results) / raw if raw else float("nan")
@@ -710,9 +715,9 @@ def render_report(
         + (", ".join(f"Q{r.number:02d} {_ratio([r]):.3f}x" for r in over) or "none")
         + f" | none: {'met' if not over else '**missed**'} |",
         f"| governed / raw (total), the {len(plain)} queries that read no masked column "
-        f"| {_ratio(plain):.3f}x | |",
+        f"| {_ratio_text(plain)} | |",
         f"| governed / raw (total), the {len(masked)} queries that read masked columns "
-        f"| {_ratio(masked):.3f}x | |",
+        f"| {_ratio_text(masked)} | |",
         f"| total in DuckDB, governed SQL / raw | {s.inside_total / s.raw_total:.3f}x | |",
         f"| run-to-run spread of raw times, (max − min) / median, median over queries "
         f"| {s.spread:.1%} | |",
@@ -847,13 +852,13 @@ def _interpretation(
     lines.append(
         f"- End to end, governed TPC-H takes {s.ratio:.3f}x the raw time "
         f"({'within' if s.ratio <= TARGET_RATIO else 'above'} the {TARGET_RATIO:.2f}x target). "
-        f"The {len(plain)} queries that read no masked column take {_ratio(plain):.3f}x: the "
+        f"The {len(plain)} queries that read no masked column take {_ratio_text(plain)}: the "
         "per-statement governance work below, plus noise (raw times alone vary by "
         f"{s.spread:.0%} from run to run on this machine). The {len(masked)} that read masked "
-        f"columns take {_ratio(masked):.3f}x, because the masks cost time inside DuckDB "
+        f"columns take {_ratio_text(masked)}, because the masks cost time inside DuckDB "
         f"({db_ratio:.3f}x raw overall); the largest differences are "
         + ", ".join(
-            f"Q{r.number:02d} (+{_fmt(_med(r.inside) - _med(r.raw))} ms"
+            f"Q{r.number:02d} ({ms(_med(r.inside) - _med(r.raw)):+.2f} ms"
             + (f", masks {', '.join(sorted(r.masked))})" if r.masked else ")")
             for r in worst
         )
