@@ -331,6 +331,18 @@ class GatewaySession:
             )
         return requested or str(hello["default_connection"])
 
+    def policy_summary(self) -> dict[str, Any]:
+        """The Policy tab's summary of the gateway's policy, for the token's owner.
+
+        Why from the gateway: in gateway mode it is the only policy enforced, and only it
+        knows the roles it derives for this token. ``origin`` names the gateway (where the
+        file lies on its host stays there). An unreachable gateway raises
+        :class:`GatewayUnavailable`; there is no local policy to fall back on.
+        """
+        summary = dict(self._action("policy.summary", {})["summary"])
+        summary["origin"] = f"the gateway at {self.address}"
+        return summary
+
     def dialect(self, connection: str | None = None) -> str:
         hello = self._hello_answer()
         name = connection or self.default_connection

@@ -42,6 +42,7 @@ ACTIONS = (
     "audit.verify",
     "audit.head",
     "sign_in",
+    "policy.summary",
 )
 #: The audit filters a caller may send (``AuditStore.events``' keywords but ``issuer``,
 #: which the gateway sets itself).

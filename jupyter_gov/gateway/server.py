@@ -46,6 +46,7 @@ from jupyter_gov.errors import (
 from jupyter_gov.gateway import protocol
 from jupyter_gov.gateway.auth import Authenticator, BearerMiddlewareFactory
 from jupyter_gov.identity.base import Identity
+from jupyter_gov.policy.summary import PII_FINDING_EVENTS, pii_findings, policy_summary
 from jupyter_gov.result import GovernedResult
 
 BATCH_ROWS = 65_536
@@ -408,6 +409,8 @@ class GatewayServer(flight.FlightServerBase):
             raise UsageError(f"The gateway has no action {kind!r}.")
         if kind.startswith("audit."):
             return self._audit(session, identity, kind, body)
+        if kind == "policy.summary":
+            return {"status": "ok", "summary": self._policy_summary(session, identity)}
         if kind == "sign_in":  # %gsql_login / %gsql_logout: recorded as the token proves
             event = "sign_out" if body.get("kind") == "sign_out" else "sign_in"
             fields = identity.audit_fields()
@@ -530,6 +533,28 @@ class GatewayServer(flight.FlightServerBase):
             **filters,
         )
         return {"status": "ok", "scope": scope, "events": events}
+
+    def _policy_summary(self, session: GovernedSession, identity: Identity) -> dict[str, Any]:
+        """The sidebar's Policy tab in gateway mode: the policy enforced here, for the
+        token's owner (roles derived here, never sent by the caller).
+
+        What crosses is :func:`~jupyter_gov.policy.summary.policy_summary` (no connection
+        URL, service token digest nor masking key), without ``origin`` (where the file lies
+        on the gateway's host is the gateway's business), and the PII findings of the
+        ``classification`` events the caller may read through ``audit.events``: their own,
+        or everyone's for the roles of ``gateway.audit_roles``.
+        """
+        summary = policy_summary(session.policy, identity)
+        summary.pop("origin", None)
+        readable = self._audit(
+            session,
+            identity,
+            "audit.events",
+            {"limit": PII_FINDING_EVENTS, "filters": {"kinds": ["classification"]}},
+        )
+        summary["pii_findings"] = pii_findings(readable["events"])
+        summary["pii_findings_scope"] = readable["scope"]
+        return summary
 
     @property
     def audit_roles(self) -> tuple[str, ...]:

@@ -152,9 +152,9 @@ class GovCore:
 
     def remote(self) -> Any:
         """The gateway session when a gateway is configured (``c.GovServer.gateway`` or
-        ``$JUPYTER_GOV_GATEWAY``): the Audit views read the gateway's audit and the
-        Approvals tab lists and decides the requests in its store, as the token's owner
-        (the Hub server's own token by default)."""
+        ``$JUPYTER_GOV_GATEWAY``): the Audit views read the gateway's audit, the Policy
+        tab its policy, and the Approvals tab lists and decides the requests in its store,
+        as the token's owner (the Hub server's own token by default)."""
         from jupyter_gov.config import resolve_gateway
 
         found = resolve_gateway(self.gateway)
@@ -209,8 +209,9 @@ class GovServer(ExtensionApp):
         None,
         allow_none=True,
         help="A jupyter-gov gateway (grpc+tls://host:port) whose audit the Audit views and the "
-        "report read and whose approval store the Approvals tab lists and decides in, as the "
-        "owner of this server's token; defaults to $JUPYTER_GOV_GATEWAY (see docs/gateway.md).",
+        "report read, whose policy the Policy tab shows and whose approval store the Approvals "
+        "tab lists and decides in, as the owner of this server's token; defaults to "
+        "$JUPYTER_GOV_GATEWAY (see docs/gateway.md).",
     ).tag(config=True)
 
     core: GovCore | None = None

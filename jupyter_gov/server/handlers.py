@@ -5,10 +5,13 @@
 ``GET audit/stats``   decision counts per time bucket, for the panel's chart
 
 With a gateway configured (``c.GovServer.gateway`` or ``$JUPYTER_GOV_GATEWAY``), the audit
-routes, the report and the approvals read the gateway's stores through Flight actions,
-authenticated with the server's token (its user's); the gateway decides what that identity
-may read. Nothing is read from a store the kernels could write.
-``GET policy``        a summary of the configured policy (the demo policy by default)
+routes, the report, the policy summary and the approvals read the gateway's policy and
+stores through Flight actions, authenticated with the server's token (its user's); the
+gateway decides what that identity may read. Nothing is read from a store the kernels could
+write, nor from a policy file nobody enforces.
+``GET policy``        a summary of the policy in force for the server's identity: the
+                      gateway's when one is configured, else the configured one (the
+                      demo policy by default)
 ``GET approvals``     approval requests (``state=pending|all``, paged), each with
                       ``can_decide``; the exact statement and its values only where it is true
 ``POST approvals/{id}/approve|deny``  decide, as the identity the configured provider gives
@@ -42,6 +45,7 @@ from jupyter_server.utils import url_path_join
 from jupyter_gov.approvals import STATES, ApprovalStore
 from jupyter_gov.audit import KINDS, AuditReader
 from jupyter_gov.errors import GovError
+from jupyter_gov.policy.summary import PII_FINDING_EVENTS, pii_findings, policy_summary
 
 if TYPE_CHECKING:
     from jupyter_gov.server.app import GovCore
@@ -408,90 +412,57 @@ class ReportHandler(GovAPIHandler):
 
 
 class PolicyHandler(GovAPIHandler):
-    """``GET policy``: a summary of the configured policy, ``{}`` when none is configured."""
+    """``GET policy``: a summary of the policy in force, for the server's own identity.
+
+    With a gateway configured it is the gateway's policy, as the gateway summarises it for
+    the owner of the server's token (roles it derives, masks, pii findings from its audit);
+    an unreachable gateway is its one-sentence 503, never the local file, which nobody
+    enforces then. Without one it is the server's policy (the demo policy by default), or
+    ``{"error": ...}`` saying why it did not load.
+    """
 
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
         self.check_params(frozenset())
         core = self.core
+        remote = await self.in_thread(core.remote)
+        if remote is not None:
+            self.reply(await self.in_thread(remote.policy_summary))
+            return
         # A policy that did not load is loaded again only to say why.
         policy = core.policy if core.policy is not None else self.gov.policy
-        summary = await asyncio.to_thread(policy_summary, policy, core.user)
+        summary = await asyncio.to_thread(local_policy_summary, policy, core.user)
         # pii hook: what unclassified: auto found, from the audit's classification events
         if "error" not in summary:
-            summary["pii_findings"] = await asyncio.to_thread(pii_findings, self.store)
+            summary["pii_findings"] = await asyncio.to_thread(local_pii_findings, self.store)
         self.reply(summary)
 
 
-def pii_findings(open_store: Any, limit: int = 200) -> list[dict[str, Any]]:
-    """The newest finding per column from the audit (tags and counts, never values)."""
+def local_pii_findings(open_store: Any) -> list[dict[str, Any]]:
+    """The PII findings of the server's own audit (tags and counts, never values)."""
     try:
-        events = open_store().events(kinds=["classification"], limit=limit)
+        events = open_store().events(kinds=["classification"], limit=PII_FINDING_EVENTS)
     except GovError:  # no store: the policy summary is still worth showing
         return []
-    latest: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for event in events:
-        detail = event.get("detail") or {}
-        if not isinstance(detail, dict) or "table" not in detail or "tag" not in detail:
-            continue
-        key = (event.get("connection"), detail.get("schema"), detail["table"], detail["column"])
-        latest.setdefault(
-            key,
-            {
-                "connection": event.get("connection"),
-                "table": detail["table"],
-                "column": detail["column"],
-                "tag": detail["tag"],
-                "confidence": detail.get("confidence"),
-                "sample_size": detail.get("sample_size"),
-                "proposed": bool(detail.get("proposed")),
-            },
-        )
-    return sorted(latest.values(), key=lambda f: (str(f["connection"]), f["table"], f["column"]))
+    return pii_findings(events)
 
 
-def policy_summary(policy: Any, user: str | None = None) -> dict[str, Any]:
-    """The policy's public summary (no connection URLs); the demo policy when none is set.
+def local_policy_summary(policy: Any, user: str | None = None) -> dict[str, Any]:
+    """The server's policy summarised for its own identity (``user`` with the local
+    provider); the demo policy when none is set; ``{"error": ...}`` if it does not load."""
+    from jupyter_gov.engine import provider_for
+    from jupyter_gov.policy import Policy
 
-    ``you`` says what applies to the server's own identity: its roles, the mask it gets for
-    each tag, and the approval rules it may trigger or decide.
-    """
     try:
-        from jupyter_gov.policy import Policy
-
         policy = policy if isinstance(policy, Policy) else Policy.load(policy)
-        summary = dict(policy.summary)
     except (GovError, OSError, ValueError) as error:
         return {"error": str(error)}
-    # The shape the panel expects: role names in ``roles``, details beside them.
-    summary["role_details"] = summary.get("roles") or {}
-    summary["roles"] = sorted(summary["role_details"])
-    summary["you"] = _what_applies_to_you(policy, user)
-    return summary
-
-
-def _what_applies_to_you(policy: Any, user: str | None) -> dict[str, Any]:
-    from jupyter_gov.engine import provider_for
-
     try:
-        identity = provider_for(policy, user).current()
+        identity: Any = provider_for(policy, user).current()
     except GovError as error:
-        return {"error": str(error)}
-    roles = policy.roles_for(identity)
-    return {
-        "subject": identity.subject,
-        "display_name": identity.display_name,
-        "verified": identity.verified,
-        "roles": list(roles),
-        "masks": {tag: policy.mask_for_tag(tag, roles).label for tag in policy.masks}
-        if roles
-        else {},
-        "approve": [r.id for r in policy.approval_rules if set(r.approvers) & set(roles)],
-        "need_approval": [
-            r.id for r in policy.approval_rules if not r.roles or set(r.roles) & set(roles)
-        ],
-    }
+        identity = error
+    return policy_summary(policy, identity)
 
 
 class ApprovalsHandler(GovAPIHandler):
