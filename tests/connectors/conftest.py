@@ -9,6 +9,11 @@ one schema per file), to prove that schemas other than the default are governed.
 is this test session's own suffix (``loaded.RUN``): suites running at once on one machine
 load, read and drop their own schemas, which are dropped when the session ends.
 
+DuckDB, PostgreSQL, MariaDB and SQLite declare the demo tables' primary keys
+(:data:`DEMO_KEYS`), as a warehouse would: the live suites then also run late masking's
+rule on keys (a mask grouped beside its table's key moves above the aggregate) on every
+engine that reads keys. Spark has none to declare.
+
 A test asks for ``engine``, parametrised over :data:`ENGINES`; an engine is loaded the
 first time a test asks for it (so a run without Spark tests starts no JVM), and one whose
 server is down is skipped through ``tests.conftest.require_server`` (a failure when
@@ -42,6 +47,8 @@ ENGINES = ("duckdb", "postgres", "mysql", "sqlite", "spark")
 DEMO = f"jupyter_gov_demo_{RUN}"
 OTHER = f"jupyter_gov_analytics_{RUN}"
 OTHER_ROWS = 100
+#: The demo tables' primary keys, declared on every engine that enforces keys.
+DEMO_KEYS = {"customers": "customer_id", "orders": "order_id", "support_tickets": "ticket_id"}
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 MY_SERVER = "mysql://root@127.0.0.1:3306"
 
@@ -96,14 +103,20 @@ def _rows(table: pa.Table, as_text: bool = False) -> list[tuple[Any, ...]]:
     return list(zip(*columns))
 
 
-def _create(table: pa.Table, engine: str, qualified: str, quote: str) -> str:
-    columns = ", ".join(f"{quote}{f.name}{quote} {_sql_type(f.type, engine)}" for f in table.schema)
-    return f"CREATE TABLE {qualified} ({columns})"
+def _create(
+    table: pa.Table, engine: str, qualified: str, quote: str, key: str | None = None
+) -> str:
+    columns = [f"{quote}{f.name}{quote} {_sql_type(f.type, engine)}" for f in table.schema]
+    if key is not None:
+        columns.append(f"PRIMARY KEY ({quote}{key}{quote})")
+    return f"CREATE TABLE {qualified} ({', '.join(columns)})"
 
 
 def _duckdb() -> Engine:
     connector = registry.profiles()["duckdb"].open(_connection("duckdb:demo"))
     con = connector.con  # type: ignore[attr-defined]
+    for table, key in DEMO_KEYS.items():
+        con.execute(f'ALTER TABLE main."{table}" ADD PRIMARY KEY ("{key}")')
     con.execute(f"CREATE SCHEMA {OTHER}")
     con.execute(
         f"CREATE TABLE {OTHER}.customers AS SELECT * FROM main.customers "
@@ -127,6 +140,8 @@ def _postgres() -> Engine:
     cursor.adbc_ingest(
         "customers", tables["customers"].slice(0, OTHER_ROWS), mode="create", db_schema_name=OTHER
     )
+    for name, key in DEMO_KEYS.items():
+        cursor.execute(f'ALTER TABLE {DEMO}."{name}" ADD PRIMARY KEY ("{key}")')
     con.close()
     url = f"{PG_SERVER}?options=-csearch_path%3D{DEMO}"
     return Engine("postgres", url, registry.profiles()["postgres"].open(_connection(url)), OTHER)
@@ -145,7 +160,8 @@ def _mysql() -> Engine:
     loads.append((OTHER, "customers", tables["customers"].slice(0, OTHER_ROWS)))
     for schema, name, table in loads:
         qualified = f"`{schema}`.`{name}`"
-        cursor.execute(_create(table, "mysql", qualified, "`"))
+        key = DEMO_KEYS[name] if schema == DEMO else None
+        cursor.execute(_create(table, "mysql", qualified, "`", key))
         marks = ", ".join(["%s"] * table.num_columns)
         rows = _rows(table)
         for start in range(0, len(rows), 5000):
@@ -159,7 +175,8 @@ def _sqlite(directory: Path) -> Engine:
     path = directory / "demo.sqlite"
     con = sqlite3.connect(path)
     for name, table in demo_tables().items():
-        con.execute(_create(table, "sqlite", f'"{name}"', '"'))
+        # An INTEGER key is the rowid's alias, never NULL: the key SQLite's catalog reads.
+        con.execute(_create(table, "sqlite", f'"{name}"', '"', DEMO_KEYS[name]))
         marks = ", ".join(["?"] * table.num_columns)
         con.executemany(f'INSERT INTO "{name}" VALUES ({marks})', _rows(table, as_text=True))
     con.commit()

@@ -32,7 +32,7 @@ from jupyter_gov.engine import GovernedSession
 from jupyter_gov.policy import Policy
 from jupyter_gov.policy.model import Connection
 from tests.conftest import require_server
-from tests.connectors.conftest import MY_SERVER, PG_SERVER
+from tests.connectors.conftest import DEMO_KEYS, MY_SERVER, PG_SERVER
 from tests.connectors.loaded import RUN
 
 pytestmark = pytest.mark.server
@@ -471,3 +471,14 @@ def test_mysql_does_not_use_the_key_of_a_merge_table(keyed: Keyed) -> None:
         assert _keys(keyed, "keys_merged") == ()
     finally:
         keyed.run("DROP TABLE keys_merged, keys_merge_a, keys_merge_b")
+
+
+def test_the_live_demo_declares_its_keys_on_every_engine_that_reads_them(engine):
+    """The shared demo (tests/connectors/conftest.py) is keyed, so the live suites run the
+    key rule of late masking on every engine but Spark, which has no keys."""
+    catalog = engine.connector.catalog()
+    keys = {name: catalog.get(name).keys for name in DEMO_KEYS}
+    if engine.name == "spark":
+        assert keys == {name: () for name in DEMO_KEYS}
+    else:
+        assert keys == {name: ((key,),) for name, key in DEMO_KEYS.items()}
