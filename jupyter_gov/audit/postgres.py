@@ -35,8 +35,9 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -95,6 +96,41 @@ $jg$"""
 _CALL = (
     "SELECT new_id, new_prev, new_hash FROM jupyter_gov_append(%s::BIGINT, %s::TEXT, "
     + ", ".join(f"%s::{'DOUBLE PRECISION' if t != 'TEXT' else 'TEXT'}" for t in _TYPES)
+    + ")"
+)
+#: Many appends in one call: one lock, one head read, the chain hashed in a loop, ids taken
+#: from the sequence in chain order (so ``ORDER BY id`` is the chain's order whatever order
+#: the INSERT's rows take), one INSERT. ``rests`` and every ``p_<field>`` are arrays with
+#: one element per event, in chain order.
+_APPEND_MANY_FUNCTION = f"""CREATE OR REPLACE FUNCTION jupyter_gov_append_many(
+    lock_key BIGINT, rests TEXT[], {", ".join(f"p_{n} {t}[]" for n, t in zip(FIELDS, _TYPES))}
+) RETURNS TABLE (new_id BIGINT, new_prev TEXT, new_hash TEXT)
+LANGUAGE plpgsql VOLATILE AS $jg$
+DECLARE
+    head TEXT;
+    ids BIGINT[] := '{{}}';
+    prevs TEXT[] := '{{}}';
+    digests TEXT[] := '{{}}';
+    id_sequence TEXT := pg_get_serial_sequence('events', 'id');
+BEGIN
+    PERFORM pg_advisory_xact_lock(lock_key);
+    SELECT e.hash INTO head FROM events AS e ORDER BY e.id DESC LIMIT 1;
+    head := coalesce(head, '{GENESIS}');
+    FOR i IN 1 .. coalesce(array_length(rests, 1), 0) LOOP
+        ids[i] := nextval(id_sequence);
+        prevs[i] := head;
+        head := encode(sha256('\\x00'::bytea
+            || convert_to('[' || to_json(head)::text || ',' || rests[i], 'UTF8')), 'hex');
+        digests[i] := head;
+    END LOOP;
+    INSERT INTO events (id, {", ".join((*FIELDS, "prev_hash", "hash"))})
+    SELECT * FROM unnest(ids, {", ".join(f"p_{n}" for n in FIELDS)}, prevs, digests);
+    RETURN QUERY SELECT * FROM unnest(ids, prevs, digests);
+END
+$jg$"""
+_CALL_MANY = (
+    "SELECT new_id, new_prev, new_hash FROM jupyter_gov_append_many(%s::BIGINT, %s::TEXT[], "
+    + ", ".join(f"%s::{t}[]" for t in _TYPES)
     + ")"
 )
 
@@ -162,6 +198,56 @@ class _Db:
         return self.conn.execute(sql)
 
 
+@dataclass
+class _Batch:
+    """One caller's events, queued for a group commit: its call arguments, then its outcome."""
+
+    records: list[dict[str, Any]]
+    args: list[list[Any]]  # per event: the hashed JSON after its ``[``, then the fields
+    rows: list[Any] = field(default_factory=list)  # (id, prev_hash, hash) once committed
+    error: BaseException | None = None
+    done: bool = False
+
+
+class _GroupCommit:
+    """Concurrent appends of one store object, committed together by one of their callers.
+
+    The chain admits one writer at a time, and each commit waits for the disk, so threads
+    appending one event each would get one commit's latency per event. Instead a caller
+    queues its batch; if no commit is under way it becomes the leader: it takes every
+    queued batch, writes them in one statement (one commit), hands each batch its rows or
+    the error, and wakes the others. A caller whose batch a leader took waits for that
+    commit; one still queued when it ends leads the next. There is no background thread:
+    a leader is always a caller that is itself waiting for its events, so nothing can die
+    unseen, and no caller returns before its own events are committed.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._cond = threading.Condition()
+        self._queue: list[_Batch] = []
+        self._leading = False
+
+    def run(self, batch: _Batch, commit: Callable[[list[_Batch]], None]) -> None:
+        """Return once ``batch`` has its rows or its error (``commit`` writes a group)."""
+        with self._cond:
+            self._queue.append(batch)
+            while self._leading and not batch.done:
+                self._cond.wait()
+            if batch.done:
+                return
+            self._leading = True
+            group, self._queue = self._queue, []
+        try:
+            commit(group)
+        finally:
+            with self._cond:
+                for queued in group:
+                    queued.done = True
+                self._leading = False
+                self._cond.notify_all()
+
+
 class PostgresAuditStore(AuditStore):
     """The hash-chained event log in a PostgreSQL schema shared by a team."""
 
@@ -196,6 +282,7 @@ class PostgresAuditStore(AuditStore):
                 for statement in _SCHEMA:
                     db.execute(statement)
                 db.execute(_APPEND_FUNCTION)
+                db.execute(_APPEND_MANY_FUNCTION)
         except psycopg.Error as error:
             raise AuditError(
                 f"The team audit store at {self.path} cannot be reached ({self._safe(error)}); "
@@ -264,14 +351,19 @@ class PostgresAuditStore(AuditStore):
             yield db
 
     def _call_args(self, record: Mapping[str, Any]) -> list[Any]:
-        """The function's arguments: the lock key, the hashed JSON after its ``[``, fields."""
+        """The function's arguments: the lock key, the hashed JSON after its ``[``, fields.
+
+        Field values are made the column's type here (``float`` or ``str``), so a single
+        call and a batch's arrays store the same values, and a value that fits neither is
+        refused before anything is sent.
+        """
         body = json.dumps(
             [_canonical(record.get(name)) for name in FIELDS],
             sort_keys=True,
             separators=(",", ":"),
             default=str,
         )
-        return [self._lock_key, body[1:], *(record[name] for name in FIELDS)]
+        return [self._lock_key, body[1:], *(_column_value(record, name) for name in FIELDS)]
 
     def _insert(self, db: Any, record: Mapping[str, Any]) -> int:
         return self._append_row(db, record, [])
@@ -290,33 +382,69 @@ class PostgresAuditStore(AuditStore):
         return self._append_row(db, record, committed)
 
     def append(self, kind: str, **event: Any) -> int:
-        """One round trip: the function's statement commits on its own (autocommit)."""
+        """One event, committed before this returns (see :meth:`append_many`)."""
         return self.append_many([(kind, event)])[0]
 
     def append_many(self, events: Sequence[tuple[str, Mapping[str, Any]]]) -> list[int]:
-        """Every event's call and the commit, pipelined: one round trip, all or none."""
+        """Append events chained in order, all or none, committed before this returns.
+
+        Calls from several threads at once are committed together (:class:`_GroupCommit`):
+        one lock, one head read, one INSERT and one commit for all of them. Each caller
+        gets its own events' ids, and if that commit fails every one of them raises.
+        """
         records = [_record(kind, dict(event)) for kind, event in events]
-        committed: list[dict[str, Any]] = []
+        if not records:
+            return []
+        try:
+            batch = _Batch(records, [self._call_args(record)[1:] for record in records])
+        except (TypeError, ValueError) as error:
+            raise self._write_error(error, "the statement was not run.") from error
+        self._group().run(batch, self._commit_group)
+        if batch.error is not None:
+            raise self._write_error(batch.error, "the statement was not run.") from batch.error
+        return [int(row[0]) for row in batch.rows]
+
+    def _group(self) -> _GroupCommit:
+        """This process's group commit (a forked child starts its own, empty)."""
+        group = getattr(self, "_grouping", None)
+        if group is None or group.pid != os.getpid():
+            group = self._grouping = _GroupCommit()
+        return group
+
+    def _commit_group(self, group: list[_Batch]) -> None:
+        """Write every batch of ``group`` in one statement (autocommit: one transaction).
+
+        Called by the group's leader; gives each batch its rows or the error, and publishes
+        the committed events before the next leader can commit (so subscribers see them in
+        chain order).
+        """
+        args = [arg for batch in group for arg in batch.args]
         try:
             db = self._connect()
-            if len(records) == 1:
-                ids = [self._append_row(db, records[0], committed)]
+            if len(args) == 1:
+                rows = [db.conn.execute(_CALL, [self._lock_key, *args[0]]).fetchone()]
             else:
-                with db.conn.pipeline(), db.conn.transaction():
-                    cursors = [
-                        db.conn.execute(_CALL, self._call_args(record)) for record in records
-                    ]
-                rows = [cursor.fetchone() for cursor in cursors]
-                ids = [int(row[0]) for row in rows]
-                if getattr(self, "_subscribers", ()):
-                    committed = [
-                        {"id": row[0], **record, "prev_hash": row[1], "hash": row[2]}
-                        for row, record in zip(rows, records, strict=True)
-                    ]
-        except (OSError, *self._errors) as error:
-            raise self._write_error(error, "the statement was not run.") from error
+                columns = [list(column) for column in zip(*args, strict=True)]
+                rows = db.conn.execute(_CALL_MANY, [self._lock_key, *columns]).fetchall()
+            if len(rows) != len(args):
+                raise AuditError(f"{len(rows)} events were appended of {len(args)}")
+        except BaseException as error:
+            for batch in group:
+                batch.error = error
+            if not isinstance(error, Exception):
+                raise  # an interrupt of the leader's own thread is still its own
+            return
+        committed: list[dict[str, Any]] = []
+        start = 0
+        for batch in group:
+            batch.rows = rows[start : start + len(batch.records)]
+            start += len(batch.records)
+            if getattr(self, "_subscribers", ()):
+                committed += [
+                    {"id": row[0], **record, "prev_hash": row[1], "hash": row[2]}
+                    for row, record in zip(batch.rows, batch.records, strict=True)
+                ]
         self._publish(committed)
-        return ids
 
     def _slot_sql(self) -> str:
         return "CAST(floor(ts / ?) AS BIGINT)"
@@ -344,6 +472,16 @@ class PostgresAuditStore(AuditStore):
         if db is not None:
             db.conn.close()
             self._local.db = None
+
+
+def _column_value(record: Mapping[str, Any], name: str) -> Any:
+    """``record[name]`` as its column's type: ``float`` (``DOUBLE PRECISION``) or ``str``."""
+    value = record[name]
+    if value is None:
+        return None
+    if name in _REAL_FIELDS:
+        return float(value)
+    return value if isinstance(value, str) else str(value)
 
 
 def _split_schema(url: str) -> tuple[str, str | None]:
