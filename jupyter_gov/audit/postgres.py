@@ -227,17 +227,20 @@ class _GroupCommit:
         self.pid = os.getpid()
         self._cond = threading.Condition()
         self._queue: list[_Batch] = []
-        self._leading = False
+        self._leader: int | None = None  # the thread committing a group, if any
 
     def run(self, batch: _Batch, commit: Callable[[list[_Batch]], None]) -> None:
         """Return once ``batch`` has its rows or its error (``commit`` writes a group)."""
+        if self._leader == threading.get_ident():
+            commit([batch])  # appended by a subscriber the leader is calling: never wait
+            return  # for oneself
         with self._cond:
             self._queue.append(batch)
-            while self._leading and not batch.done:
+            while self._leader is not None and not batch.done:
                 self._cond.wait()
             if batch.done:
                 return
-            self._leading = True
+            self._leader = threading.get_ident()
             group, self._queue = self._queue, []
         try:
             commit(group)
@@ -245,8 +248,13 @@ class _GroupCommit:
             with self._cond:
                 for queued in group:
                     queued.done = True
-                self._leading = False
+                self._leader = None
                 self._cond.notify_all()
+
+    def queued(self) -> int:
+        """How many batches wait for the next leader (tests watch a group form with it)."""
+        with self._cond:
+            return len(self._queue)
 
 
 class PostgresAuditStore(AuditStore):
