@@ -8,6 +8,7 @@ succeed when its commit failed.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import threading
 import time
@@ -79,6 +80,22 @@ def waiting_writer(admin: Any, store: Any, other_than: int | None = None) -> int
     raise AssertionError("no writer came to wait on the store's lock")
 
 
+def lock_holder(admin: Any, store: Any) -> int:
+    """The backend pid holding the store's advisory lock, once one does."""
+    classid, objid = advisory_lock_key(store)
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        rows = admin.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND classid = %s AND objid = %s",
+            [classid, objid],
+        ).fetchall()
+        if rows:
+            return int(rows[0][0])
+        time.sleep(0.01)
+    raise AssertionError("nobody took the store's lock")
+
+
 def wait_until_queued(store: Any, count: int) -> None:
     """Until ``count`` batches wait behind the current leader."""
     deadline = time.monotonic() + DEADLINE
@@ -99,7 +116,7 @@ def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
         except Exception as error:  # the outcome under test
             outcomes[i] = error
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -299,7 +316,12 @@ def test_a_failed_group_commit_fails_every_waiter_and_writes_none_of_their_event
 def test_subscribers_see_every_committed_event_once_in_chain_order(team_url):
     store = AuditStore(team_url)
     seen: list[dict[str, Any]] = []
-    store.subscribe(seen.extend)
+
+    def slow_subscriber(events: list[dict[str, Any]]) -> None:
+        time.sleep(0.002)  # a window for a later commit to be published first
+        seen.extend(events)
+
+    store.subscribe(slow_subscriber)
 
     def appender(t: int) -> None:
         for n in range(20):
@@ -325,3 +347,41 @@ def test_a_subscriber_that_appends_from_its_callback_does_not_wait_for_itself(te
     outcome = in_threads(1, lambda _: store.append("attempt"))
     assert outcome == [1]
     assert [e["kind"] for e in store.events(newest_first=False)] == ["attempt", "sink_failure"]
+
+
+def test_an_append_inside_a_transaction_commits_alone_while_other_threads_queue(team_url):
+    """A thread holding ``transaction()`` holds the chain's lock: queued appends of other
+    threads must neither wait for it to lead them (a deadlock) nor join its transaction
+    (they would return before it commits, or be rolled back with it)."""
+    store = AuditStore(team_url)
+    store.append("sign_in", subject="setup")
+    psycopg = pytest.importorskip("psycopg")
+    inside_done = threading.Event()
+
+    def inside() -> None:
+        with contextlib.suppress(RuntimeError), store.transaction():
+            waiting_writer(admin, store)  # another thread leads, blocked on this lock
+            wait_until_queued(store, 1)  # and one more is queued behind it
+            store.append("attempt", subject="inside")
+            inside_done.set()
+            raise RuntimeError("rolled back")
+
+    with psycopg.connect(TEAM_STORE_SERVER, autocommit=True) as admin:
+        holder = threading.Thread(target=inside, daemon=True)
+        holder.start()
+        lock_holder(admin, store)  # the holder has the lock before the others come
+        outside = threading.Thread(
+            target=in_threads, args=(1, lambda _: store.append("attempt", subject="leader"))
+        )
+        outside.start()
+        waiting_writer(admin, store)
+        queued = threading.Thread(
+            target=in_threads, args=(1, lambda _: store.append("attempt", subject="queued"))
+        )
+        queued.start()
+        holder.join(timeout=DEADLINE)
+        outside.join(timeout=DEADLINE)
+        queued.join(timeout=DEADLINE)
+    assert inside_done.is_set()
+    subjects = sorted(e["subject"] for e in store.events())
+    assert subjects == ["leader", "queued", "setup"] and store.verify().ok
