@@ -422,8 +422,11 @@ class PostgresAuditStore(AuditStore):
             self._group().run(batch, self._commit_group)
         else:  # inside this thread's transaction, only its own events may join it
             self._commit_group([batch])
-        if batch.error is not None:
-            raise self._write_error(batch.error, "the statement was not run.") from batch.error
+        if batch.error is not None:  # each waiter raises its own error object
+            error = batch.error
+            if isinstance(error, AuditError):
+                raise AuditError(str(error)) from error
+            raise self._write_error(error, "the statement was not run.") from error
         return [int(row[0]) for row in batch.rows]
 
     def _in_transaction(self) -> bool:
@@ -457,8 +460,8 @@ class PostgresAuditStore(AuditStore):
             else:
                 columns = [list(column) for column in zip(*args, strict=True)]
                 rows = db.conn.execute(_CALL_MANY, [self._lock_key, *columns]).fetchall()
-            if len(rows) != len(args):
-                raise AuditError(f"{len(rows)} events were appended of {len(args)}")
+            if len(rows) != len(args):  # never expected: refuse rather than guess the ids
+                raise ValueError(f"it answered {len(rows)} ids for {len(args)} events")
         except BaseException as error:
             for batch in group:
                 batch.error = error
