@@ -63,8 +63,9 @@ def _append(store: Any, writer: int, events: int, batch: int) -> None:
     for n in range(0, events, batch):
         if batch == 1:
             store.append("decision", **_event(writer, n))
-        else:
-            store.append_many([("attempt", _event(writer, n + i)) for i in range(batch)])
+        else:  # the last batch may be shorter: exactly ``events`` in all
+            size = min(batch, events - n)
+            store.append_many([("attempt", _event(writer, n + i)) for i in range(size)])
 
 
 def _run_writers(conn: Any, url: str, worker: int, job: dict[str, Any]) -> None:
@@ -106,7 +107,10 @@ def _worker(conn: Any, worker: int) -> None:
         job = conn.recv()
         if job is None:
             return
-        _run_writers(conn, job["url"], worker, job)
+        try:
+            _run_writers(conn, job["url"], worker, job)
+        except Exception as error:  # the parent stops the run and says why
+            conn.send(f"failed: {type(error).__name__}: {error}")
 
 
 class Workers:
@@ -129,15 +133,16 @@ class Workers:
         for pipe in pipes:
             pipe.send({"url": url, **job})
         for pipe in pipes:
-            if not pipe.poll(DEADLINE) or pipe.recv() != "ready":
-                raise RuntimeError("a benchmark process did not get ready")
+            answer = pipe.recv() if pipe.poll(DEADLINE) else "failed: no answer"
+            if answer != "ready":
+                raise RuntimeError(f"a benchmark process did not get ready ({answer})")
         began = time.perf_counter()
         for pipe in pipes:
             pipe.send("go")
         for pipe in pipes:
-            if not pipe.poll(DEADLINE):
-                raise RuntimeError("a benchmark process did not finish")
-            pipe.recv()
+            answer = pipe.recv() if pipe.poll(DEADLINE) else "failed: no answer"
+            if isinstance(answer, str):
+                raise RuntimeError(f"a benchmark process did not finish ({answer})")
         return time.perf_counter() - began
 
     def stop(self) -> None:
