@@ -202,7 +202,10 @@ def _ints(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--stores", default=f"sqlite,{POSTGRES}", help="comma-separated: 'sqlite' and/or URLs"
+        "--stores",
+        "--store",  # the earlier name, still in docs/benchmarks.md's re-run commands
+        default=f"sqlite,{POSTGRES}",
+        help="comma-separated: 'sqlite' and/or URLs",
     )
     parser.add_argument("--processes", default="1,8", help="process counts, e.g. 1,8")
     parser.add_argument("--threads", default="8", help="thread counts in one process; 0: none")
