@@ -1,15 +1,20 @@
-"""Audit chain throughput: events appended per second to one store, from one process and
-from several at once, and the chain verified afterwards.
+"""Audit chain throughput: events appended per second to one store, from one process, from
+several at once and from threads of one process, and the chain verified after every run.
 
-    python bench/audit.py                                   # SQLite file, 1 and 8 processes
-    python bench/audit.py --store postgresql://postgres@127.0.0.1:5432/test --processes 8
+    python bench/audit.py                         # SQLite and PostgreSQL, the whole table
+    python bench/audit.py --events 500            # shorter
+    python bench/audit.py --stores sqlite --processes 1,8 --batch 1,2,100 --threads 8
 
-Each process appends ``--events`` decision-sized events as fast as it can, one commit per
-event (``--batch 1``, how a result event is written) or per pair (``--batch 2``, how a
-statement's attempt and decision are written), or ``append_many`` batches of any size. The
-clock starts once every process has connected and written a first event. A PostgreSQL URL
-gets a throw-away schema ``perf_audit_<random>``, dropped at the end. Prints one Markdown
-table row per run.
+Each writer appends ``--events`` decision-sized events as fast as it can, one commit per
+event (``--batch 1``, how a result event is written), per pair (``--batch 2``, how a
+statement's attempt and decision are written) or ``append_many`` batches of any size.
+Writers are processes (each its own store object and connection, as kernels are) or the
+threads of one process sharing one store object (as the gateway's sessions are); on
+PostgreSQL the threads' appends are committed together (group commit), and the same run
+with it switched off is shown for comparison. The worker processes are started once; the
+clock of a run starts when every writer has opened the store and written a first event,
+and stops when the last one is done. A PostgreSQL URL gets a throw-away schema
+``perf_audit_<random>`` per run, dropped at the end. Prints one Markdown table.
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -29,6 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jupyter_gov.audit import AuditStore  # noqa: E402
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+DEADLINE = 600  # seconds: a guard against a hung worker
 
 
 def _event(worker: int, n: int) -> dict[str, Any]:
@@ -51,88 +59,209 @@ def _event(worker: int, n: int) -> dict[str, Any]:
     }
 
 
-def _work(url: str, worker: int, events: int, batch: int, ready: Any, start: Any, out: Any) -> None:
-    store = AuditStore(url)
-    store.append("attempt", subject="warm-up")  # connect outside the timed part
-    ready.put(worker)
-    start.wait()
-    began = time.perf_counter()
+def _append(store: Any, writer: int, events: int, batch: int) -> None:
     for n in range(0, events, batch):
         if batch == 1:
-            store.append("decision", **_event(worker, n))
-        else:
-            store.append_many([("attempt", _event(worker, n + i)) for i in range(batch)])
-    out.put(time.perf_counter() - began)
+            store.append("decision", **_event(writer, n))
+        else:  # the last batch may be shorter: exactly ``events`` in all
+            size = min(batch, events - n)
+            store.append_many([("attempt", _event(writer, n + i)) for i in range(size)])
+
+
+def _run_writers(conn: Any, url: str, worker: int, job: dict[str, Any]) -> None:
+    """One run in this process: open, warm up, report ready, wait for the gun, append."""
+    store = AuditStore(url)
+    if not job["group"]:
+        store._group_commit = False  # the comparison run: one transaction per call
+    threads = job["threads"]
+    one_at_a_time = threading.Lock()  # so every thread opens its own connection
+    ready = threading.Barrier(threads + 1)
+    gun = threading.Event()
+    spans: list[float] = []
+
+    def writer(t: int) -> None:
+        with one_at_a_time:
+            store.append("attempt", subject="warm-up")
+        ready.wait(timeout=DEADLINE)
+        gun.wait(timeout=DEADLINE)
+        began = time.perf_counter()
+        _append(store, worker * threads + t, job["events"], job["batch"])
+        spans.append(time.perf_counter() - began)
+
+    pool = [threading.Thread(target=writer, args=(t,)) for t in range(threads)]
+    for thread in pool:
+        thread.start()
+    ready.wait(timeout=DEADLINE)
+    conn.send("ready")
+    conn.recv()  # the gun
+    gun.set()
+    for thread in pool:
+        thread.join(timeout=DEADLINE)
+    conn.send(max(spans))
     store.close()
 
 
-def run(url: str, processes: int, events: int, batch: int) -> tuple[float, float, bool, int]:
-    """Events/s over the whole run (wall time of the slowest process), median per process."""
-    ctx = mp.get_context("spawn")
-    start, ready, out = ctx.Event(), ctx.Queue(), ctx.Queue()
-    workers = [
-        ctx.Process(target=_work, args=(url, w, events, batch, ready, start, out))
-        for w in range(processes)
+def _worker(conn: Any, worker: int) -> None:
+    """A long-lived benchmark process: runs jobs sent to it until told to stop."""
+    while True:
+        job = conn.recv()
+        if job is None:
+            return
+        try:
+            _run_writers(conn, job["url"], worker, job)
+        except Exception as error:  # the parent stops the run and says why
+            conn.send(f"failed: {type(error).__name__}: {error}")
+
+
+class Workers:
+    """Benchmark processes started once (so no run's clock includes Python's start-up)."""
+
+    def __init__(self, count: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.pipes = []
+        self.procs = []
+        for w in range(count):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(child, w), daemon=True)
+            proc.start()
+            self.pipes.append(parent)
+            self.procs.append(proc)
+
+    def run(self, url: str, processes: int, **job: Any) -> float:
+        """Seconds from the moment every writer is ready to the moment the last is done."""
+        pipes = self.pipes[:processes]
+        for pipe in pipes:
+            pipe.send({"url": url, **job})
+        for pipe in pipes:
+            answer = pipe.recv() if pipe.poll(DEADLINE) else "failed: no answer"
+            if answer != "ready":
+                raise RuntimeError(f"a benchmark process did not get ready ({answer})")
+        began = time.perf_counter()
+        for pipe in pipes:
+            pipe.send("go")
+        for pipe in pipes:
+            answer = pipe.recv() if pipe.poll(DEADLINE) else "failed: no answer"
+            if isinstance(answer, str):
+                raise RuntimeError(f"a benchmark process did not finish ({answer})")
+        return time.perf_counter() - began
+
+    def stop(self) -> None:
+        for pipe in self.pipes:
+            pipe.send(None)
+        for proc in self.procs:
+            proc.join(timeout=10)
+
+
+class Target:
+    """A fresh, empty store per run: a SQLite file in a temp dir or a PostgreSQL schema."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self.kind = "SQLite" if spec == "sqlite" else "PostgreSQL"
+        self.admin: Any = None
+        if self.kind == "PostgreSQL":
+            import psycopg
+
+            self.admin = psycopg.connect(spec, autocommit=True)
+        self.schemas: list[str] = []
+
+    def new_url(self) -> str:
+        if self.admin is None:
+            home = tempfile.mkdtemp(prefix="perf-audit-")
+            return f"sqlite:///{os.path.join(home, 'audit.sqlite')}"
+        self.schemas.append(f"perf_audit_{uuid.uuid4().hex[:8]}")
+        joiner = "&" if "?" in self.spec else "?"
+        return f"{self.spec}{joiner}schema={self.schemas[-1]}"
+
+    def drop(self) -> None:
+        if self.admin is not None:
+            for schema in self.schemas:
+                self.admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            self.admin.close()
+
+
+def _runs(args: argparse.Namespace, kind: str) -> list[dict[str, Any]]:
+    """Every run of the table for one kind of store, in the order they are printed."""
+    runs = [
+        {"processes": p, "threads": 1, "batch": b, "group": True}
+        for b in _ints(args.batch)
+        for p in _ints(args.processes)
     ]
-    for worker in workers:
-        worker.start()
-    for _ in workers:  # every worker imported, connected and warm before the gun
-        ready.get(timeout=600)
-    began = time.perf_counter()
-    start.set()
-    spans = [out.get(timeout=600) for _ in workers]
-    wall = time.perf_counter() - began
-    for worker in workers:
-        worker.join()
-    report = AuditStore(url).verify()
-    total = processes * events
-    return total / wall, events / statistics.median(spans), report.ok, report.rows
+    for t in _ints(args.threads):
+        for b in (b for b in _ints(args.batch) if b <= 2):
+            runs.append({"processes": 1, "threads": t, "batch": b, "group": True})
+            if kind == "PostgreSQL":
+                runs.append({"processes": 1, "threads": t, "batch": b, "group": False})
+    return runs
 
 
-def _postgres_schema(base: str) -> tuple[str, Any]:
-    import psycopg
-
-    schema = f"perf_audit_{uuid.uuid4().hex[:8]}"
-    admin = psycopg.connect(base, autocommit=True)
-    joiner = "&" if "?" in base else "?"
-    return f"{base}{joiner}schema={schema}", (admin, schema)
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip() and int(x) > 0]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", default="sqlite", help="'sqlite' (a temp file) or a URL")
-    parser.add_argument("--processes", default="1,8", help="process counts to run, e.g. 1,8")
-    parser.add_argument("--events", type=int, default=2000, help="events per process")
-    parser.add_argument("--batch", default="1,2", help="events per commit, e.g. 1,2")
-    args = parser.parse_args(argv)
-    print(
-        "| store | processes | events/commit | events | events/s (all) | events/s "
-        "(per process) | chain |"
+    parser.add_argument(
+        "--stores",
+        "--store",  # the earlier name, still in docs/benchmarks.md's re-run commands
+        default=f"sqlite,{POSTGRES}",
+        help="comma-separated: 'sqlite' and/or URLs",
     )
-    print("|---|---:|---:|---:|---:|---:|---|")
-    for batch in (int(b) for b in args.batch.split(",")):
-        for processes in (int(p) for p in args.processes.split(",")):
-            cleanup = None
-            if args.store == "sqlite":
-                home = tempfile.mkdtemp(prefix="perf-audit-")
-                url, kind = f"sqlite:///{os.path.join(home, 'audit.sqlite')}", "SQLite"
-            else:
-                url, cleanup = _postgres_schema(args.store)
-                kind = "PostgreSQL"
+    parser.add_argument("--processes", default="1,8", help="process counts, e.g. 1,8")
+    parser.add_argument("--threads", default="8", help="thread counts in one process; 0: none")
+    parser.add_argument("--events", type=int, default=1000, help="events per writer")
+    parser.add_argument("--batch", default="1,2,100", help="events per commit, e.g. 1,2,100")
+    args = parser.parse_args(argv)
+    specs = [s.strip() for s in args.stores.split(",") if s.strip()]
+    workers = Workers(max(_ints(args.processes) or [1]))
+    print(
+        "| store | writers | events/commit | events | events/s (all writers) | "
+        "events/s (per writer) | chain |"
+    )
+    print("|---|---|---:|---:|---:|---:|---|")
+    try:
+        for spec in specs:
+            target = Target(spec)
             try:
-                rate, per, ok, rows = run(url, processes, args.events, batch)
+                for run in _runs(args, target.kind):
+                    _print_run(target, workers, run, args.events)
             finally:
-                if cleanup is not None:
-                    admin, schema = cleanup
-                    admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-                    admin.close()
-            chain = f"valid, {rows} rows" if ok else "BROKEN"
-            print(
-                f"| {kind} | {processes} | {batch} | {processes * args.events} | "
-                f"{rate:,.0f} | {per:,.0f} | {chain} |",
-                flush=True,
-            )
+                target.drop()
+    finally:
+        workers.stop()
     return 0
+
+
+def _print_run(target: Target, workers: Workers, run: dict[str, Any], events: int) -> None:
+    url = target.new_url()
+    AuditStore(url).close()  # tables and functions exist before the race
+    wall = workers.run(
+        url,
+        run["processes"],
+        events=events,
+        batch=run["batch"],
+        threads=run["threads"],
+        group=run["group"],
+    )
+    store = AuditStore(url)
+    report = store.verify()
+    store.close()
+    writers_count = run["processes"] * run["threads"]
+    total = writers_count * events
+    expected = total + writers_count  # the warm-up events too
+    ok = report.ok and report.rows == expected
+    if run["threads"] > 1:
+        label = f"{run['threads']} threads, 1 process"
+        if target.kind == "PostgreSQL":
+            label += ", group commit" if run["group"] else ", one commit per call"
+    else:
+        label = f"{run['processes']} process{'es' if run['processes'] > 1 else ''}"
+    chain = f"valid, {report.rows} rows" if ok else f"BROKEN ({report.rows} rows of {expected})"
+    print(
+        f"| {target.kind} | {label} | {run['batch']} | {total} | {total / wall:,.0f} | "
+        f"{events / wall:,.0f} | {chain} |",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
