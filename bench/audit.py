@@ -232,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _print_run(target: Target, workers: Workers, run: dict[str, Any], events: int) -> None:
+def measure(target: Target, workers: Workers, run: dict[str, Any], events: int) -> dict[str, Any]:
+    """One run on a fresh store: events/s over every writer, and whether the chain is whole."""
     url = target.new_url()
     AuditStore(url).close()  # tables and functions exist before the race
     wall = workers.run(
@@ -257,9 +258,15 @@ def _print_run(target: Target, workers: Workers, run: dict[str, Any], events: in
     else:
         label = f"{run['processes']} process{'es' if run['processes'] > 1 else ''}"
     chain = f"valid, {report.rows} rows" if ok else f"BROKEN ({report.rows} rows of {expected})"
+    return {"label": label, "total": total, "rate": total / wall, "per_writer": events / wall,
+            "valid": ok, "chain": chain}  # fmt: skip
+
+
+def _print_run(target: Target, workers: Workers, run: dict[str, Any], events: int) -> None:
+    m = measure(target, workers, run, events)
     print(
-        f"| {target.kind} | {label} | {run['batch']} | {total} | {total / wall:,.0f} | "
-        f"{events / wall:,.0f} | {chain} |",
+        f"| {target.kind} | {m['label']} | {run['batch']} | {m['total']} | {m['rate']:,.0f} | "
+        f"{m['per_writer']:,.0f} | {m['chain']} |",
         flush=True,
     )
 

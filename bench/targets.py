@@ -134,45 +134,40 @@ def frames(rows: int, repeat: int) -> list[Target]:
 
 
 def audit(events: int, postgres: str | None) -> list[Target]:
+    """The chain from 1 and 8 processes (kernels) and 8 threads of one process (the
+    gateway's sessions), one event, a pair (a statement's attempt and decision) or a batch
+    of 100 per commit, each run on a fresh store and verified."""
     import audit as bench_audit
 
-    stores = [("SQLite", None)]
-    if postgres and _reachable(postgres):
-        stores.append(("PostgreSQL", postgres))
+    specs = ["sqlite"] + ([postgres] if postgres and _reachable(postgres) else [])
+    runs = [
+        {"processes": p, "threads": 1, "batch": b, "group": True}
+        for b in (1, 2, 100)
+        for p in (1, 8)
+    ] + [{"processes": 1, "threads": 8, "batch": b, "group": True} for b in (1, 2)]
+    workers = bench_audit.Workers(8)
     rows = []
-    for kind, base in stores:
-        for batch in (1, 100):
-            for processes in (1, 8):
-                log(f"audit: {kind}, {processes} process(es), {batch} event(s) per commit ...")
-                rate, ok = _audit_once(bench_audit, base, processes, events, batch)
-                rows.append(
-                    Target(
-                        f"Audit chain, {kind}, {processes} process{'es' if processes > 1 else ''}"
-                        f", {batch} event{'s' if batch > 1 else ''} per commit",
-                        "≥ 5,000 events/s, chain valid",
-                        f"{rate:,.0f} events/s, chain {'valid' if ok else 'BROKEN'}",
-                        rate >= 5000 and ok,
-                    )
-                )
-    return rows
-
-
-def _audit_once(
-    bench_audit: Any, base: str | None, processes: int, events: int, batch: int
-) -> tuple[float, bool]:
-    cleanup = None
-    if base is None:
-        url = f"sqlite:///{tempfile.mkdtemp(prefix='targets-audit-')}/audit.sqlite"
-    else:
-        url, cleanup = bench_audit._postgres_schema(base)
     try:
-        rate, _, ok, _ = bench_audit.run(url, processes, events, batch)
+        for spec in specs:
+            target = bench_audit.Target(spec)
+            try:
+                for run in runs:
+                    log(f"audit: {target.kind}, {run} ...")
+                    m = bench_audit.measure(target, workers, run, events)
+                    per = "event" if run["batch"] == 1 else f"{run['batch']} events"
+                    rows.append(
+                        Target(
+                            f"Audit chain, {target.kind}, {m['label']}, {per} per commit",
+                            "≥ 5,000 events/s, chain valid",
+                            f"{m['rate']:,.0f} events/s, chain {m['chain']}",
+                            m["rate"] >= 5000 and m["valid"],
+                        )
+                    )
+            finally:
+                target.drop()
     finally:
-        if cleanup is not None:
-            admin, schema = cleanup
-            admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            admin.close()
-    return rate, ok
+        workers.stop()
+    return rows
 
 
 def _reachable(url: str) -> bool:
