@@ -76,3 +76,14 @@ def test_the_same_statement_rewrites_the_same_from_an_emptied_cache(session_for)
     second = session.explain(text)
     assert second.statements[0].sql == first.statements[0].sql
     assert second.statements[0].info.expression.sql("duckdb") == _as_written(text)
+
+
+def test_a_parsed_statement_carries_no_token_positions_into_its_copies():
+    """The plan copies each statement several times; the parser's per-node positions
+    would be deep-copied in Python every time, and nothing reads them after a parse."""
+    from jupyter_gov.analysis import parse
+
+    sql = "SELECT c.email AS e FROM customers AS c WHERE c.customer_id = 1"
+    (statement,) = parse(sql, "duckdb")
+    positions = {"line", "col", "start", "end"}
+    assert not [n for n in statement.walk() if n._meta and positions & n._meta.keys()]
