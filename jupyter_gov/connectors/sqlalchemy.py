@@ -105,11 +105,27 @@ def open_sqlalchemy(connection: Connection, profile: Profile) -> Connector:
     return SQLAlchemyConnector(connection, profile)
 
 
+def _keys_query(engine: str) -> str:
+    """The native connector's query of enforced primary keys, for the engines whose keys
+    the same query reads through any driver; other engines read none (their masks stay in
+    the scan, see docs/databases.md, "Primary keys")."""
+    if engine == "postgres":
+        from jupyter_gov.connectors.postgres import KEYS_SQL
+
+        return KEYS_SQL
+    if engine == "mysql":
+        from jupyter_gov.connectors.mysql import KEYS_SQL as MYSQL_KEYS_SQL
+
+        return MYSQL_KEYS_SQL
+    return ""
+
+
 class SQLAlchemyConnector(DBAPIConnector):
     """A governed connection through the PEP 249 driver a SQLAlchemy URL names."""
 
     def __init__(self, connection: Connection, profile: Profile) -> None:
         self.profile = profile  # replaced by the driver's paramstyle once the URL is parsed
+        self.keys_query = _keys_query(profile.name)
         super().__init__(connection)
 
     def _open(self, connection: Connection) -> None:
@@ -130,10 +146,10 @@ class SQLAlchemyConnector(DBAPIConnector):
         if default:
             self.default_schema = str(default)
 
-    def _catalog_rows(self) -> list[tuple[str, str, str, str]]:
+    def _catalog_query(self, sql: str) -> list[Any]:
         cursor = self.con.cursor()
         try:
-            cursor.execute(self.profile.catalog_query)
+            cursor.execute(sql)
             return list(cursor.fetchall())
         finally:
             cursor.close()

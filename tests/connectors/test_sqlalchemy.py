@@ -153,3 +153,24 @@ def test_a_read_that_writes_is_refused_by_the_servers_read_only_transaction(
     sql = f"SELECT nextval('{DEMO}.jupyter_gov_demo_probe')"
     with pytest.raises(QueryFailed, match=r"(?i)read.only"):
         pg8000_connector.execute(sql, {})
+
+
+def test_the_catalog_through_the_driver_lists_the_keys_postgresql_enforces(
+    pg8000_connector: Any,
+) -> None:
+    """The same enforced keys as the native connector, so late masking's rule on keys holds
+    through any PostgreSQL driver."""
+    catalog = pg8000_connector.catalog(refresh=True)
+    keys = {t: catalog.get(t, DEMO).keys for t in ("customers", "orders", "support_tickets")}
+    assert keys == {
+        "customers": (("customer_id",),),
+        "orders": (("order_id",),),
+        "support_tickets": (("ticket_id",),),
+    }
+
+
+def test_only_engines_whose_keys_one_query_reads_get_a_keys_query() -> None:
+    from jupyter_gov.connectors.sqlalchemy import _keys_query
+
+    assert _keys_query("postgres") and _keys_query("mysql")
+    assert not any(_keys_query(e) for e in ("redshift", "snowflake", "trino", "bigquery"))
