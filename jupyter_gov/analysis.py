@@ -9,6 +9,7 @@ functions and table functions it calls, and its literal-free fingerprint for the
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import re
 from collections.abc import Mapping
@@ -187,10 +188,14 @@ def parse(
         first = error.errors[0] if error.errors else {}
         line, column = first.get("line"), first.get("col")
         where = f" at line {line}, column {column}" if line else ""
+        hint = "fix the statement and rerun"
+        if dialect == "duckdb" and _colon_parameter(tokens):
+            hint = (
+                "on DuckDB write a parameter as $name (DuckDB reads 'name:' in a SELECT list "
+                "as an alias), or fix the statement and rerun"
+            )
         raise SqlSyntaxError(
-            f"The SQL does not parse{where} (parse-error); fix the statement and rerun.",
-            line,
-            column,
+            f"The SQL does not parse{where} (parse-error); {hint}.", line, column
         ) from error
     except TokenError as error:
         raise SqlSyntaxError(
@@ -207,6 +212,14 @@ def parse(
     for statement in statements:
         _forget_positions(statement)
     return statements
+
+
+def _colon_parameter(tokens: list) -> bool:
+    """Whether the cell holds a ``:name`` parameter (a colon then a name, not ``::``)."""
+    return any(
+        a.token_type == TokenType.COLON and b.token_type == TokenType.VAR
+        for a, b in itertools.pairwise(tokens)
+    )
 
 
 #: The token positions the parser records on nodes; parse errors carry their own.

@@ -103,6 +103,14 @@ def test_unparseable_sql_names_the_position(session_for):
     assert "line 1" in denied.value.plan.reasons[0]
 
 
+def test_a_colon_parameter_duckdb_reads_as_an_alias_is_explained(session_for):
+    with pytest.raises(QueryDenied) as denied:
+        session_for("bob").sql("SELECT :v AS v", {"v": 1})
+    assert denied.value.plan.rules == ["parse-error"]
+    assert "write a parameter as $name" in denied.value.plan.reasons[0]
+    assert session_for("bob").sql("SELECT $v AS v", {"v": 1}).fetchall() == [(1,)]
+
+
 @pytest.mark.parametrize(
     "where",
     [
