@@ -7,7 +7,8 @@ the session's one Spark Connect server (``tests/spark_server.py``). Each engine 
 copy of the first customers in a second schema, ``jupyter_gov_analytics_<run>`` (not SQLite:
 one schema per file), to prove that schemas other than the default are governed. ``<run>``
 is this test session's own suffix (``loaded.RUN``): suites running at once on one machine
-load, read and drop their own schemas, which are dropped when the session ends.
+load, read and drop their own schemas, which are dropped when the session ends; schemas
+of a run that was killed first (its process is gone) are dropped by the next load.
 
 DuckDB, PostgreSQL, MariaDB and SQLite declare the demo tables' primary keys
 (:data:`DEMO_KEYS`), as a warehouse would: the live suites then also run late masking's
@@ -23,6 +24,8 @@ server is down is skipped through ``tests.conftest.require_server`` (a failure w
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -126,11 +129,36 @@ def _duckdb() -> Engine:
     return Engine("duckdb", "duckdb:demo", connector, OTHER)
 
 
+#: The schemas of a run: ``jupyter_gov_demo_<pid>_<hex>``, ``jupyter_gov_analytics_<pid>_<hex>``.
+_RUN_SCHEMA = re.compile(r"^jupyter_gov_(?:demo|analytics)_(\d+)_[0-9a-f]{6}$")
+
+
+def stale_schemas(names: list[str]) -> list[str]:
+    """Schemas a run left behind when it was killed before it could drop them: its process
+    is gone. A live process with that number (this run's, another suite's, or an unrelated
+    one that reused it) keeps its schemas."""
+    stale = []
+    for name in names:
+        match = _RUN_SCHEMA.match(name)
+        if match is None:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            stale.append(name)
+        except (PermissionError, OverflowError):
+            pass  # alive under another user, or not a process number at all
+    return stale
+
+
 def _postgres() -> Engine:
     import adbc_driver_postgresql.dbapi as adbc
 
     con = adbc.connect(PG_SERVER, autocommit=True)
     cursor = con.cursor()
+    cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'jupyter\\_gov\\_%'")
+    for schema in stale_schemas([row[0] for row in cursor.fetchall()]):
+        cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     for schema in (DEMO, OTHER):
         cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         cursor.execute(f"CREATE SCHEMA {schema}")
@@ -152,6 +180,9 @@ def _mysql() -> Engine:
 
     con = pymysql.connect(host="127.0.0.1", user="root", charset="utf8mb4", autocommit=True)
     cursor = con.cursor()
+    cursor.execute("SHOW DATABASES LIKE 'jupyter\\_gov\\_%'")
+    for schema in stale_schemas([row[0] for row in cursor.fetchall()]):
+        cursor.execute(f"DROP DATABASE IF EXISTS `{schema}`")
     tables = demo_tables()
     for schema in (DEMO, OTHER):
         cursor.execute(f"DROP DATABASE IF EXISTS `{schema}`")
