@@ -30,6 +30,8 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sections import replace_section  # noqa: E402
+
 from jupyter_gov.engine import GovernedSession  # noqa: E402
 from jupyter_gov.policy import Policy  # noqa: E402
 
@@ -154,12 +156,8 @@ def markdown(table: list[tuple[str, float, float]], meta: dict[str, Any]) -> str
 def write(section: str) -> None:
     doc = ROOT / "docs" / "benchmarks.md"
     text = doc.read_text()
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    doc.write_text(text)
+    replaced = replace_section(text, BEGIN, END, section)
+    doc.write_text(replaced if replaced is not None else f"{text.rstrip()}\n\n{section}\n")
 
 
 def main() -> None:

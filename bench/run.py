@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from sections import replace_section
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -988,9 +989,9 @@ def write_report(path: Path, report: str) -> None:
     """
     section = f"{BEGIN}\n{report.rstrip()}\n{END}"
     text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
+    replaced = replace_section(text, BEGIN, END, section)
+    if replaced is not None:
+        text = replaced
     elif text.strip() and path.resolve() == (ROOT / "docs" / "benchmarks.md").resolve():
         sys.exit(
             f"{path} has no {BEGIN} marker: refusing to overwrite what else it holds; "

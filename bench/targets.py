@@ -35,6 +35,8 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT))
 
+from sections import replace_section  # noqa: E402
+
 BEGIN = "<!-- targets:begin (bench/targets.py --write) -->"
 END = "<!-- targets:end -->"
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -269,9 +271,9 @@ def _commit() -> str:
 def write(section: str) -> None:
     doc = ROOT / "docs" / "benchmarks.md"
     text = doc.read_text()
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
+    replaced = replace_section(text, BEGIN, END, section)
+    if replaced is not None:
+        text = replaced
     else:
         anchor = "## Issue 10:"
         head, _, rest = text.partition(anchor)
