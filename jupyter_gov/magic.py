@@ -393,6 +393,12 @@ class GovMagic(Magics, Configurable):
     def gsql_classify(self, line: str = "") -> str:
         """Profile unclassified columns and print a proposed ``classifications:`` block."""
         parsed = parse_options(self.gsql_classify, line)
+        if self.remote() is not None:
+            raise UsageError(
+                "In gateway mode the kernel holds no credentials to sample columns with: run "
+                "`jupyter-gov classify --policy <the gateway's policy>` where the gateway runs, "
+                "and pin what it proposes in that policy."
+            )
         try:
             from jupyter_gov.pii.classify import classifications_block
             from jupyter_gov.pii.service import propose

@@ -276,3 +276,13 @@ def test_whoami_shows_the_policys_short_hash(shell, capsys):
     shell.run_line_magic("gsql_whoami", "bob")
     assert f"policy {policy.name}@{policy.short_hash}" in capsys.readouterr().out
     assert policy.short_hash == policy.hash[:12]
+
+
+def test_classify_in_gateway_mode_says_where_to_run_it(shell):
+    magic = shell.magics_manager.registry["GovMagic"]
+    magic.gateway = "grpc://127.0.0.1:9"  # never contacted: the refusal comes first
+    try:
+        with pytest.raises(UsageError, match="where the gateway runs"):
+            shell.run_line_magic("gsql_classify", "")
+    finally:
+        magic.gateway = None
