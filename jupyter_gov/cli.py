@@ -145,11 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="close an identity's session (and its connections) this long after its last "
         "call (default 900)",
     )
-    serve.add_argument("--checkpoint-key", help="sign audit checkpoints with this Ed25519 key")
-    serve.add_argument("--checkpoint-dir", help="where signed checkpoints are published")
-    serve.add_argument(
-        "--checkpoint-every", type=float, default=300.0, help="seconds between checkpoints"
-    )
+    _checkpoint_options(serve)
 
     login = commands.add_parser("login", help="sign in with the policy's identity provider")
     _config_options(login)
@@ -254,6 +250,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    """The signed-checkpoint options both gateway doors take (``gateway serve``, ``pgwire``)."""
+    parser.add_argument("--checkpoint-key", help="sign audit checkpoints with this Ed25519 key")
+    parser.add_argument("--checkpoint-dir", help="where signed checkpoints are published")
+    parser.add_argument(
+        "--checkpoint-every", type=float, default=300.0, help="seconds between checkpoints"
+    )
+
+
+def _checkpoints(args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`_checkpoint_options`' values as the servers' keyword arguments."""
+    return {
+        "checkpoint_key": args.checkpoint_key,
+        "checkpoint_dir": args.checkpoint_dir,
+        "checkpoint_every": args.checkpoint_every,
+    }
+
+
 # --- `jupyter-gov gateway pgwire`: the PostgreSQL door alone (`gateway serve --pg-listen`
 # --- serves it beside the Flight service, sharing sessions and audit).
 def _pgwire_parser(commands: Any) -> None:
@@ -268,11 +282,7 @@ def _pgwire_parser(commands: Any) -> None:
     pgwire.add_argument("--connection", help="default connection name from the policy")
     pgwire.add_argument("--tls-cert", help="PEM certificate (required off loopback)")
     pgwire.add_argument("--tls-key", help="PEM private key of --tls-cert")
-    pgwire.add_argument("--checkpoint-key", help="sign audit checkpoints with this Ed25519 key")
-    pgwire.add_argument("--checkpoint-dir", help="where signed checkpoints are published")
-    pgwire.add_argument(
-        "--checkpoint-every", type=float, default=300.0, help="seconds between checkpoints"
-    )
+    _checkpoint_options(pgwire)
 
 
 def _pgwire(args: argparse.Namespace) -> int:
@@ -285,9 +295,7 @@ def _pgwire(args: argparse.Namespace) -> int:
         connection=args.connection,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
-        checkpoint_key=args.checkpoint_key,
-        checkpoint_dir=args.checkpoint_dir,
-        checkpoint_every=args.checkpoint_every,
+        **_checkpoints(args),
     )
     return EXIT_OK
 
@@ -339,9 +347,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             pg_listen=args.pg_listen,
             max_sessions=args.max_sessions,
             idle_seconds=args.idle_timeout,
-            checkpoint_key=args.checkpoint_key,
-            checkpoint_dir=args.checkpoint_dir,
-            checkpoint_every=args.checkpoint_every,
+            **_checkpoints(args),
             announce=lambda line: print(line, flush=True),
         )
         return EXIT_OK
