@@ -10,12 +10,14 @@ the fixture uses to issue and revoke user tokens through the Hub's REST API, and
 configurable-http-proxy is missing (a failure when ``CI=true``).
 
 It is registered once, in ``tests/conftest.py``: a session fixture imported into several
-modules would start one Hub per module. Tests import only :class:`RealHub` from here.
+modules would start one Hub per module. Tests import :class:`RealHub` from here, and
+:func:`hub_stand_in` for the replies a real Hub never gives.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
 import secrets
 import shutil
@@ -23,8 +25,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,35 @@ HUB_USERS: dict[str, tuple[list[str], bool]] = {
     "root": (["admins"], True),
 }
 START_TIMEOUT = 60.0  # a bound on waiting for the Hub to answer, not a timing assertion
+
+
+@contextlib.contextmanager
+def hub_stand_in(reply: Callable[[str], tuple[int, bytes]]) -> Iterator[str]:
+    """A loopback HTTP server answering each GET path with ``reply(path)`` (status, JSON
+    body): what a proxy or a broken Hub might say, which a real JupyterHub never does.
+    Yields its base URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, body = reply(self.path)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 @dataclass

@@ -7,9 +7,7 @@ so its masks stay those of the Hub token's owner and of the issuer the policy na
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +18,7 @@ from jupyter_gov.engine import GovernedSession
 from jupyter_gov.errors import IdentityError
 from jupyter_gov.identity.oidc import TokenValidator
 from jupyter_gov.policy import Policy
-from tests.hub_server import RealHub
+from tests.hub_server import RealHub, hub_stand_in
 
 PROXY_VARS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 
@@ -36,29 +34,9 @@ def hub_policy() -> Policy:
 def lying_hub() -> Iterator[str]:
     """A proxy (or fake Hub) that says every token belongs to root, a Hub admin."""
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps(
-                {"kind": "user", "name": "root", "admin": True, "groups": ["admins"]}
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    answer = {"kind": "user", "name": "root", "admin": True, "groups": ["admins"]}
+    with hub_stand_in(lambda _: (200, json.dumps(answer).encode())) as url:
+        yield url
 
 
 def hub_session(hub: RealHub, demo_connector: Any, monkeypatch: pytest.MonkeyPatch, **env: str):

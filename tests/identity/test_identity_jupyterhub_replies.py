@@ -7,14 +7,13 @@ fail closed on each.
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from jupyter_gov.errors import IdentityError
 from jupyter_gov.identity.jupyterhub import JupyterHubProvider
+from tests.hub_server import hub_stand_in
 
 REPLIES: dict[str, tuple[int, bytes]] = {
     "/broken-json": (200, b"{not json"),
@@ -28,27 +27,8 @@ REPLIES: dict[str, tuple[int, bytes]] = {
 def odd_hub() -> Iterator[str]:
     """A server whose ``<prefix>/user`` answers with ``REPLIES[prefix]``."""
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            status, body = REPLIES[self.path.removesuffix("/user")]
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with hub_stand_in(lambda path: REPLIES[path.removesuffix("/user")]) as url:
+        yield url
 
 
 @pytest.mark.parametrize(
