@@ -21,16 +21,8 @@ from jupyter_gov.errors import PolicyError
 from jupyter_gov.masking import mask_expression
 from jupyter_gov.policy import MaskSpec, Policy
 from tests.connectors.conftest import Engine
+from tests.test_policy import MINIMAL  # the smallest valid policy
 
-#: The smallest valid policy, with a masking section added by the test.
-MINIMAL = """\
-version: 1
-name: minimal
-roles:
-  analyst: {groups: [analysts]}
-connections:
-  demo: {url: "duckdb:demo"}
-"""
 SQL = (
     "SELECT customer_id, full_name, city FROM customers "
     "WHERE customer_id <= 200 ORDER BY customer_id"
