@@ -25,7 +25,7 @@ from sqlglot import exp
 from jupyter_gov import keys
 from jupyter_gov.analysis import template_to_placeholders
 from jupyter_gov.connectors.base import TableEntry
-from jupyter_gov.connectors.profile import MaskDialect, MaskUnsupported, is_text
+from jupyter_gov.connectors.profile import MaskDialect, MaskUnsupported, Profile, is_text
 from jupyter_gov.connectors.registry import profile_for_dialect
 from jupyter_gov.errors import PolicyError
 from jupyter_gov.identity import Identity
@@ -224,12 +224,7 @@ def mask_expression(
     function = spec.function
     if function == "none":
         return ref
-    profile = profile_for_dialect(dialect)
-    if profile is None:
-        raise MaskUnsupported(
-            f"The {function} mask cannot be rendered in the {dialect!r} dialect, which no "
-            "jupyter-gov profile speaks; set the connection's dialect to a supported one."
-        )
+    profile = _profile_for_mask(function, dialect)
     try:
         return _mask(spec, ref, dtype, tag, profile.masks, digest)
     except MaskUnsupported as error:
@@ -310,6 +305,25 @@ def _partial(blocks: MaskDialect, text: exp.Expr, keep_first: int, keep_last: in
     joined = pieces[0]
     for piece in pieces[1:]:
         joined = blocks.concat(joined, piece)
+    redacted = exp.Literal.string(_REDACTED)
+    return _unless_too_short(blocks, text, keep_first, keep_last, redacted, joined, length)
+
+
+def _unless_too_short(
+    blocks: MaskDialect,
+    text: exp.Expr,
+    keep_first: int,
+    keep_last: int,
+    short: exp.Expr,
+    shown: exp.Expr,
+    length: exp.Expr | None = None,
+) -> exp.Expr:
+    """NULL stays NULL; a value with fewer than ``keep_first + keep_last + _MIN_HIDDEN``
+    characters (too short to show any of without revealing most of it) becomes ``short``;
+    any other becomes ``shown``. The one place that bound is spelt, for the partial mask and
+    for the prefixes of it that rule 7 computes alone: they must agree on it."""
+    if length is None:
+        length = blocks.length(text.copy())
     return exp.Case(
         ifs=[
             exp.If(this=exp.Is(this=text.copy(), expression=exp.null()), true=exp.null()),
@@ -317,11 +331,23 @@ def _partial(blocks: MaskDialect, text: exp.Expr, keep_first: int, keep_last: in
                 this=exp.LT(
                     this=length, expression=exp.Literal.number(keep_first + keep_last + _MIN_HIDDEN)
                 ),
-                true=exp.Literal.string(_REDACTED),
+                true=short,
             ),
         ],
-        default=joined,
+        default=shown,
     )
+
+
+def _profile_for_mask(function: str, dialect: str) -> Profile:
+    """The profile that renders masks in ``dialect``; a one-sentence refusal naming the mask
+    when no profile speaks it."""
+    profile = profile_for_dialect(dialect)
+    if profile is None:
+        raise MaskUnsupported(
+            f"The {function} mask cannot be rendered in the {dialect!r} dialect, which no "
+            "jupyter-gov profile speaks; set the connection's dialect to a supported one."
+        )
+    return profile
 
 
 def prefix_bound(spec: MaskSpec) -> int | None:
@@ -349,13 +375,7 @@ def prefix_mask_expression(
     bound = prefix_bound(spec)
     if bound is None or not 1 <= prefix <= bound:
         raise ValueError(f"No prefix of {prefix} characters is fixed by the {spec.function} mask.")
-    profile = profile_for_dialect(dialect)
-    if profile is None:
-        raise MaskUnsupported(
-            f"The {spec.function} mask cannot be rendered in the {dialect!r} dialect, which "
-            "no jupyter-gov profile speaks; set the connection's dialect to a supported one."
-        )
-    blocks = profile.masks
+    blocks = _profile_for_mask(spec.function, dialect).masks
     text = blocks.as_text(ref, dtype)
     short = exp.Literal.string(_REDACTED[:prefix])
     head = min(prefix, spec.keep_first)
@@ -367,17 +387,7 @@ def prefix_mask_expression(
             shown = blocks.concat(shown, exp.Literal.string(stars))
     elif stars == short.name:  # no kept character in the prefix: one literal, any length
         return _when_not_null(text, shown)
-    too_short = exp.LT(
-        this=blocks.length(text.copy()),
-        expression=exp.Literal.number(spec.keep_first + spec.keep_last + _MIN_HIDDEN),
-    )
-    return exp.Case(
-        ifs=[
-            exp.If(this=exp.Is(this=text.copy(), expression=exp.null()), true=exp.null()),
-            exp.If(this=too_short, true=short),
-        ],
-        default=shown,
-    )
+    return _unless_too_short(blocks, text, spec.keep_first, spec.keep_last, short, shown)
 
 
 def _scrub(blocks: MaskDialect, text: exp.Expr, entities: tuple[str, ...]) -> exp.Expr:
