@@ -21,6 +21,7 @@ import secrets
 import selectors
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -153,6 +154,7 @@ def python_for(user: str | None) -> tuple[str, str]:
     paths = [str(ROOT)]
     if user is None:
         return sys.executable, os.pathsep.join(paths)
+    _let_others_reach(ROOT)
     import sysconfig
 
     minor = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -160,6 +162,27 @@ def python_for(user: str | None) -> tuple[str, str]:
     if not system.exists():
         raise RuntimeError(f"no {system} for the gateway's OS user to run")
     return str(system), os.pathsep.join([*paths, sysconfig.get_paths()["purelib"]])
+
+
+def _let_others_reach(tree: Path) -> None:
+    """Let other OS users read the checkout ``tree`` and traverse (not list) the folders
+    above it.
+
+    A checkout in a private folder (``mktemp -d`` makes them 0700) is otherwise out of the
+    gateway's user's reach, and its interpreter dies importing jupyter_gov (Python's import
+    lists a ``sys.path`` folder, so the checkout itself needs read as well as search
+    permission). Only what is missing is added, and only by root, who runs these tests
+    (``useradd``, ``runuser``); the files inside keep their own modes.
+    """
+    if os.geteuid() != 0:
+        return
+    for folder, wanted in (
+        (tree, stat.S_IROTH | stat.S_IXOTH),
+        *((p, stat.S_IXOTH) for p in tree.parents),
+    ):
+        mode = folder.stat().st_mode
+        if mode & wanted != wanted:
+            folder.chmod(mode | wanted)
 
 
 def _run_as(user: str | None, command: list[str]) -> list[str]:
