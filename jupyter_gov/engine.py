@@ -466,8 +466,8 @@ class GovernedSession:
         read back (``page0 UNION ALL page1``) add what they hold, and the raw values this
         identity already received count toward the same limit, so paging crosses it.
         """
-        if plan.decision == "deny":
-            return plan
+        if plan.decision == "deny" or not ctx.policy.approval_rules:
+            return plan  # no rule to add (the common case: skip the walk on every run)
         spent = self._exposure_spent.get(ctx.identity.key, {})
         records = self._result_records(ctx.connection.name, ctx.identity)
         findings = list(plan.findings)
@@ -503,6 +503,9 @@ class GovernedSession:
         self, plan: Plan, identity: Identity, rows: int, name: str | None
     ) -> None:
         """Record the raw values a run delivered: per rule for the caller, and in its result."""
+        counted = [rule for rule in self.policy.approval_rules if rule.unmasked_tags]
+        if name is None and not counted:
+            return  # nothing keeps count of raw values: no rule limits them, no result saved
         last = plan.statements[-1] if plan.statements else None
         delivered = Exposure(rows=0)  # a write returns a count, never a raw value
         if last is not None and last.info.is_read:
@@ -515,11 +518,10 @@ class GovernedSession:
         if any(r.startswith(("approved:", "break-glass:")) for r in plan.rules):
             return  # a reviewed export: the approval covered it
         spent = self._exposure_spent.setdefault(identity.key, {})
-        for rule in self.policy.approval_rules:
-            if rule.unmasked_tags:
-                values = delivered.values(rule.unmasked_tags)
-                if values:
-                    spent[rule.id] = spent.get(rule.id, 0) + values
+        for rule in counted:
+            values = delivered.values(rule.unmasked_tags)
+            if values:
+                spent[rule.id] = spent.get(rule.id, 0) + values
 
     def _owned_results(self, connection: str, identity: Identity) -> dict[str, str]:
         return {
@@ -659,6 +661,8 @@ class GovernedSession:
         out as a stream is closed with the rows delivered so far, and its reader raises a
         one-sentence error instead of ending as if whole.
         """
+        if not self._streaming:  # the common case: every earlier result was read whole
+            return
         for result in list(self._streaming):
             if result.complete:
                 continue

@@ -52,6 +52,7 @@ FIELDS: tuple[str, ...] = (
     "detail",
 )
 
+_FIELD_NAMES = frozenset(FIELDS)
 _JSON_FIELDS = {"roles", "rules", "reasons", "masked_columns", "detail"}
 
 #: Fields stored as floating point numbers (8 bytes on every store: a 4-byte float would
@@ -121,21 +122,23 @@ class VerifyReport:
 
 def row_hash(prev_hash: str, event: Mapping[str, Any]) -> str:
     """The hash of one event: 0x00 || prev_hash || canonical JSON of its fields."""
-    body = json.dumps(
-        [prev_hash, *[_canonical(event.get(name)) for name in FIELDS]],
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    )
+    body = _CANONICAL_JSON([prev_hash, *map(_canonical, map(event.get, FIELDS))])
     return hashlib.sha256(b"\x00" + body.encode()).hexdigest()
 
 
 def _canonical(value: Any) -> Any:
+    """A bool or a whole float hashes as the int it equals (how a store reads it back)."""
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+#: One encoder each, made once: ``json.dumps`` with options builds a new encoder per call,
+#: and the audit encodes a dozen values per statement.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+_FIELD_JSON = json.JSONEncoder(sort_keys=True, default=str).encode
 
 
 def request_digest(request_json: str) -> str:
@@ -252,16 +255,16 @@ class _Walk:
 
 def _record(kind: str, event: Mapping[str, Any]) -> dict[str, Any]:
     """The row an event becomes: every field present, JSON fields encoded, ``ts`` set."""
-    unknown = set(event) - set(FIELDS)
+    unknown = event.keys() - _FIELD_NAMES
     if unknown:
         raise ValueError(f"unknown audit fields: {sorted(unknown)}")
-    record: dict[str, Any] = {name: None for name in FIELDS}
+    record: dict[str, Any] = dict.fromkeys(FIELDS)
     record.update(event)
     record["kind"] = kind
     record["ts"] = event.get("ts") or time.time()
     for name in _JSON_FIELDS:
         if record[name] is not None and not isinstance(record[name], str):
-            record[name] = json.dumps(record[name], sort_keys=True, default=str)
+            record[name] = _FIELD_JSON(record[name])
     if isinstance(record["verified"], bool):
         record["verified"] = "true" if record["verified"] else "false"
     return record

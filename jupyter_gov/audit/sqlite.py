@@ -24,12 +24,15 @@ except ImportError:  # pragma: no cover - Windows: SQLite's busy handler alone
     fcntl = None  # type: ignore[assignment]
 
 _COLUMNS = ", ".join(f"{name} {'REAL' if name in _REAL_FIELDS else 'TEXT'}" for name in FIELDS)
+#: No index on ``hash``: nothing looks an event up by it, and each insert would pay for a
+#: random-key B-tree (the chain itself, re-hashed by ``verify``, proves no row was forged).
+#: Stores made before this keep their UNIQUE index; both verify the same way.
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     {_COLUMNS},
     prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL UNIQUE
+    hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_query ON events(query_id);
 CREATE INDEX IF NOT EXISTS events_subject ON events(subject);
@@ -96,6 +99,7 @@ class SQLiteAuditStore(AuditStore):
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             db.execute("BEGIN IMMEDIATE")  # still the guard against writers without the lock
+            self._local.head = None  # another writer may have moved it: read it under the lock
             try:
                 yield db
             except BaseException:
@@ -120,8 +124,12 @@ class SQLiteAuditStore(AuditStore):
             db.execute("COMMIT")
 
     def _insert(self, db: Any, record: Mapping[str, Any]) -> int:
-        sql, values = self._linked_insert(db, record)
-        return int(db.execute(sql, values).lastrowid or 0)
+        """Chain ``record`` after the head; a second event in the same transaction (the
+        attempt and its decision) links to the first without reading the head again."""
+        sql, values = self._linked_insert(db, record, getattr(self._local, "head", None))
+        event_id = int(db.execute(sql, values).lastrowid or 0)
+        self._local.head = values[-1]
+        return event_id
 
     def _has_table(self, db: Any, name: str) -> bool:
         row = db.execute(

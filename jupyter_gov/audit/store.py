@@ -88,6 +88,12 @@ class Database(Protocol):
     def execute(self, sql: str, args: Sequence[Any] = ...) -> Cursor: ...
 
 
+#: The INSERT every event of a store using ``_linked_insert`` goes through.
+_INSERT = "INSERT INTO events ({}) VALUES ({})".format(
+    ", ".join((*FIELDS, "prev_hash", "hash")), ", ".join("?" * (len(FIELDS) + 2))
+)
+
+
 def default_home() -> Path:
     """Where jupyter-gov keeps its state: ``$JUPYTER_GOV_HOME`` or the Jupyter data dir."""
     env = os.environ.get("JUPYTER_GOV_HOME")
@@ -166,18 +172,20 @@ class AuditStore:
         """Insert one event after the head; the caller holds the write transaction."""
         raise NotImplementedError
 
-    def _linked_insert(self, db: Database, record: Mapping[str, Any]) -> tuple[str, list[Any]]:
-        """The INSERT of ``record`` chained after the current head, and its values.
+    def _linked_insert(
+        self, db: Database, record: Mapping[str, Any], prev: str | None = None
+    ) -> tuple[str, list[Any]]:
+        """The INSERT of ``record`` chained after the current head, and its values (the
+        last is the new row's hash).
 
-        Both stores append through this, so the link (head hash, row hash) is made once;
-        each adds only how its driver returns the new id.
+        ``prev``: the head hash when the caller already knows it (it inserted the head in
+        this same write transaction); otherwise it is read here, under the write lock.
         """
-        head = db.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
-        prev = head[0] if head else GENESIS
-        columns = ", ".join((*FIELDS, "prev_hash", "hash"))
-        marks = ", ".join("?" * (len(FIELDS) + 2))
+        if prev is None:
+            head = db.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+            prev = head[0] if head else GENESIS
         values = [record[name] for name in FIELDS] + [prev, row_hash(prev, record)]
-        return f"INSERT INTO events ({columns}) VALUES ({marks})", values
+        return _INSERT, values
 
     def _slot_sql(self) -> str:
         """SQL for the bucket number of ``ts`` given the bucket width as the first argument."""

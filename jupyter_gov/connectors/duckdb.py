@@ -220,9 +220,9 @@ class _Stream(BufferedStream):
         runs in this process, so a timer interrupts it in place of a server-side timeout),
         and with DuckDB's errors turned into one redacted sentence (values never leave)."""
         connector = self.connector
-        done = threading.Event()
+        done = threading.Event() if self.budget is not None else None
         started = time.monotonic()
-        if self.budget is not None:
+        if done is not None:
             threading.Thread(
                 target=self._time_out, args=(max(self.budget, 0.001), done), daemon=True
             ).start()
@@ -243,7 +243,8 @@ class _Stream(BufferedStream):
                 f"DuckDB rejected the governed statement: {scrub_text(message)}"
             ) from None
         finally:
-            done.set()
+            if done is not None:
+                done.set()
             if self.budget is not None:
                 self.budget -= time.monotonic() - started
 
