@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -178,6 +179,27 @@ class Target:
             for schema in self.schemas:
                 self.admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             self.admin.close()
+
+
+def commit_latency(target: Target, commits: int = 300) -> float:
+    """Median seconds of one durable single-row commit on the server (a throw-away table).
+
+    Why: an append holds the chain's lock until its commit is durable (the next writer
+    reads the head it wrote), so one writer's events per commit / this latency bounds what
+    any number of writers can append one commit at a time.
+    """
+    assert target.admin is not None
+    table = f"perf_commit_{uuid.uuid4().hex[:8]}"
+    target.admin.execute(f"CREATE TABLE {table} (x INTEGER)")
+    try:
+        times = []
+        for _ in range(commits):
+            started = time.perf_counter()
+            target.admin.execute(f"INSERT INTO {table} VALUES (1)")  # autocommit: durable
+            times.append(time.perf_counter() - started)
+    finally:
+        target.admin.execute(f"DROP TABLE {table}")
+    return statistics.median(times)
 
 
 def _runs(args: argparse.Namespace, kind: str) -> list[dict[str, Any]]:

@@ -157,6 +157,17 @@ def audit(events: int, postgres: str | None) -> list[Target]:
         for spec in specs:
             target = bench_audit.Target(spec)
             try:
+                if target.admin is not None:
+                    latency = bench_audit.commit_latency(target)
+                    rows.append(
+                        Target(
+                            f"{target.kind}: one durable commit of one row on this server "
+                            "(bounds one writer at a time: events per commit / latency)",
+                            "reported",
+                            f"{latency * 1e6:,.0f} µs: at most {1 / latency:,.0f} commits/s",
+                            None,
+                        )
+                    )
                 for run in runs:
                     log(f"audit: {target.kind}, {run} ...")
                     m = bench_audit.measure(target, workers, run, events)
