@@ -17,7 +17,7 @@ from typing import Any
 from sqlglot import exp
 from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
-from sqlglot.optimizer.scope import traverse_scope
+from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.schema import MappingSchema
 
 from jupyter_gov import analysis, exposure, guardrails, masking
@@ -287,6 +287,12 @@ def _rewrite(
             sources[id(ref)] = masking.masked_source(
                 entry, ctx.policy, ctx.roles, ctx.identity, ctx.dialect, unmask
             )
+    # The masked scans carry only the columns the statement reads (fewer masks for the
+    # engine to bind and plan) when the analysis saw every column it reads.
+    prunable = (
+        references is not None and references.complete and not _names_columns_implicitly(tree)
+    )
+    scan_columns = _columns_per_scan(info, references) if prunable and references else {}
     late: dict[int, set[str]] = {}
     narrowed: dict[int, dict[str, int]] = {}
     if ctx.policy.late_masking and references is not None and references.qualified is not None:
@@ -346,6 +352,8 @@ def _rewrite(
             continue
         if not source.masks and not source.filters:
             continue  # nothing to hide from this caller: the scan stays as written
+        if prunable:
+            _carry_only(source.subquery, scan_columns.get(id(ref), used))
         subquery = exp.Subquery(this=source.subquery, alias=_alias_for(ref.node))
         for carried in ("pivots", "sample"):
             if ref.node.args.get(carried):
@@ -382,6 +390,50 @@ def _rewrite(
     statement.sql = final.sql(dialect=ctx.dialect)
     statement.audited_sql = analysis.parameterize_literals(final, ctx.dialect)
     return findings
+
+
+def _names_columns_implicitly(tree: exp.Expr) -> bool:
+    """Whether the statement as written names columns the analysis does not see as read:
+    a NATURAL join or USING compares every same-named column, and a star's EXCLUDE,
+    REPLACE or RENAME names columns it then leaves out."""
+    for node in tree.walk():
+        if isinstance(node, exp.Join) and (
+            node.args.get("method") == "NATURAL" or node.args.get("using")
+        ):
+            return True
+        if isinstance(node, exp.Star) and any(node.args.values()):
+            return True
+    return False
+
+
+def _columns_per_scan(info: StatementInfo, references: ColumnUse) -> dict[int, set[str]]:
+    """The columns each catalog scan of the statement reads, by ``id(ref)``.
+
+    A scan is found in the qualified copy at the same place; one qualify moved is left
+    out, and carries every column the statement reads of its table.
+    """
+    qualified = references.qualified
+    assert qualified is not None
+    carried: dict[int, set[str]] = {}
+    for ref in info.tables:
+        if ref.kind != "catalog":
+            continue
+        try:
+            node = _same_node(ref.node, info.expression, qualified)
+        except (KeyError, IndexError, TypeError, ValueError):
+            node = None
+        if isinstance(node, exp.Table) and node.name == ref.node.name:
+            carried[id(ref)] = references.read_by_node.get(id(node), set())
+    return carried
+
+
+def _carry_only(select: exp.Select, columns: set[str]) -> None:
+    """Keep only the projections of ``columns`` in a masked scan (``masked_source`` built
+    it for this plan alone). Each kept column keeps its mask; a dropped one cannot be
+    read at all, so a column the analysis missed is an error in the engine, never a raw
+    value. With no column read (``count(*)``) the first projection stays."""
+    kept = [p for p in select.expressions if p.alias_or_name in columns]
+    select.set("expressions", kept or select.expressions[:1])
 
 
 def _own_copy(info: StatementInfo) -> StatementInfo:
@@ -495,6 +547,11 @@ class ColumnUse:
     projected: dict[int, set[str]] = field(default_factory=dict)
     exposure: exposure.Exposure = field(default_factory=exposure.Exposure)
     qualified: exp.Expr | None = None  # the statement qualified (stars expanded), read-only
+    #: Every column resolved to a source and no construct reads columns it does not name
+    #: (a star left unexpanded, COLUMNS(...), PIVOT): ``read`` is then all a scan must carry.
+    complete: bool = False
+    #: ``read`` per table node of ``qualified`` (a table scanned twice reads its own set).
+    read_by_node: dict[int, set[str]] = field(default_factory=dict)
 
 
 def _referenced_columns(
@@ -521,7 +578,7 @@ def _referenced_columns(
             validate_qualify_columns=False,
             quote_identifiers=False,
         )
-        use = ColumnUse(qualified=qualified)
+        use = ColumnUse(qualified=qualified, complete=_names_every_column(qualified))
         for scope in traverse_scope(qualified):
             projections = (
                 scope.expression.expressions if isinstance(scope.expression, exp.Select) else []
@@ -533,7 +590,10 @@ def _referenced_columns(
                 if c.find_ancestor(exp.Count) is None
             }
             for column in scope.columns:
-                source = scope.sources.get(column.table)
+                source = _source_of(scope, column.table)
+                if source is None:
+                    use.complete = False  # a name qualify could not place: read it all
+                    continue
                 entry = (
                     catalog.get(source.name, source.db or None)
                     if isinstance(source, exp.Table)
@@ -543,6 +603,7 @@ def _referenced_columns(
                     continue
                 name = _match_case(entry, column.name)
                 use.read.setdefault(id(entry), set()).add(name)
+                use.read_by_node.setdefault(id(source), set()).add(name)
                 if id(column) in projected_ids:
                     use.projected.setdefault(id(entry), set()).add(name)
         if raw is not None:
@@ -550,6 +611,31 @@ def _referenced_columns(
         return use
     except (OptimizeError, SqlglotError, KeyError, ValueError, AttributeError, TypeError):
         return None
+
+
+def _source_of(scope: Scope, name: str) -> exp.Expr | Scope | None:
+    """The source ``name`` names in ``scope`` or, for a correlated column, in the nearest
+    enclosing scope that has it (None: unresolved)."""
+    current: Scope | None = scope
+    while current is not None and name:
+        source = current.sources.get(name)
+        if source is not None:
+            return source
+        current = current.parent
+    return None
+
+
+def _names_every_column(qualified: exp.Expr) -> bool:
+    """Whether every column the statement reads is named in it, after qualify expanded its
+    stars: no star left but ``count(*)``'s, no ``COLUMNS(...)``, no whole row read through
+    its alias (``to_json(c)``) and no PIVOT/UNPIVOT (which group or unpivot by every column
+    they are not told about)."""
+    for node in qualified.walk():
+        if isinstance(node, (exp.Columns, exp.Pivot, exp.TableColumn)):
+            return False
+        if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
+            return False
+    return True
 
 
 #: sqlglot schemas built from catalogs, by (catalog, version, dialect): building one
