@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,6 @@ _NOT_IN_DOMAIN = (" ", ",", ";", "<", ">", "\n", "\r", "\t", "\v", "\f")
 class MaskedSource:
     """The replacement for one table scan, and what it hides."""
 
-    subquery: exp.Select
     masks: dict[str, MaskSpec] = field(default_factory=dict)  # column -> mask, masked only
     tags: dict[str, tuple[str, ...]] = field(default_factory=dict)  # column -> tags
     filters: tuple[str, ...] = ()  # row filter ids applied
@@ -52,6 +52,23 @@ class MaskedSource:
     #: NULL and a statement that reads it is denied when the plan is built.
     unrenderable: dict[str, str] = field(default_factory=dict)
     digest: str = "sha256"  # the policy's keyed digest for hash and token masks
+    #: The scan's parts, one projection per column in table order; None once
+    #: :func:`with_late_columns` has moved them into another source.
+    projections: list[exp.Expr] | None = field(default_factory=list)
+    table: exp.Table | None = None
+    conditions: list[exp.Expr] = field(default_factory=list)  # row filters, ANDed in order
+
+    @cached_property
+    def subquery(self) -> exp.Select:
+        """``SELECT <projections> FROM schema.table WHERE <filters>``, built on first use:
+        a plan leaves the scans of tables with nothing to hide as written, so most sources
+        never need it."""
+        if self.projections is None or self.table is None:
+            raise ValueError("This masked source's projections were moved to another one.")
+        select = exp.select(*self.projections).from_(self.table, copy=False)
+        for condition in self.conditions:
+            select = select.where(condition, copy=False)
+        return select
 
 
 def masking_keys(policy: Policy, environ: Mapping[str, str], home: Path) -> dict[str, str]:
@@ -79,55 +96,113 @@ def masked_source(
     characters (:func:`jupyter_gov.plan.narrowed_columns`) to ``N``: the scan computes just
     that prefix of the mask (:func:`prefix_mask_expression`); ``masks`` still lists them.
     """
-    source = MaskedSource(subquery=exp.select(), digest=policy.mask_digest)
-    projections = []
+    source = MaskedSource(digest=policy.mask_digest, table=_scan_table(table))
+    assert source.projections is not None
     for column, dtype in table.columns.items():
         spec, tags = policy.column_mask(table.name, column, roles, table.schema)
         if tags and set(tags) <= unmask:
             spec = MaskSpec("none")
         if tags:
             source.tags[column] = tags
-        ref = exp.column(column, quoted=True)
-        if spec.function != "none" and column in late:
+        if spec.function != "none":
             source.masks[column] = spec
-            projections.append(ref)
-        elif spec.function != "none":
-            source.masks[column] = spec
-            prefix = (narrowed or {}).get(column)
-            try:
-                if prefix is not None and 1 <= prefix <= (prefix_bound(spec) or 0):
-                    masked = prefix_mask_expression(spec, ref, dtype, prefix, dialect)
-                else:
-                    masked = mask_expression(
-                        spec,
-                        ref,
-                        dtype,
-                        tag=tags[0] if tags else "value",
-                        dialect=dialect,
-                        digest=policy.mask_digest,
-                    )
-            except MaskUnsupported as error:
-                source.unrenderable[column] = str(error)
-                masked = exp.cast(exp.null(), dtype.copy())
-            projections.append(exp.alias_(masked, column, quoted=True))
-        else:
-            projections.append(ref)
-    select = exp.select(*projections).from_(
-        exp.Table(
-            this=exp.to_identifier(table.name, quoted=True),
-            db=exp.to_identifier(table.schema, quoted=True),
+        source.projections.append(
+            _projection(source, column, dtype, spec, dialect, late, (narrowed or {}).get(column))
         )
-    )
     params: dict[str, Any] = {}
     applied = []
     for row_filter in policy.row_filters_for(table.name, roles, identity):
         condition, bound = _filter_condition(row_filter.where, row_filter.id, identity, dialect)
-        select = select.where(condition, copy=False)
+        source.conditions.append(condition)
         params.update(bound)
         applied.append(row_filter.id)
-    source.subquery = select
     source.filters = tuple(applied)
     return source, params
+
+
+def with_late_columns(
+    source: MaskedSource,
+    table: TableEntry,
+    dialect: str,
+    late: frozenset[str] = frozenset(),
+    narrowed: Mapping[str, int] | None = None,
+) -> MaskedSource:
+    """What :func:`masked_source` returns for the same scan with ``late`` and ``narrowed``,
+    made from ``source`` (built without either) instead of from the policy again.
+
+    Why: a plan that masks some columns late or narrowed builds its sources twice, and
+    building every other column's mask again cost a cold plan more than its parse. The
+    projections of the columns neither names move from ``source`` (whose own ``subquery``
+    can then no longer be built); the others are made as :func:`masked_source` makes them.
+    """
+    projections = source.projections
+    if projections is None:
+        raise ValueError("This masked source's projections were moved to another one.")
+    narrowed = narrowed or {}
+    variant = MaskedSource(
+        masks=dict(source.masks),
+        tags=dict(source.tags),
+        filters=source.filters,
+        digest=source.digest,
+        table=_scan_table(table),
+        conditions=[condition.copy() for condition in source.conditions],
+    )
+    assert variant.projections is not None
+    for (column, dtype), projection in zip(table.columns.items(), projections, strict=True):
+        spec = source.masks.get(column)
+        if spec is None or (column not in late and column not in narrowed):
+            if column in source.unrenderable:
+                variant.unrenderable[column] = source.unrenderable[column]
+            variant.projections.append(projection)
+        else:
+            variant.projections.append(
+                _projection(variant, column, dtype, spec, dialect, late, narrowed.get(column))
+            )
+    source.projections = None
+    return variant
+
+
+def _scan_table(table: TableEntry) -> exp.Table:
+    return exp.Table(
+        this=exp.to_identifier(table.name, quoted=True),
+        db=exp.to_identifier(table.schema, quoted=True),
+    )
+
+
+def _projection(
+    source: MaskedSource,
+    column: str,
+    dtype: exp.DataType,
+    spec: MaskSpec,
+    dialect: str,
+    late: frozenset[str],
+    prefix: int | None,
+) -> exp.Expr:
+    """One column of the scan: raw (unmasked, or masked late), its mask, or the prefix of
+    its mask; a mask the engine cannot spell is projected as a typed NULL and noted in
+    ``source.unrenderable``."""
+    ref = exp.column(column, quoted=True)
+    if spec.function == "none" or column in late:
+        return ref
+    tags = source.tags.get(column)
+    try:
+        if prefix is not None and 1 <= prefix <= (prefix_bound(spec) or 0):
+            masked = prefix_mask_expression(spec, ref, dtype, prefix, dialect)
+        else:
+            masked = mask_expression(
+                spec,
+                ref,
+                dtype,
+                tag=tags[0] if tags else "value",
+                dialect=dialect,
+                digest=source.digest,
+            )
+    except MaskUnsupported as error:
+        source.unrenderable[column] = str(error)
+        masked = exp.cast(exp.null(), dtype.copy())
+    # No copy: a mask is a fresh tree sharing no node (tests/test_masking.py checks every
+    # profile's masks), and copying each one cost a cold plan a tenth of its time.
+    return exp.alias_(masked, column, quoted=True, copy=False)
 
 
 def _filter_condition(

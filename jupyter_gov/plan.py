@@ -305,13 +305,10 @@ def _rewrite(
         assert entry is not None
         source, params = sources[id(ref)]
         if id(ref) in late or id(ref) in narrowed:
-            source, params = masking.masked_source(
+            source = masking.with_late_columns(
+                source,
                 entry,
-                ctx.policy,
-                ctx.roles,
-                ctx.identity,
                 ctx.dialect,
-                unmask,
                 late=frozenset(late.get(id(ref), ())),
                 narrowed=narrowed.get(id(ref)),
             )
