@@ -52,20 +52,27 @@ class MaskedSource:
     #: NULL and a statement that reads it is denied when the plan is built.
     unrenderable: dict[str, str] = field(default_factory=dict)
     digest: str = "sha256"  # the policy's keyed digest for hash and token masks
-    #: The scan's parts, one projection per column in table order; None once
-    #: :func:`with_late_columns` has moved them into another source.
-    projections: list[exp.Expr] | None = field(default_factory=list)
+    #: The scan's parts: its columns in table order, the projection of each column masked
+    #: in the scan (the others are projected raw), the table and the row filters (ANDed in
+    #: order). ``masked`` is None once :func:`with_late_columns` has moved it elsewhere.
+    columns: tuple[str, ...] = ()
+    masked: dict[str, exp.Expr] | None = field(default_factory=dict)
     table: exp.Table | None = None
-    conditions: list[exp.Expr] = field(default_factory=list)  # row filters, ANDed in order
+    conditions: list[exp.Expr] = field(default_factory=list)
 
     @cached_property
     def subquery(self) -> exp.Select:
         """``SELECT <projections> FROM schema.table WHERE <filters>``, built on first use:
         a plan leaves the scans of tables with nothing to hide as written, so most sources
         never need it."""
-        if self.projections is None or self.table is None:
+        if self.masked is None or self.table is None:
             raise ValueError("This masked source's projections were moved to another one.")
-        select = exp.select(*self.projections).from_(self.table, copy=False)
+        masked = self.masked
+        projections = [
+            masked[column] if column in masked else exp.column(column, quoted=True)
+            for column in self.columns
+        ]
+        select = exp.select(*projections).from_(self.table, copy=False)
         for condition in self.conditions:
             select = select.where(condition, copy=False)
         return select
@@ -96,8 +103,9 @@ def masked_source(
     characters (:func:`jupyter_gov.plan.narrowed_columns`) to ``N``: the scan computes just
     that prefix of the mask (:func:`prefix_mask_expression`); ``masks`` still lists them.
     """
-    source = MaskedSource(digest=policy.mask_digest, table=_scan_table(table))
-    assert source.projections is not None
+    source = MaskedSource(
+        digest=policy.mask_digest, columns=tuple(table.columns), table=_scan_table(table)
+    )
     for column, dtype in table.columns.items():
         spec, tags = policy.column_mask(table.name, column, roles, table.schema)
         if tags and set(tags) <= unmask:
@@ -106,9 +114,9 @@ def masked_source(
             source.tags[column] = tags
         if spec.function != "none":
             source.masks[column] = spec
-        source.projections.append(
-            _projection(source, column, dtype, spec, dialect, late, (narrowed or {}).get(column))
-        )
+            if column not in late:
+                prefix = (narrowed or {}).get(column)
+                _mask_in_scan(source, column, dtype, spec, dialect, prefix)
     params: dict[str, Any] = {}
     applied = []
     for row_filter in policy.row_filters_for(table.name, roles, identity):
@@ -132,11 +140,10 @@ def with_late_columns(
 
     Why: a plan that masks some columns late or narrowed builds its sources twice, and
     building every other column's mask again cost a cold plan more than its parse. The
-    projections of the columns neither names move from ``source`` (whose own ``subquery``
-    can then no longer be built); the others are made as :func:`masked_source` makes them.
+    masks of the columns neither names move from ``source`` (whose own ``subquery`` can
+    then no longer be built); the others are made as :func:`masked_source` makes them.
     """
-    projections = source.projections
-    if projections is None:
+    if source.masked is None:
         raise ValueError("This masked source's projections were moved to another one.")
     narrowed = narrowed or {}
     variant = MaskedSource(
@@ -144,21 +151,21 @@ def with_late_columns(
         tags=dict(source.tags),
         filters=source.filters,
         digest=source.digest,
+        columns=source.columns,
         table=_scan_table(table),
         conditions=[condition.copy() for condition in source.conditions],
     )
-    assert variant.projections is not None
-    for (column, dtype), projection in zip(table.columns.items(), projections, strict=True):
-        spec = source.masks.get(column)
-        if spec is None or (column not in late and column not in narrowed):
-            if column in source.unrenderable:
-                variant.unrenderable[column] = source.unrenderable[column]
-            variant.projections.append(projection)
-        else:
-            variant.projections.append(
-                _projection(variant, column, dtype, spec, dialect, late, narrowed.get(column))
-            )
-    source.projections = None
+    assert variant.masked is not None
+    for column, spec in source.masks.items():
+        if column in late:
+            continue  # projected raw, masked above the scan
+        if column in narrowed:
+            _mask_in_scan(variant, column, table.columns[column], spec, dialect, narrowed[column])
+            continue
+        if column in source.unrenderable:
+            variant.unrenderable[column] = source.unrenderable[column]
+        variant.masked[column] = source.masked[column]
+    source.masked = None
     return variant
 
 
@@ -169,21 +176,19 @@ def _scan_table(table: TableEntry) -> exp.Table:
     )
 
 
-def _projection(
+def _mask_in_scan(
     source: MaskedSource,
     column: str,
     dtype: exp.DataType,
     spec: MaskSpec,
     dialect: str,
-    late: frozenset[str],
     prefix: int | None,
-) -> exp.Expr:
-    """One column of the scan: raw (unmasked, or masked late), its mask, or the prefix of
-    its mask; a mask the engine cannot spell is projected as a typed NULL and noted in
+) -> None:
+    """Add the scan's projection of a column masked there: its mask, or the prefix of its
+    mask; a mask the engine cannot spell is projected as a typed NULL and noted in
     ``source.unrenderable``."""
+    assert source.masked is not None
     ref = exp.column(column, quoted=True)
-    if spec.function == "none" or column in late:
-        return ref
     tags = source.tags.get(column)
     try:
         if prefix is not None and 1 <= prefix <= (prefix_bound(spec) or 0):
@@ -202,7 +207,7 @@ def _projection(
         masked = exp.cast(exp.null(), dtype.copy())
     # No copy: a mask is a fresh tree sharing no node (tests/test_masking.py checks every
     # profile's masks), and copying each one cost a cold plan a tenth of its time.
-    return exp.alias_(masked, column, quoted=True, copy=False)
+    source.masked[column] = exp.alias_(masked, column, quoted=True, copy=False)
 
 
 def _filter_condition(

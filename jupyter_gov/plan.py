@@ -298,6 +298,8 @@ def _rewrite(
     if ctx.policy.late_masking and references is not None and references.qualified is not None:
         narrowed = narrowed_columns(tree, references.qualified, info, sources)
         late = late_columns(tree, references.qualified, info, catalog, sources, ctx.dialect)
+    if references is not None and references.qualified is not None:
+        analysis.release(references.qualified)  # read for the last time: free it now
     for ref in info.tables:
         if ref.kind != "catalog":
             continue
@@ -384,7 +386,7 @@ def _rewrite(
         final = exp.select("*").from_(tree.subquery("_gov_limited")).limit(limit)
     statement.placeholders = tuple(dict.fromkeys(_placeholders(final)))
     statement.rewritten = final
-    statement.sql = final.sql(dialect=ctx.dialect)
+    statement.sql = analysis.render(final, ctx.dialect)
     statement.audited_sql = analysis.parameterize_literals(final, ctx.dialect)
     return findings
 
