@@ -229,8 +229,11 @@ _POSITIONS = frozenset({"line", "col", "start", "end"})
 def _forget_positions(tree: exp.Expr) -> None:
     """Drop the parser's token positions from every node: nothing reads them after a
     successful parse, and each tree copy deep-copies them in Python (about a tenth of a
-    cold plan, which copies the statement several times)."""
+    cold plan, which copies the statement several times). Empty comment lists the parser
+    leaves go too, for the same reason (no comment and an empty list render alike)."""
     for node in tree.walk():
+        if node.comments == []:
+            node.comments = None
         meta = node._meta
         if meta:
             if meta.keys() <= _POSITIONS:
@@ -254,8 +257,12 @@ def describe(
     info = StatementInfo(expression=expression, kind=statement_kind(expression))
     results = results or {}
     scoped = scoped_tables(expression)
+    bare: list[tuple[str, exp.Column]] = []  # unqualified columns named like a niladic call
     for node in expression.walk():
-        if isinstance(node, exp.Table):
+        if isinstance(node, exp.Column):
+            if not node.table and (name := node.name.lower()) in NILADIC_FUNCTIONS:
+                bare.append((name, node))
+        elif isinstance(node, exp.Table):
             info.tables.append(_resolve_table(node, catalog_tables, results, scoped))
         elif isinstance(node, (exp.Unnest, exp.Lateral)) and isinstance(
             node.parent, (exp.From, exp.Join)
@@ -263,11 +270,11 @@ def describe(
             continue  # a row source over expressions, not a call to check
         elif isinstance(node, exp.Func) and not isinstance(node.parent, exp.Table):
             info.functions.append((function_name(node), node))
-    columns = _catalog_column_names(catalog_tables)
-    for column in expression.find_all(exp.Column):
-        name = column.name.lower()
-        if not column.table and name in NILADIC_FUNCTIONS and name not in columns:
-            info.functions.append((name, column))  # SELECT user: a call without parentheses
+    if bare:
+        columns = _catalog_column_names(catalog_tables)
+        for name, column in bare:
+            if name not in columns:
+                info.functions.append((name, column))  # SELECT user: a call without parentheses
     info.normalized = parameterize_literals(expression, dialect)
     info.fingerprint = hashlib.sha256(info.normalized.encode()).hexdigest()[:16]
     return info

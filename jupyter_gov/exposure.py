@@ -24,7 +24,7 @@ result holds, folds that in with :meth:`Exposure.with_results`, once per referen
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -201,14 +201,16 @@ def analyse(
     raw: RawTags,
     results: frozenset[str],
     limit: int | None = None,
+    scopes: Sequence[Scope] | None = None,
 ) -> Exposure:
     """The exposure of a statement already passed through sqlglot's ``qualify``.
 
     ``tables`` resolves a table node to its catalog entry; ``results`` are the lower-case
-    names of this session's results the statement may read; ``limit`` is the engine's.
+    names of this session's results the statement may read; ``limit`` is the engine's;
+    ``scopes`` are ``traverse_scope(qualified)`` when the caller has them already.
     """
     try:
-        return _Analysis(qualified, tables, raw, results).run(limit)
+        return _Analysis(qualified, tables, raw, results, scopes).run(limit)
     except (SqlglotError, KeyError, ValueError, AttributeError, TypeError, RecursionError):
         return everything(qualified, tables, raw, results)  # fail closed
 
@@ -268,13 +270,14 @@ class _Analysis:
         tables: Callable[[exp.Table], TableEntry | None],
         raw: RawTags,
         results: frozenset[str],
+        scopes: Sequence[Scope] | None = None,
     ) -> None:
         self.root = root
         self.tables = tables
         self.raw = raw
         self.results = results
         self.scopes: dict[int, Scope] = {}
-        for scope in traverse_scope(root):
+        for scope in traverse_scope(root) if scopes is None else scopes:
             self.scopes[id(scope.expression)] = scope
         self.active: set[tuple[int, object]] = set()
 

@@ -578,7 +578,8 @@ def _referenced_columns(
             quote_identifiers=False,
         )
         use = ColumnUse(qualified=qualified, complete=_names_every_column(qualified))
-        for scope in traverse_scope(qualified):
+        scopes = traverse_scope(qualified)
+        for scope in scopes:
             projections = (
                 scope.expression.expressions if isinstance(scope.expression, exp.Select) else []
             )
@@ -606,7 +607,9 @@ def _referenced_columns(
                 if id(column) in projected_ids:
                     use.projected.setdefault(id(entry), set()).add(name)
         if raw is not None:
-            use.exposure = exposure.analyse(qualified, _table_entry(catalog), raw, results, limit)
+            use.exposure = exposure.analyse(
+                qualified, _table_entry(catalog), raw, results, limit, scopes
+            )
         return use
     except (OptimizeError, SqlglotError, KeyError, ValueError, AttributeError, TypeError):
         return None
@@ -711,9 +714,7 @@ def late_columns(
     row the value masking first gives it. Anything not proven falls back to masking in the
     scan (docs/security.md, "Late masking").
     """
-    if not _late_shape(tree) or not _late_shape(qualified):
-        return {}
-    if len(tree.expressions) != len(qualified.expressions):
+    if not isinstance(tree, exp.Select) or not isinstance(qualified, exp.Select):
         return {}
     roots = _root_tables(tree)
     qroots = _root_tables(qualified)
@@ -739,6 +740,10 @@ def late_columns(
             return {}
         candidates[name] = (ref, specs)
     if not any(specs for _, specs in candidates.values()):
+        return {}  # checked before the shape, which walks both trees: most plans stop here
+    if not _late_shape(tree) or not _late_shape(qualified):
+        return {}
+    if len(tree.expressions) != len(qualified.expressions):
         return {}
     columns = list(qualified.find_all(exp.Column))
     if any(c.args.get("db") or (not c.table and c.name.lower() in candidates) for c in columns):
