@@ -3,9 +3,10 @@
     python bench/cold_plan.py --base /path/to/other/checkout [--rounds 41] [--clock cpu]
     python bench/cold_plan.py --base /path/to/other/checkout --check
 
-Each checkout is imported in its own subprocess; rounds alternate between them (one round
-plans each of the 22 TPC-H texts once, as ``bench/run.py`` does: ``session._plans.clear();
-session.explain(text)``, identity bob, ``bench/tpch_policy.yaml``), and the report gives,
+Each checkout is imported in its own subprocess. A round plans each of the 22 TPC-H texts
+once on each side, as ``bench/run.py`` does (``session._plans.clear();
+session.explain(text)``, identity bob, ``bench/tpch_policy.yaml``), the texts in a shuffled
+order and each on both sides in turn (who goes first alternates); the report gives,
 per side, the median over the texts of each text's median (``--clock cpu``: the
 planning thread's CPU time instead of wall time, steadier on a shared machine). Only the
 schema of TPC-H is needed (an empty copy is made in a temporary folder). ``--check`` plans
@@ -132,8 +133,8 @@ def worker() -> None:
     for line in sys.stdin:
         command = line.strip()
         if command.startswith("round"):
-            # In the order the driver gives, the same on both sides: a collection of the
-            # cyclic GC then lands on a different text each round, not on the same one.
+            # The texts the driver names (all by default), in its order: shuffled each
+            # round, a collection of the cyclic GC lands on a different text each time.
             order = [int(i) for i in command.split()[1:]] or list(range(len(texts)))
             times = [0.0] * len(texts)
             for index in order:
@@ -219,9 +220,11 @@ def main(argv: list[str] | None = None) -> int:
             for index in range(args.rounds):
                 texts = list(range(len(setup["tpch"])))
                 shuffle.shuffle(texts)
-                command = "round " + " ".join(map(str, texts))
-                for name in list(sides) if index % 2 == 0 else list(reversed(sides)):
-                    times[name].append(ask(sides[name], command))
+                for name in times:
+                    times[name].append([0.0] * len(texts))
+                for turn, text in enumerate(texts):  # each text on both sides in turn
+                    for name in list(sides) if (index + turn) % 2 == 0 else reversed(sides):
+                        times[name][-1][text] = ask(sides[name], f"round {text}")[text]
         finally:
             for process in sides.values():
                 assert process.stdin

@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -476,15 +476,20 @@ def _swap_all(
     return saved
 
 
-def positional_placeholders(expression: exp.Expr, dialect: str) -> list[exp.Placeholder]:
+def positional_placeholders(
+    expression: exp.Expr, dialect: str, placeholders: Sequence[exp.Placeholder] | None = None
+) -> list[exp.Placeholder]:
     """The statement's ``?`` placeholders in the order the statement is written.
 
     A tree walk visits them in the parser's argument order (a WITH after its SELECT, a
     LIMIT before the WHERE), so values would bind to the wrong ``?``. The order of the
     statement rendered in its own dialect is the written order: each ``?`` is swapped
     for a unique marker, the tree rendered once, and the markers sorted by offset.
+    ``placeholders`` are the statement's placeholders when the caller has found them.
     """
-    found = [p for p in expression.find_all(exp.Placeholder) if not p.name or p.name == "?"]
+    if placeholders is None:
+        placeholders = list(expression.find_all(exp.Placeholder))
+    found = [p for p in placeholders if not p.name or p.name == "?"]
     if len(found) < 2:
         return found
     nonce = hashlib.sha256(repr(id(expression)).encode()).hexdigest()[:12]

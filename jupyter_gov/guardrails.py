@@ -143,6 +143,10 @@ def check_identity(ctx: Context) -> list[Finding]:
     return []
 
 
+#: The nodes :func:`check_statement` gathers in its walk of the statement.
+_GATHERED = (exp.Directory, exp.Pivot, exp.Placeholder)
+
+
 def check_statement(info: StatementInfo, ctx: Context, index: int = 0) -> list[Finding]:
     """Static rules on one parsed statement: root type, sources, functions, writes."""
     findings: list[Finding] = []
@@ -167,7 +171,13 @@ def check_statement(info: StatementInfo, ctx: Context, index: int = 0) -> list[F
         )
         return findings
 
+    # One walk: the Directory, PIVOTs and placeholders checked below are gathered here.
+    gathered: dict[type[exp.Expr], list[exp.Expr]] = {kind: [] for kind in _GATHERED}
     for node in root.walk():
+        if isinstance(node, _GATHERED):
+            for kind in _GATHERED:
+                if isinstance(node, kind):
+                    gathered[kind].append(node)
         if node is root:
             continue
         if isinstance(node, exp.Command):
@@ -249,13 +259,13 @@ def check_statement(info: StatementInfo, ctx: Context, index: int = 0) -> list[F
                 "allow-list; ask a policy owner to add it to guardrails.allow_functions.",
             )
 
-    if root.find(exp.Directory) is not None:
+    if gathered[exp.Directory]:
         deny(
             "file-write",
             "INSERT OVERWRITE DIRECTORY writes files outside the policy and is denied.",
         )
 
-    for pivot in root.find_all(exp.Pivot):
+    for pivot in gathered[exp.Pivot]:
         if pivot.args.get("unpivot"):
             continue
         for field in pivot.args.get("fields") or []:
@@ -267,7 +277,7 @@ def check_statement(info: StatementInfo, ctx: Context, index: int = 0) -> list[F
                     "table's source binds parameters, which a dynamic PIVOT cannot take.",
                 )
 
-    for placeholder in root.find_all(exp.Placeholder):
+    for placeholder in gathered[exp.Placeholder]:
         if str(placeholder.name).startswith("g_"):
             deny("reserved-parameter", "Parameter names starting with g_ are reserved.")
 

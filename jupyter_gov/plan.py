@@ -279,6 +279,7 @@ def _rewrite(
         else exposure.everything(tree, _table_entry(catalog), raw, results)
     )
     filters: list[str] = []
+    replaced = False  # whether a scan was replaced or a write target's filter added
     sources: dict[int, tuple[masking.MaskedSource, dict[str, Any]]] = {}
     for ref in info.tables:
         if ref.kind == "catalog":
@@ -347,6 +348,7 @@ def _rewrite(
             if source.filters and isinstance(tree, (exp.Update, exp.Delete)):
                 condition = source.subquery.args["where"].this.copy()
                 tree.where(condition, copy=False)
+                replaced = True
             statement.internal_params.update(params)
             continue
         if not source.masks and not source.filters:
@@ -375,19 +377,29 @@ def _rewrite(
             )
             continue
         ref.node.replace(subquery)
+        replaced = True
         statement.internal_params.update(params)
         filters.extend(source.filters)
     statement.filters = tuple(dict.fromkeys(filters))
     if any(f.verdict == "deny" for f in findings):
         return findings
-    _bind_user_placeholders(statement, tree, ctx.dialect)
+    placeholders = _bind_user_placeholders(statement, tree, ctx.dialect)
     final = tree
     if limit is not None and info.is_read:
-        final = exp.select("*").from_(tree.subquery("_gov_limited")).limit(limit)
-    statement.placeholders = tuple(dict.fromkeys(_placeholders(final)))
+        limited = exp.select("*").from_(tree.subquery("_gov_limited", copy=False), copy=False)
+        final = limited.limit(limit, copy=False)  # no copy of the statement: it is ours
+    # The limit's is a literal: every placeholder of ``final`` is one of ``tree``'s, in the
+    # same order (a walk from ``final`` meets ``tree``'s nodes in the order a walk of it does).
+    statement.placeholders = tuple(dict.fromkeys(str(p.name) for p in placeholders if p.name))
     statement.rewritten = final
     statement.sql = analysis.render(final, ctx.dialect)
-    statement.audited_sql = analysis.parameterize_literals(final, ctx.dialect)
+    changed = replaced or late or statement.positional or statement.user_params
+    if final is tree and not changed:
+        # Nothing above changed the copy of the statement as written (every change to it
+        # is one of those listed), so its literal-free text is the one describe made.
+        statement.audited_sql = statement.info.normalized
+    else:
+        statement.audited_sql = analysis.parameterize_literals(final, ctx.dialect)
     return findings
 
 
@@ -507,18 +519,18 @@ def _check_write_target(
     return []
 
 
-def _placeholders(tree: exp.Expr) -> list[str]:
-    return [str(p.name) for p in tree.find_all(exp.Placeholder) if p.name]
-
-
-def _bind_user_placeholders(statement: PlannedStatement, tree: exp.Expr, dialect: str) -> None:
-    """Rename user parameters to ``u_*`` so they can never collide with internal ``g_*`` ones.
+def _bind_user_placeholders(
+    statement: PlannedStatement, tree: exp.Expr, dialect: str
+) -> list[exp.Placeholder]:
+    """Rename user parameters to ``u_*`` so they can never collide with internal ``g_*`` ones;
+    return every placeholder of ``tree`` (the internal ones too), in walk order.
 
     ``?`` placeholders are numbered in the order they are written, which is the order the
     caller's values come in (see :func:`analysis.positional_placeholders`).
     """
-    positional = analysis.positional_placeholders(tree, dialect)
-    named = [p for p in tree.find_all(exp.Placeholder) if p.name and p.name != "?"]
+    found = list(tree.find_all(exp.Placeholder))
+    positional = analysis.positional_placeholders(tree, dialect, found)
+    named = [p for p in found if p.name and p.name != "?"]
     for position, placeholder in enumerate(positional, 1):
         bound = f"u_{position}"
         statement.positional.append(bound)
@@ -530,6 +542,7 @@ def _bind_user_placeholders(statement: PlannedStatement, tree: exp.Expr, dialect
         bound = f"u_{name}"
         statement.user_params[name.replace("__", ".")] = bound
         placeholder.set("this", bound)
+    return found
 
 
 @dataclass
