@@ -146,16 +146,19 @@ def worker() -> None:
         elif command == "check":
             out: dict[str, Any] = {}
             for text in texts:
-                session._plans.clear()
-                out[f"tpch bob {text}"] = _outputs(session.explain(text))
+                for limit in (None, 10):
+                    session._plans.clear()
+                    out[f"tpch bob {limit} {text}"] = _outputs(session.explain(text, limit=limit))
             for user in DEMO_USERS:
                 demo = jupyter_gov.connect(identity=user)
                 for text in setup["tests"]:
-                    demo._plans.clear()
-                    try:
-                        out[f"demo {user} {text}"] = _outputs(demo.explain(text))
-                    except Exception as error:  # compared like an output
-                        out[f"demo {user} {text}"] = f"raised {type(error).__name__}: {error}"
+                    for limit in (None, 7):  # a row cap wraps the statement
+                        key = f"demo {user} {limit} {text}"
+                        demo._plans.clear()
+                        try:
+                            out[key] = _outputs(demo.explain(text, limit=limit))
+                        except Exception as error:  # compared like an output
+                            out[key] = f"raised {type(error).__name__}: {error}"
                 demo.close()
             print(json.dumps(out), flush=True)
         else:
