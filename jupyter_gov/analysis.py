@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import sqlglot
 from sqlglot import exp
@@ -426,33 +426,10 @@ def parameterize_literals(expression: exp.Expr, dialect: str) -> str:
         return "?"
     saved = _swap_all(expression, exp.Literal, lambda _: exp.Placeholder())
     try:
-        return render(expression, dialect, comments=False)
+        return expression.sql(dialect=dialect, comments=False)
     finally:
         for parent, key, old in saved:
             parent.set(key, old)
-
-
-def render(expression: exp.Expr, dialect: str, **opts: Any) -> str:
-    """``expression.sql(dialect, **opts)``: the same copy rendered, then let go of at once.
-
-    sqlglot's generator renders a copy (its transforms may change the tree they render),
-    and that copy is a cycle of parent links only the cyclic GC frees: a cold plan renders
-    three, and the collections they brought on cost about a tenth of it. Unlinked, the
-    copy is freed as soon as the text is made.
-    """
-    copy = expression.copy()
-    try:
-        return sqlglot.Dialect.get_or_raise(dialect).generate(copy, copy=False, **opts)
-    finally:
-        release(copy)
-
-
-def release(tree: exp.Expr) -> None:
-    """Unlink every node of ``tree`` from its parent, so that reference counting frees the
-    tree when its last holder lets go (no cycle left for the cyclic GC to find). Only for
-    a tree nothing else holds a node of: a held node would lose its parent."""
-    for node in tree.walk():
-        node.parent = None
 
 
 def _swap_all(

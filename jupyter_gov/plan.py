@@ -299,8 +299,6 @@ def _rewrite(
     if ctx.policy.late_masking and references is not None and references.qualified is not None:
         narrowed = narrowed_columns(tree, references.qualified, info, sources)
         late = late_columns(tree, references.qualified, info, catalog, sources, ctx.dialect)
-    if references is not None and references.qualified is not None:
-        analysis.release(references.qualified)  # read for the last time: free it now
     for ref in info.tables:
         if ref.kind != "catalog":
             continue
@@ -392,7 +390,7 @@ def _rewrite(
     # same order (a walk from ``final`` meets ``tree``'s nodes in the order a walk of it does).
     statement.placeholders = tuple(dict.fromkeys(str(p.name) for p in placeholders if p.name))
     statement.rewritten = final
-    statement.sql = analysis.render(final, ctx.dialect)
+    statement.sql = final.sql(dialect=ctx.dialect)
     changed = replaced or late or statement.positional or statement.user_params
     if final is tree and not changed:
         # Nothing above changed the copy of the statement as written (every change to it
