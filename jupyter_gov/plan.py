@@ -704,6 +704,8 @@ _JOIN_ARGS = frozenset({"this", "on", "side", "kind"})
 _TABLE_ARGS = frozenset({"this", "db", "catalog", "alias"})
 #: Constructs that reach a relation's columns without naming them: never with a raw column.
 _BY_POSITION_OR_PATTERN = (exp.Columns, exp.PositionalColumn, exp.Lateral, exp.Pivot)
+#: The nodes :func:`_late_shape` looks at.
+_LATE_SHAPE_CHECKED = (*_BY_POSITION_OR_PATTERN, exp.Star, exp.Join)
 
 
 def late_columns(
@@ -969,6 +971,8 @@ def _late_shape(tree: exp.Expr) -> bool:
     ):
         return False
     for node in tree.walk():
+        if not isinstance(node, _LATE_SHAPE_CHECKED):
+            continue  # most nodes: one check instead of three
         if isinstance(node, _BY_POSITION_OR_PATTERN):
             return False
         if (
