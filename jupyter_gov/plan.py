@@ -381,7 +381,7 @@ def _rewrite(
     statement.filters = tuple(dict.fromkeys(filters))
     if any(f.verdict == "deny" for f in findings):
         return findings
-    placeholders = _bind_user_placeholders(statement, tree, ctx.dialect)
+    placeholders, literals = _bind_user_placeholders(statement, tree, ctx.dialect)
     final = tree
     if limit is not None and info.is_read:
         limited = exp.select("*").from_(tree.subquery("_gov_limited", copy=False), copy=False)
@@ -397,7 +397,10 @@ def _rewrite(
         # is one of those listed), so its literal-free text is the one describe made.
         statement.audited_sql = statement.info.normalized
     else:
-        statement.audited_sql = analysis.parameterize_literals(final, ctx.dialect)
+        # The literals of ``tree`` are all of ``final``'s unless the row cap wrapped it.
+        statement.audited_sql = analysis.parameterize_literals(
+            final, ctx.dialect, literals if final is tree else None
+        )
     return findings
 
 
@@ -519,14 +522,21 @@ def _check_write_target(
 
 def _bind_user_placeholders(
     statement: PlannedStatement, tree: exp.Expr, dialect: str
-) -> list[exp.Placeholder]:
+) -> tuple[list[exp.Placeholder], list[exp.Literal]]:
     """Rename user parameters to ``u_*`` so they can never collide with internal ``g_*`` ones;
-    return every placeholder of ``tree`` (the internal ones too), in walk order.
+    return every placeholder of ``tree`` (the internal ones too), in walk order, and every
+    literal (what the audit's text swaps out), from the one walk this takes.
 
     ``?`` placeholders are numbered in the order they are written, which is the order the
     caller's values come in (see :func:`analysis.positional_placeholders`).
     """
-    found = list(tree.find_all(exp.Placeholder))
+    found: list[exp.Placeholder] = []
+    literals: list[exp.Literal] = []
+    for node in analysis.nodes(tree):
+        if isinstance(node, exp.Placeholder):
+            found.append(node)
+        elif isinstance(node, exp.Literal):
+            literals.append(node)
     positional = analysis.positional_placeholders(tree, dialect, found)
     named = [p for p in found if p.name and p.name != "?"]
     for position, placeholder in enumerate(positional, 1):
@@ -540,7 +550,7 @@ def _bind_user_placeholders(
         bound = f"u_{name}"
         statement.user_params[name.replace("__", ".")] = bound
         placeholder.set("this", bound)
-    return found
+    return found, literals
 
 
 @dataclass
