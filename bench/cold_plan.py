@@ -1,17 +1,18 @@
-"""Cold plans, A/B: this checkout against another (e.g. a worktree of main), in one run.
+"""Cold plans, A/B: this checkout against another (``../base``: e.g. a worktree of main).
 
-    python bench/cold_plan.py --base /path/to/other/checkout [--rounds 41] [--clock cpu]
-    python bench/cold_plan.py --base /path/to/other/checkout --check
+    python bench/cold_plan.py --base ../base [--rounds 21] [--repeat 3] [--clock cpu]
+    python bench/cold_plan.py --base ../base --check
 
-Each checkout is imported in its own subprocess. A round plans each of the 22 TPC-H texts
-once on each side, as ``bench/run.py`` does (``session._plans.clear();
-session.explain(text)``, identity bob, ``bench/tpch_policy.yaml``), the texts in a shuffled
-order and each on both sides in turn (who goes first alternates); the report gives,
-per side, the median over the texts of each text's median (``--clock cpu``: the
-planning thread's CPU time instead of wall time, steadier on a shared machine). Only the
-schema of TPC-H is needed (an empty copy is made in a temporary folder). ``--check`` plans
-a broad corpus (the 22 texts, and every SQL string literal of the tests, as each demo
-user) on both sides and compares every plan output byte for byte instead of timing.
+Each checkout is imported in its own subprocess. A round takes the 22 TPC-H texts in a
+shuffled order and gives each to both sides in turn (who goes first alternates); a side
+plans it ``--repeat`` times back to back as ``bench/run.py`` does (the cached plan, then
+``session._plans.clear(); session.explain(text)`` timed; identity bob,
+``bench/tpch_policy.yaml``). The report gives, per side, the median over the texts of each
+text's median (``--clock cpu``: the planning thread's CPU time instead of wall time,
+steadier on a shared machine) and of each text's fastest run. Only the schema of TPC-H
+is needed (an empty copy is made in a temporary folder). ``--check`` plans a broad corpus
+(the 22 texts, and every SQL string literal of the tests, as each demo user, with and
+without a row cap) on both sides and compares every plan output byte for byte instead.
 """
 
 from __future__ import annotations
@@ -136,12 +137,14 @@ def worker() -> None:
             # The texts the driver names (all by default), in its order: shuffled each
             # round, a collection of the cyclic GC lands on a different text each time.
             order = [int(i) for i in command.split()[1:]] or list(range(len(texts)))
-            times = [0.0] * len(texts)
+            times: list[list[float]] = [[] for _ in texts]
             for index in order:
-                session._plans.clear()
-                started = clock()
-                session.explain(texts[index])
-                times[index] = clock() - started
+                for _ in range(setup.get("repeat", 1)):  # as bench/run.py does, back to back
+                    session.explain(texts[index])  # the warm plan run.py measures first
+                    session._plans.clear()
+                    started = clock()
+                    session.explain(texts[index])
+                    times[index].append(clock() - started)
             print(json.dumps(times), flush=True)
         elif command == "check":
             out: dict[str, Any] = {}
@@ -196,7 +199,8 @@ def ask(process: subprocess.Popen[str], command: str) -> Any:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=Path, required="--worker" not in sys.argv)
-    parser.add_argument("--rounds", type=int, default=41)
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--repeat", type=int, default=3, help="cold plans per text per turn")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--worker", action="store_true")
@@ -208,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         setup = {
             "policy": str(POLICY),
             "clock": args.clock,
+            "repeat": args.repeat,
             "tpch": tpch_texts(),
             "tests": test_texts() if args.check else [],
         }
@@ -218,13 +223,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.check:
                 return compare({name: ask(p, "check") for name, p in sides.items()})
-            times: dict[str, list[list[float]]] = {name: [] for name in sides}
+            times: dict[str, list[list[list[float]]]] = {name: [] for name in sides}
             shuffle = random.Random(0)
             for index in range(args.rounds):
                 texts = list(range(len(setup["tpch"])))
                 shuffle.shuffle(texts)
                 for name in times:
-                    times[name].append([0.0] * len(texts))
+                    times[name].append([[] for _ in texts])
                 for turn, text in enumerate(texts):  # each text on both sides in turn
                     for name in list(sides) if (index + turn) % 2 == 0 else reversed(sides):
                         times[name][-1][text] = ask(sides[name], f"round {text}")[text]
@@ -238,9 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(times: dict[str, list[list[float]]]) -> None:
+def report(times: dict[str, list[list[list[float]]]]) -> None:
     per_text = {
-        name: [statistics.median(r[i] for r in rounds) * 1000 for i in range(len(rounds[0]))]
+        name: [
+            statistics.median(t for r in rounds for t in r[i]) * 1000 for i in range(len(rounds[0]))
+        ]
         for name, rounds in times.items()
     }
     base, this = statistics.median(per_text["base"]), statistics.median(per_text["this"])
@@ -248,7 +255,9 @@ def report(times: dict[str, list[list[float]]]) -> None:
     print(f"median cold plan: base {base:.3f} ms, this {this:.3f} ms, this/base {this / base:.3f}")
     # The fastest of each text's runs: what a plan costs when nothing else got in the way.
     fastest = {
-        name: statistics.median(min(r[i] for r in rounds) * 1000 for i in range(len(rounds[0])))
+        name: statistics.median(
+            min(t for r in rounds for t in r[i]) * 1000 for i in range(len(rounds[0]))
+        )
         for name, rounds in times.items()
     }
     b, t = fastest["base"], fastest["this"]
