@@ -8,6 +8,7 @@ functions and table functions it calls, and its literal-free fingerprint for the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import logging
@@ -169,7 +170,7 @@ def parse(
             "guardrails.max_sql_bytes allows; split it or raise the limit in the policy.",
             "sql-too-large",
         )
-    grammar = sqlglot.Dialect.get_or_raise(dialect)
+    grammar = dialect_named(dialect)
     try:
         tokens = grammar.tokenize(sql)
     except TokenError as error:
@@ -212,6 +213,19 @@ def parse(
     for statement in statements:
         _forget_positions(statement)
     return statements
+
+
+def dialect_named(name: str) -> sqlglot.Dialect:
+    """The sqlglot dialect ``name`` names, one instance per name (dialects do not change
+    once built): sqlglot builds one for every call given a name, about five per plan."""
+    if not isinstance(name, str):  # a Dialect already (equal to any of its class: no cache)
+        return sqlglot.Dialect.get_or_raise(name)
+    return _dialect_named(name)
+
+
+@functools.lru_cache(maxsize=64)
+def _dialect_named(name: str) -> sqlglot.Dialect:
+    return sqlglot.Dialect.get_or_raise(name)
 
 
 def _colon_parameter(tokens: list) -> bool:
@@ -453,7 +467,7 @@ def parameterize_literals(
         return "?"
     saved = _swap_all(expression, exp.Literal, lambda _: exp.Placeholder(), literals)
     try:
-        return expression.sql(dialect=dialect, comments=False)
+        return expression.sql(dialect=dialect_named(dialect), comments=False)
     finally:
         for parent, key, old in saved:
             parent.set(key, old)

@@ -390,7 +390,7 @@ def _rewrite(
     # same order (a walk from ``final`` meets ``tree``'s nodes in the order a walk of it does).
     statement.placeholders = tuple(dict.fromkeys(str(p.name) for p in placeholders if p.name))
     statement.rewritten = final
-    statement.sql = final.sql(dialect=ctx.dialect)
+    statement.sql = final.sql(dialect=analysis.dialect_named(ctx.dialect))
     changed = replaced or late or statement.positional or statement.user_params
     if final is tree and not changed:
         # Nothing above changed the copy of the statement as written (every change to it
@@ -593,7 +593,7 @@ def _referenced_columns(
             tree.copy(),
             schema=_schema(catalog, dialect),
             db=catalog.default_schema or None,
-            dialect=dialect,
+            dialect=analysis.dialect_named(dialect),
             expand_stars=True,
             validate_qualify_columns=False,
             quote_identifiers=False,
