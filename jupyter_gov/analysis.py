@@ -240,32 +240,12 @@ def _colon_parameter(tokens: list) -> bool:
 _POSITIONS = frozenset({"line", "col", "start", "end"})
 
 
-def nodes(root: exp.Expr) -> list[exp.Expr]:
-    """Every node of ``root``, in the order ``root.walk()`` visits them (breadth first).
-
-    A list built in one loop: sqlglot's walk resumes a generator per node and another for
-    each node's children, which made the planner's few walks of a statement cost a fifth
-    of parsing it. Only for a tree that does not change while the list is used.
-    """
-    found = [root]
-    append = found.append
-    for node in found:  # the list grows as it is read: a queue
-        for value in node.args.values():
-            if isinstance(value, list):
-                for item in value:
-                    if isinstance(item, exp.Expr):
-                        append(item)
-            elif isinstance(value, exp.Expr):
-                append(value)
-    return found
-
-
 def _forget_positions(tree: exp.Expr) -> None:
     """Drop the parser's token positions from every node: nothing reads them after a
     successful parse, and each tree copy deep-copies them in Python (about a tenth of a
     cold plan, which copies the statement several times). Empty comment lists the parser
     leaves go too, for the same reason (no comment and an empty list render alike)."""
-    for node in nodes(tree):
+    for node in tree.walk():
         if node.comments == []:
             node.comments = None
         meta = node._meta
@@ -293,7 +273,7 @@ def describe(
     scoped = scoped_tables(expression)
     bare: list[tuple[str, exp.Column]] = []  # unqualified columns named like a niladic call
     literals: list[exp.Literal] = []
-    for node in nodes(expression):
+    for node in expression.walk():
         if isinstance(node, exp.Literal):
             literals.append(node)
         elif isinstance(node, exp.Column):

@@ -16,7 +16,7 @@ from typing import Literal
 from sqlglot import exp
 from sqlglot.optimizer.simplify import simplify
 
-from jupyter_gov.analysis import READ_ROOTS, WRITE_ROOTS, StatementInfo, function_name, nodes
+from jupyter_gov.analysis import READ_ROOTS, WRITE_ROOTS, StatementInfo, function_name
 from jupyter_gov.connectors.profile import Profile
 from jupyter_gov.errors import GovError
 from jupyter_gov.exposure import Exposure
@@ -176,7 +176,7 @@ def check_statement(info: StatementInfo, ctx: Context, index: int = 0) -> list[F
 
     # One walk: the Directory, PIVOTs and placeholders checked below are gathered here.
     gathered: dict[type[exp.Expr], list[exp.Expr]] = {kind: [] for kind in _GATHERED}
-    for node in nodes(root):
+    for node in root.walk():
         if not isinstance(node, _CHECKED):
             continue  # most nodes: one check instead of five
         if isinstance(node, _GATHERED):

@@ -532,7 +532,7 @@ def _bind_user_placeholders(
     """
     found: list[exp.Placeholder] = []
     literals: list[exp.Literal] = []
-    for node in analysis.nodes(tree):
+    for node in tree.walk():
         if isinstance(node, exp.Placeholder):
             found.append(node)
         elif isinstance(node, exp.Literal):
