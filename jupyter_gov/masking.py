@@ -15,7 +15,7 @@ Keys and identity attributes are bound parameters (``g_*``), never literals in t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -59,6 +59,9 @@ class MaskedSource:
     masked: dict[str, exp.Expr] | None = field(default_factory=dict)
     table: exp.Table | None = None
     conditions: list[exp.Expr] = field(default_factory=list)
+    #: Masked columns the plan masks above the scan (:func:`with_late_columns`): the only
+    #: masked columns the scan may carry raw.
+    late: frozenset[str] = frozenset()
 
     @cached_property
     def subquery(self) -> exp.Select:
@@ -68,6 +71,9 @@ class MaskedSource:
         if self.masked is None or self.table is None:
             raise ValueError("This masked source's projections were moved to another one.")
         masked = self.masked
+        raw = [c for c in self.columns if c in self.masks and c not in masked.keys() | self.late]
+        if raw:  # never expected: refuse to build a scan that would carry a mask raw
+            raise ValueError(f"The masked scan has no mask for {', '.join(raw)}.")
         projections = [
             masked[column] if column in masked else exp.column(column, quoted=True)
             for column in self.columns
@@ -92,6 +98,7 @@ def masked_source(
     unmask: frozenset[str] = frozenset(),
     late: frozenset[str] = frozenset(),
     narrowed: Mapping[str, int] | None = None,
+    carried: Collection[str] | None = None,
 ) -> tuple[MaskedSource, dict[str, Any]]:
     """Build ``SELECT <masked cols> FROM schema.table WHERE <filters>`` for these roles.
 
@@ -102,9 +109,15 @@ def masked_source(
     ``narrowed`` maps masked columns the statement reads only through their first ``N``
     characters (:func:`jupyter_gov.plan.narrowed_columns`) to ``N``: the scan computes just
     that prefix of the mask (:func:`prefix_mask_expression`); ``masks`` still lists them.
+    ``carried``: the columns the statement reads through this scan (None: all); the scan
+    projects only those (the first column if none), and masks only those. ``masks`` and
+    ``tags`` still describe every column.
     """
+    columns = tuple(table.columns)
+    if carried is not None:
+        columns = tuple(c for c in columns if c in carried) or columns[:1]
     source = MaskedSource(
-        digest=policy.mask_digest, columns=tuple(table.columns), table=_scan_table(table)
+        digest=policy.mask_digest, columns=columns, table=_scan_table(table), late=late
     )
     for column, dtype in table.columns.items():
         spec, tags = policy.column_mask(table.name, column, roles, table.schema)
@@ -114,7 +127,7 @@ def masked_source(
             source.tags[column] = tags
         if spec.function != "none":
             source.masks[column] = spec
-            if column not in late:
+            if column not in late and column in columns:
                 prefix = (narrowed or {}).get(column)
                 _mask_in_scan(source, column, dtype, spec, dialect, prefix)
     params: dict[str, Any] = {}
@@ -154,11 +167,12 @@ def with_late_columns(
         columns=source.columns,
         table=_scan_table(table),
         conditions=[condition.copy() for condition in source.conditions],
+        late=late,
     )
     assert variant.masked is not None
     for column, spec in source.masks.items():
-        if column in late:
-            continue  # projected raw, masked above the scan
+        if column in late or column not in source.columns:
+            continue  # projected raw and masked above the scan, or not carried at all
         if column in narrowed:
             _mask_in_scan(variant, column, table.columns[column], spec, dialect, narrowed[column])
             continue

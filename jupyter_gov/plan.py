@@ -280,20 +280,23 @@ def _rewrite(
     )
     filters: list[str] = []
     replaced = False  # whether a scan was replaced or a write target's filter added
-    sources: dict[int, tuple[masking.MaskedSource, dict[str, Any]]] = {}
-    for ref in info.tables:
-        if ref.kind == "catalog":
-            entry = catalog.get(ref.name, ref.schema)
-            assert entry is not None
-            sources[id(ref)] = masking.masked_source(
-                entry, ctx.policy, ctx.roles, ctx.identity, ctx.dialect, unmask
-            )
     # The masked scans carry only the columns the statement reads (fewer masks for the
     # engine to bind and plan) when the analysis saw every column it reads.
     prunable = (
         references is not None and references.complete and not _names_columns_implicitly(tree)
     )
     scan_columns = _columns_per_scan(info, references) if prunable and references else {}
+    sources: dict[int, tuple[masking.MaskedSource, dict[str, Any]]] = {}
+    for ref in info.tables:
+        if ref.kind == "catalog":
+            entry = catalog.get(ref.name, ref.schema)
+            assert entry is not None
+            carried = None
+            if prunable and references is not None:
+                carried = scan_columns.get(id(ref), references.read.get(id(entry), set()))
+            sources[id(ref)] = masking.masked_source(
+                entry, ctx.policy, ctx.roles, ctx.identity, ctx.dialect, unmask, carried=carried
+            )
     late: dict[int, set[str]] = {}
     narrowed: dict[int, dict[str, int]] = {}
     if ctx.policy.late_masking and references is not None and references.qualified is not None:
@@ -351,8 +354,6 @@ def _rewrite(
             continue
         if not source.masks and not source.filters:
             continue  # nothing to hide from this caller: the scan stays as written
-        if prunable:
-            _carry_only(source.subquery, scan_columns.get(id(ref), used))
         subquery = exp.Subquery(this=source.subquery, alias=_alias_for(ref.node))
         for carried in ("pivots", "sample"):
             if ref.node.args.get(carried):
@@ -437,15 +438,6 @@ def _columns_per_scan(info: StatementInfo, references: ColumnUse) -> dict[int, s
         if isinstance(node, exp.Table) and node.name == ref.node.name:
             carried[id(ref)] = references.read_by_node.get(id(node), set())
     return carried
-
-
-def _carry_only(select: exp.Select, columns: set[str]) -> None:
-    """Keep only the projections of ``columns`` in a masked scan (``masked_source`` built
-    it for this plan alone). Each kept column keeps its mask; a dropped one cannot be
-    read at all, so a column the analysis missed is an error in the engine, never a raw
-    value. With no column read (``count(*)``) the first projection stays."""
-    kept = [p for p in select.expressions if p.alias_or_name in columns]
-    select.set("expressions", kept or select.expressions[:1])
 
 
 def _own_copy(info: StatementInfo) -> StatementInfo:

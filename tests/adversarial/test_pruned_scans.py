@@ -1,8 +1,9 @@
 """A masked scan carries only the columns the statement reads, and nothing else changes.
 
 The planner used to project every column of a masked table, each with its mask; now each
-scan projects the columns read through it (``plan._carry_only``), when the analysis saw
-every column the statement reads. These tests pin the three promises of that rule:
+scan projects the columns read through it (``masking.masked_source(carried=...)``), when
+the analysis saw every column the statement reads. These tests pin the three promises of
+that rule:
 
 - the scan is narrower exactly when it may be: shapes that name columns implicitly
   (star modifiers, NATURAL/USING joins, whole-row reads, COLUMNS(...), PIVOT) keep the
