@@ -69,6 +69,7 @@ def hub_stand_in(reply: Callable[[str], tuple[int, bytes]]) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+        thread.join(5)
 
 
 @dataclass

@@ -8,9 +8,7 @@ a service's) is refused with one sentence, and a Hub that cannot be reached is a
 
 from __future__ import annotations
 
-import http.server
 import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +17,7 @@ import pytest
 from jupyter_gov.errors import IdentityError
 from jupyter_gov.identity.factory import provider_from_config
 from jupyter_gov.identity.jupyterhub import JupyterHubProvider
-from tests.hub_server import RealHub
+from tests.hub_server import RealHub, hub_stand_in
 
 pytestmark = pytest.mark.server
 
@@ -160,28 +158,12 @@ def lying_proxy() -> Iterator[dict[str, Any]]:
     """An HTTP proxy that answers every request as if it were the Hub, for root."""
     seen: list[str] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            body = b'{"kind": "user", "name": "root", "admin": true, "groups": ["admins"]}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def reply(path: str) -> tuple[int, bytes]:
+        seen.append(path)
+        return 200, b'{"kind": "user", "name": "root", "admin": true, "groups": ["admins"]}'
 
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.start()
-    try:
-        yield {"url": f"http://127.0.0.1:{server.server_address[1]}", "seen": seen}
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with hub_stand_in(reply) as url:
+        yield {"url": url, "seen": seen}
 
 
 def test_proxy_env_vars_cannot_answer_for_the_hub(
