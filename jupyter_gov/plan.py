@@ -642,11 +642,11 @@ def _source_of(scope: Scope, name: str) -> exp.Expr | Scope | None:
 
 def _names_every_column(qualified: exp.Expr) -> bool:
     """Whether every column the statement reads is named in it, after qualify expanded its
-    stars: no star left but ``count(*)``'s, no ``COLUMNS(...)``, no whole row read through
-    its alias (``to_json(c)``) and no PIVOT/UNPIVOT (which group or unpivot by every column
-    they are not told about)."""
+    stars: no star left but ``count(*)``'s, no construct that reaches columns by position
+    or pattern (``#2``, ``COLUMNS(...)``, PIVOT/UNPIVOT, LATERAL: late masking's list) and
+    no whole row read through its alias (``to_json(c)``)."""
     for node in qualified.walk():
-        if isinstance(node, (exp.Columns, exp.Pivot, exp.TableColumn)):
+        if isinstance(node, (*_BY_POSITION_OR_PATTERN, exp.TableColumn)):
             return False
         if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
             return False

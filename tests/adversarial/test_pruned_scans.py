@@ -51,6 +51,7 @@ SHAPES = [
     "SELECT * FROM customers NATURAL JOIN orders ORDER BY order_id LIMIT 5",
     "SELECT to_json(c) FROM customers AS c ORDER BY customer_id LIMIT 5",
     "SELECT COLUMNS('.*mail.*') FROM customers ORDER BY customer_id LIMIT 5",
+    "SELECT #2, #3, city FROM customers ORDER BY customer_id LIMIT 5",
     "SELECT * FROM (SELECT segment, city FROM customers) "
     "PIVOT (count(*) FOR segment IN ('consumer', 'enterprise')) ORDER BY city",
     "SELECT region, sum(amount) FROM orders GROUP BY region ORDER BY region",
@@ -121,6 +122,8 @@ def test_count_star_keeps_one_column(session_for):
         "SELECT email FROM customers JOIN support_tickets USING (customer_id)",
         "SELECT to_json(c) FROM customers AS c",
         "SELECT COLUMNS('.*mail.*') FROM customers",
+        "SELECT #2 FROM customers",
+        "SELECT #3, email FROM customers",
         "SELECT * FROM (SELECT * FROM customers) PIVOT (count(*) FOR segment IN ('consumer'))",
     ],
 )
