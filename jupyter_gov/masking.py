@@ -96,29 +96,21 @@ def masked_source(
     identity: Identity,
     dialect: str,
     unmask: frozenset[str] = frozenset(),
-    late: frozenset[str] = frozenset(),
-    narrowed: Mapping[str, int] | None = None,
     carried: Collection[str] | None = None,
 ) -> tuple[MaskedSource, dict[str, Any]]:
     """Build ``SELECT <masked cols> FROM schema.table WHERE <filters>`` for these roles.
 
     Returns the source and the parameters its filters bind. ``unmask`` lists tags an
-    approval has unmasked for this one statement. ``late`` lists masked columns the plan
-    masks above the scan instead (:func:`jupyter_gov.plan.late_columns` proved the statement
-    reads them only there); the scan carries them raw and ``masks`` still lists them.
-    ``narrowed`` maps masked columns the statement reads only through their first ``N``
-    characters (:func:`jupyter_gov.plan.narrowed_columns`) to ``N``: the scan computes just
-    that prefix of the mask (:func:`prefix_mask_expression`); ``masks`` still lists them.
-    ``carried``: the columns the statement reads through this scan (None: all); the scan
-    projects only those (the first column if none), and masks only those. ``masks`` and
-    ``tags`` still describe every column.
+    approval has unmasked for this one statement. ``carried``: the columns the statement
+    reads through this scan (None: all); the scan projects only those (the first column if
+    none), and masks only those. ``masks`` and ``tags`` still describe every column. A plan
+    that masks some columns above the scan or only their prefix in it makes its variant
+    with :func:`with_late_columns`.
     """
     columns = tuple(table.columns)
     if carried is not None:
         columns = tuple(c for c in columns if c in carried) or columns[:1]
-    source = MaskedSource(
-        digest=policy.mask_digest, columns=columns, table=_scan_table(table), late=late
-    )
+    source = MaskedSource(digest=policy.mask_digest, columns=columns, table=_scan_table(table))
     for column, dtype in table.columns.items():
         spec, tags = policy.column_mask(table.name, column, roles, table.schema)
         if tags and set(tags) <= unmask:
@@ -127,9 +119,8 @@ def masked_source(
             source.tags[column] = tags
         if spec.function != "none":
             source.masks[column] = spec
-            if column not in late and column in columns:
-                prefix = (narrowed or {}).get(column)
-                _mask_in_scan(source, column, dtype, spec, dialect, prefix)
+            if column in columns:
+                _mask_in_scan(source, column, dtype, spec, dialect, prefix=None)
     params: dict[str, Any] = {}
     applied = []
     for row_filter in policy.row_filters_for(table.name, roles, identity):
@@ -148,11 +139,14 @@ def with_late_columns(
     late: frozenset[str] = frozenset(),
     narrowed: Mapping[str, int] | None = None,
 ) -> MaskedSource:
-    """What :func:`masked_source` returns for the same scan with ``late`` and ``narrowed``,
-    made from ``source`` (built without either) instead of from the policy again.
+    """``source`` with ``late`` (masked columns the plan masks above the scan:
+    :func:`jupyter_gov.plan.late_columns` proved the statement reads them only there; the
+    scan carries them raw and ``masks`` still lists them) and ``narrowed`` (masked columns
+    read only through their first ``N`` characters, :func:`jupyter_gov.plan.narrowed_columns`:
+    the scan computes just that prefix, :func:`prefix_mask_expression`).
 
-    Why: a plan that masks some columns late or narrowed builds its sources twice, and
-    building every other column's mask again cost a cold plan more than its parse. The
+    Made from ``source`` rather than from the policy again: building every other column's
+    mask a second time cost a cold plan more than its parse. The
     masks of the columns neither names move from ``source`` (whose own ``subquery`` can
     then no longer be built); the others are made as :func:`masked_source` makes them.
     """
